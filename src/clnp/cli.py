@@ -1,0 +1,105 @@
+"""The ``clnp`` command line: ``clnp run``, ``clnp benchmarks``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import __version__
+
+
+class UsageError(Exception):
+    """Bad input from the user: printed as one line, exit code 2."""
+
+
+def _add_run_arguments(p: argparse.ArgumentParser) -> None:
+    from .benchmarks import BENCHMARKS
+
+    p.add_argument("--benchmark", default="split-digits", choices=sorted(BENCHMARKS),
+                   help="task stream (default: split-digits)")
+    p.add_argument("--method", default="clnp", help="continual-learning method (default: clnp)")
+    p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
+    p.add_argument("--model", help="network spec, e.g. mlp:256,256 or cnn:32,32,64,64/512[:bn]")
+    p.add_argument("--epochs", type=int, help="training epochs per task")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--l1", type=float, help="L1 coefficient on hidden activations")
+    p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", help="directory holding downloaded data sets")
+    p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from .report import summary
+    from .runner import RunConfig, run
+
+    config = RunConfig(
+        benchmark=args.benchmark, method=args.method, tasks=args.tasks, model=args.model, epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, l1=args.l1, margin=args.margin, seed=args.seed, data_dir=args.data_dir,
+        progress=not args.no_progress,
+    )
+    out = Path(args.out or f"runs/{args.benchmark}-{args.method}-s{args.seed}")
+    results = run(config, out)
+    print(summary(results))
+    print(f"\nresults written to {out / 'results.json'}")
+    return 0
+
+
+def _cmd_benchmarks(args: argparse.Namespace) -> int:
+    from .benchmarks import BENCHMARKS
+
+    for spec in BENCHMARKS.values():
+        print(f"{spec.name:<24}{spec.description}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import summary
+
+    path = Path(args.run_dir) / "results.json"
+    if not path.is_file():
+        raise UsageError(f"no results.json in {args.run_dir}: is it a run directory written by 'clnp run --out'?")
+    print(summary(json.loads(path.read_text())))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="clnp", description="Continual learning via neural pruning: zero-forgetting task-incremental training.")
+    parser.add_argument("--version", action="version", version=f"clnp {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_run = sub.add_parser("run", help="learn a benchmark's tasks in order and report accuracy and capacity")
+    _add_run_arguments(p_run)
+    p_run.set_defaults(func=_cmd_run)
+    p_b = sub.add_parser("benchmarks", help="list the benchmarks")
+    p_b.set_defaults(func=_cmd_benchmarks)
+    p_r = sub.add_parser("report", help="print the tables of a finished run")
+    p_r.add_argument("run_dir")
+    p_r.set_defaults(func=_cmd_report)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (UsageError, ValueError, FileNotFoundError) as exc:
+        print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,205 @@
+"""Masked layers: dense, conv and batch-norm modules whose frozen part cannot move.
+
+A masked layer keeps the usual ``weight``/``bias`` parameters plus one persistent ``owner`` buffer
+(see :mod:`clnp.partition`). From the owner vectors it derives, as non-persistent buffers:
+
+* ``train_rows``: the units the current task trains (the free ones);
+* ``frozen_weight`` / ``frozen_bias``: a snapshot of the weights of owned units, with cut
+  (interference) weights set to exactly zero.
+
+The forward pass uses ``where(train_rows, weight, frozen_weight)``. Frozen values therefore live in
+buffers, not parameters: no optimiser, momentum or weight decay can reach them, and the gradient of
+``weight`` is exactly zero outside the trainable rows. Weights are never mutated in ``forward``;
+:meth:`MaskedMixin.consolidate_` writes the effective weights back into the parameters at task
+boundaries, so ``state_dict()`` taken between tasks holds the true weights.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .partition import FREE, cut_mask, trainable_units
+
+
+def _unsqueeze_like(mask: Tensor, ndim: int) -> Tensor:
+    """Reshape a per-unit mask ``[U]`` to broadcast over a weight or activation with ``ndim`` dims."""
+    return mask.view(-1, *([1] * (ndim - 1)))
+
+
+class MaskedMixin:
+    """Shared logic of :class:`MaskedLinear` and :class:`MaskedConv2d` (units = output rows)."""
+
+    weight: Tensor
+    bias: Tensor | None
+    owner: Tensor
+    train_rows: Tensor
+    frozen_weight: Tensor
+    frozen_bias: Tensor
+    _all_free: bool
+
+    def _init_masks(self, n_units: int) -> None:
+        module: nn.Module = self  # type: ignore[assignment]
+        module.register_buffer("owner", torch.full((n_units,), FREE, dtype=torch.long))
+        module.register_buffer("train_rows", torch.ones(n_units, dtype=torch.bool), persistent=False)
+        module.register_buffer("frozen_weight", torch.zeros_like(self.weight), persistent=False)
+        module.register_buffer(
+            "frozen_bias", torch.zeros(n_units, dtype=self.weight.dtype), persistent=False
+        )
+        self._all_free = True
+
+    @property
+    def n_units(self) -> int:
+        return self.owner.numel()
+
+    def effective_weight(self) -> Tensor:
+        if self._all_free:
+            return self.weight
+        rows = _unsqueeze_like(self.train_rows, self.weight.dim())
+        return torch.where(rows, self.weight, self.frozen_weight)
+
+    def effective_bias(self) -> Tensor | None:
+        if self.bias is None or self._all_free:
+            return self.bias
+        return torch.where(self.train_rows, self.bias, self.frozen_bias)
+
+    def in_features_count(self) -> int:
+        return self.weight.shape[1]
+
+    @torch.no_grad()
+    def consolidate_(self) -> None:
+        """Write the effective weights (frozen values included) back into the parameters."""
+        self.weight.copy_(self.effective_weight())
+        if self.bias is not None:
+            self.bias.copy_(self.effective_bias())
+
+    @torch.no_grad()
+    def refresh_(self, owner_in: Tensor | None) -> None:
+        """Derive the masks from the owner vectors; zero cut weights; snapshot the frozen ones.
+
+        Call only when the parameters are consolidated (between tasks, or right after loading).
+        """
+        cut = cut_mask(owner_in, self.owner)
+        if self.weight.dim() == 4:
+            cut = cut[:, :, None, None]
+        self.weight.masked_fill_(cut, 0.0)
+        self.frozen_weight.copy_(self.weight)
+        if self.bias is not None:
+            self.frozen_bias.copy_(self.bias)
+        self.train_rows.copy_(trainable_units(self.owner))
+        self._all_free = bool(self.train_rows.all())
+
+    @torch.no_grad()
+    def reset_free_(self) -> None:
+        """Fresh default initialisation of the free units' incoming weights and biases."""
+        free = trainable_units(self.owner)
+        if not free.any():
+            return
+        fresh = torch.empty_like(self.weight)
+        nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))
+        self.weight[free] = fresh[free]
+        if self.bias is not None:
+            fan_in = self.weight[0].numel()
+            bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+            self.bias[free] = torch.empty(int(free.sum()), dtype=self.bias.dtype).uniform_(-bound, bound)
+
+
+class MaskedLinear(MaskedMixin, nn.Linear):
+    """``nn.Linear`` whose units (output features) carry an owner; see the module docstring."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
+        nn.Linear.__init__(self, in_features, out_features, bias=bias)
+        self._init_masks(out_features)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.linear(x, self.effective_weight(), self.effective_bias())
+
+
+class MaskedConv2d(MaskedMixin, nn.Conv2d):
+    """``nn.Conv2d`` whose units (output channels) carry an owner; see the module docstring."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        nn.Conv2d.__init__(self, *args, **kwargs)
+        if self.groups != 1:
+            raise ValueError("grouped convolutions are not supported by clnp (groups must be 1)")
+        self._init_masks(self.out_channels)
+
+    def in_features_count(self) -> int:
+        return self.in_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self._conv_forward(x, self.effective_weight(), self.effective_bias())
+
+
+class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
+    """Batch norm (1d or 2d) whose channels belong to the task of their unit.
+
+    Channels of earlier tasks are computed in evaluation mode (their frozen running statistics)
+    even while the network trains, so later tasks see old features exactly as they are at test
+    time; their running statistics are restored after every training step and their affine
+    parameters are served from frozen buffers, so none of it ever moves.
+    """
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True) -> None:
+        super().__init__(num_features, eps=eps, momentum=momentum, affine=affine,
+                         track_running_stats=True)
+        n = num_features
+        self.register_buffer("train_rows", torch.ones(n, dtype=torch.bool), persistent=False)
+        for name in ("frozen_weight", "frozen_bias", "frozen_mean", "frozen_var"):
+            self.register_buffer(name, torch.zeros(n), persistent=False)
+        self._all_free = True
+
+    def _check_input_dim(self, x: Tensor) -> None:
+        if x.dim() not in (2, 3, 4):
+            raise ValueError(f"expected a 2D, 3D or 4D input to batch norm, got {x.dim()}D")
+
+    @torch.no_grad()
+    def consolidate_(self) -> None:
+        if self.affine and not self._all_free:
+            self.weight.copy_(torch.where(self.train_rows, self.weight, self.frozen_weight))
+            self.bias.copy_(torch.where(self.train_rows, self.bias, self.frozen_bias))
+
+    @torch.no_grad()
+    def refresh_(self, owner: Tensor) -> None:
+        """Follow the owner vector of the block's prunable layer; snapshot the frozen channels."""
+        self.train_rows.copy_(trainable_units(owner))
+        self._all_free = bool(self.train_rows.all())
+        if self.affine:
+            self.frozen_weight.copy_(self.weight)
+            self.frozen_bias.copy_(self.bias)
+        self.frozen_mean.copy_(self.running_mean)
+        self.frozen_var.copy_(self.running_var)
+
+    @torch.no_grad()
+    def reset_free_(self) -> None:
+        free = self.train_rows
+        if self.affine:
+            self.weight[free] = 1.0
+            self.bias[free] = 0.0
+        self.running_mean[free] = 0.0
+        self.running_var[free] = 1.0
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input_dim(x)
+        if self._all_free:
+            return super().forward(x)
+        w = b = None
+        if self.affine:
+            w = torch.where(self.train_rows, self.weight, self.frozen_weight)
+            b = torch.where(self.train_rows, self.bias, self.frozen_bias)
+        if not self.training:
+            # Old channels' running statistics equal their frozen ones (restored after every step).
+            return F.batch_norm(x, self.running_mean, self.running_var, w, b, False, 0.0, self.eps)
+        old = F.batch_norm(x, self.frozen_mean, self.frozen_var, w, b, False, 0.0, self.eps)
+        momentum = 0.0 if self.momentum is None else self.momentum
+        # Update copies of the statistics (autograd keeps them), then take only the free channels'.
+        mean, var = self.running_mean.clone(), self.running_var.clone()
+        new = F.batch_norm(x, mean, var, w, b, True, momentum, self.eps)
+        with torch.no_grad():
+            self.running_mean.copy_(torch.where(self.train_rows, mean, self.frozen_mean))
+            self.running_var.copy_(torch.where(self.train_rows, var, self.frozen_var))
+        return torch.where(_unsqueeze_like(self.train_rows, x.dim() - 1), new, old)

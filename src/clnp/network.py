@@ -1,0 +1,338 @@
+"""Multi-head networks made of prunable blocks: the model CLNP trains.
+
+A network is a *stem* (modules before the first prunable layer, e.g. ``Flatten``), a list of
+:class:`Block` s and one output head per task. A block is one prunable layer (``Linear`` or
+``Conv2d``: its output features or channels are the *units*), the batch-norm and activation
+modules right after it (their output is the unit *activity* that the L1 penalty and the pruning
+read), then pass-through modules (pooling, dropout, flatten). Build one with :func:`mlp`,
+:func:`cnn`, or from your own ``nn.Sequential`` with :class:`CLNPNet`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
+from .partition import FREE, expand_owner
+
+ACTIVATIONS = (
+    nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
+    nn.Softplus, nn.Mish, nn.Hardtanh, nn.Identity,
+)
+PASS_THROUGH = (nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Dropout2d)
+BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+class Block(nn.Module):
+    """A prunable layer, its element-wise ``post`` modules (activity read here) and its ``tail``."""
+
+    def __init__(self, layer: MaskedLinear | MaskedConv2d, post: list[nn.Module], tail: list[nn.Module]):
+        super().__init__()
+        self.layer = layer
+        self.post = nn.Sequential(*post)
+        self.tail = nn.Sequential(*tail)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Return ``(activity, output)``: the units' activations and what the next block reads."""
+        a = self.post(self.layer(x))
+        return a, self.tail(a)
+
+    def batch_norms(self) -> list[MaskedBatchNorm]:
+        return [m for m in (*self.post, *self.tail) if isinstance(m, MaskedBatchNorm)]
+
+
+def _masked_copy(module: nn.Module) -> nn.Module:
+    """A masked twin of a prunable or batch-norm module, with the same parameters."""
+    if isinstance(module, nn.Linear):
+        twin: nn.Module = MaskedLinear(module.in_features, module.out_features, bias=module.bias is not None)
+    elif isinstance(module, nn.Conv2d):
+        if module.padding_mode != "zeros":
+            raise ValueError("clnp supports Conv2d with padding_mode='zeros' only")
+        twin = MaskedConv2d(
+            module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
+            padding=module.padding, dilation=module.dilation, groups=module.groups,
+            bias=module.bias is not None,
+        )
+    elif isinstance(module, BATCH_NORMS):
+        if not module.track_running_stats:
+            raise ValueError("clnp needs batch norm with track_running_stats=True")
+        twin = MaskedBatchNorm(module.num_features, eps=module.eps, momentum=module.momentum,
+                               affine=module.affine)
+    else:
+        return module
+    twin.load_state_dict(module.state_dict(), strict=False)
+    return twin
+
+
+class CLNPNet(nn.Module):
+    """A feed-forward trunk of prunable blocks with one head per task.
+
+    Args:
+        trunk: ``nn.Sequential`` (or list) of ``Linear``, ``Conv2d``, element-wise activations,
+            ``MaxPool2d``/``AvgPool2d``, ``Flatten``, ``Dropout`` and ``BatchNorm1d/2d``. Its
+            parameters are copied into masked twins.
+        input_shape: shape of one input example (without the batch dimension).
+    """
+
+    def __init__(self, trunk: Sequence[nn.Module] | nn.Sequential, input_shape: Sequence[int]):
+        super().__init__()
+        self.input_shape = tuple(int(s) for s in input_shape)
+        stem: list[nn.Module] = []
+        blocks: list[Block] = []
+        current: list[nn.Module] | None = None  # [layer, post..., None marker, tail...]
+        for module in trunk:
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                if current is not None:
+                    blocks.append(self._make_block(current))
+                current = [_masked_copy(module)]
+            elif isinstance(module, (*ACTIVATIONS, *PASS_THROUGH, *BATCH_NORMS)):
+                twin = _masked_copy(module)
+                if current is None:
+                    if isinstance(module, BATCH_NORMS):
+                        raise ValueError("batch norm before the first Linear/Conv2d layer is not supported")
+                    stem.append(twin)
+                else:
+                    current.append(twin)
+            else:
+                raise TypeError(
+                    f"clnp cannot prune through {type(module).__name__}; expected Linear, Conv2d, "
+                    "element-wise activations, MaxPool2d/AvgPool2d, Flatten, Dropout or BatchNorm1d/2d"
+                )
+        if current is None:
+            raise ValueError("the trunk has no Linear or Conv2d layer: nothing to prune")
+        blocks.append(self._make_block(current))
+        self.stem = nn.Sequential(*stem)
+        self.blocks = nn.ModuleList(blocks)
+        self.heads = nn.ModuleList()
+        self.eval()  # the probe must not touch batch-norm statistics
+        with torch.no_grad():
+            probe = self.features(torch.zeros(2, *self.input_shape))
+        self.train()
+        if probe.dim() != 2:
+            raise ValueError(
+                f"the trunk must end in flat features (add nn.Flatten()); it ends with shape {tuple(probe.shape[1:])}"
+            )
+        self.feature_dim = probe.shape[1]
+        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_masks())
+        self.refresh_masks()
+
+    @staticmethod
+    def _make_block(modules: list[nn.Module]) -> Block:
+        layer, rest = modules[0], modules[1:]
+        split = 0
+        while split < len(rest) and isinstance(rest[split], (MaskedBatchNorm, *ACTIVATIONS)):
+            split += 1
+        return Block(layer, rest[:split], rest[split:])  # type: ignore[arg-type]
+
+    # ----------------------------------------------------------------------------- structure
+    @property
+    def layer_names(self) -> list[str]:
+        """Readable names of the prunable layers, e.g. ``['0:Linear(784->2000)', ...]``."""
+        names = []
+        for i, block in enumerate(self.blocks):
+            kind = "Conv2d" if isinstance(block.layer, MaskedConv2d) else "Linear"
+            names.append(f"{i}:{kind}({block.layer.in_features_count()}->{block.layer.n_units})")
+        return names
+
+    @property
+    def owners(self) -> list[Tensor]:
+        """The owner vector of every prunable layer (views of the buffers, do not edit in place)."""
+        return [block.layer.owner for block in self.blocks]
+
+    @property
+    def n_tasks(self) -> int:
+        return len(self.heads)
+
+    def masked_layers(self) -> list[nn.Module]:
+        """Every module with masks, in forward order: layers, their batch norms, then the heads."""
+        out: list[nn.Module] = []
+        for block in self.blocks:
+            out.append(block.layer)
+            out.extend(block.batch_norms())
+        out.extend(self.heads)
+        return out
+
+    def add_head(self, n_classes: int) -> int:
+        """Add the output head of a new task; return its task id."""
+        if n_classes < 2:
+            raise ValueError(f"a task needs at least 2 classes, got {n_classes}")
+        device = self.blocks[0].layer.weight.device
+        head = MaskedLinear(self.feature_dim, n_classes).to(device)
+        self.heads.append(head)
+        head.refresh_(expand_owner(self.blocks[-1].layer.owner, self.feature_dim))
+        return len(self.heads) - 1
+
+    @torch.no_grad()
+    def refresh_masks(self) -> None:
+        """Derive every mask from the owner vectors (after an owner change or a load)."""
+        owner_in: Tensor | None = None
+        for block in self.blocks:
+            layer = block.layer
+            layer.refresh_(None if owner_in is None else expand_owner(owner_in, layer.in_features_count()))
+            for bn in block.batch_norms():
+                bn.refresh_(layer.owner)
+            owner_in = layer.owner
+        assert owner_in is not None
+        for head in self.heads:
+            head.refresh_(expand_owner(owner_in, self.feature_dim))
+
+    @torch.no_grad()
+    def consolidate_(self) -> None:
+        """Write effective weights into the parameters (frozen values included)."""
+        for module in self.masked_layers():
+            module.consolidate_()  # type: ignore[operator]
+
+    # ------------------------------------------------------------------------------- forward
+    def features(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> Tensor:
+        return self._trunk(x, keep, None)
+
+    def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None) -> Tensor:
+        x = self.stem(x)
+        for i, block in enumerate(self.blocks):
+            a = block.post(block.layer(x))
+            if keep is not None and keep[i] is not None:
+                k = keep[i]
+                a = a * k.view(-1, *([1] * (a.dim() - 2))).to(a.dtype)
+            if taps is not None:
+                taps.append(a)
+            x = block.tail(a)
+        return x
+
+    def forward(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None) -> Tensor:
+        """Logits of task ``task``. ``keep`` (per layer, optional) zeroes the activity of units."""
+        if not 0 <= task < len(self.heads):
+            raise IndexError(f"unknown task id {task}: this network has {len(self.heads)} task heads")
+        return self.heads[task](self._trunk(x, keep, None))
+
+    def forward_with_activity(
+        self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Logits of task ``task`` and the activity of every prunable layer."""
+        taps: list[Tensor] = []
+        logits = self.heads[task](self._trunk(x, keep, taps))
+        return logits, taps
+
+    # --------------------------------------------------------------------------- task life cycle
+    @torch.no_grad()
+    def reset_free_units_(self) -> None:
+        """Re-initialise the free units of every layer (their weights, biases and batch norms)."""
+        for block in self.blocks:
+            block.layer.reset_free_()
+            for bn in block.batch_norms():
+                bn.reset_free_()
+        self.refresh_masks()
+
+    @torch.no_grad()
+    def assign_units_(self, task: int, keep: Sequence[Tensor]) -> None:
+        """Give the kept free units of every layer, and the head, to ``task``; freeze them."""
+        self.consolidate_()
+        for block, k in zip(self.blocks, keep, strict=True):
+            owner = block.layer.owner
+            owner[(owner == FREE) & k.to(owner.device)] = task
+        self.heads[task].owner.fill_(task)
+        self.refresh_masks()
+
+    def free_units(self) -> list[int]:
+        return [int((o == FREE).sum()) for o in self.owners]
+
+    def trainable_parameters(self, task: int) -> list[nn.Parameter]:
+        """Parameters the current task trains: the trunk's (masked) and its own head's."""
+        params = [p for p in self.blocks.parameters() if p.requires_grad]
+        return params + list(self.heads[task].parameters())
+
+
+def mlp(in_features: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0,
+        batch_norm: bool = False, input_shape: Sequence[int] | None = None) -> CLNPNet:
+    """A multi-layer perceptron ``in -> hidden... `` with ReLU (inputs of any shape are flattened)."""
+    layers: list[nn.Module] = [nn.Flatten()]
+    width = in_features
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = h
+    return CLNPNet(layers, input_shape or (in_features,))
+
+
+def cnn(input_shape: Sequence[int], channels: Sequence[int] = (32, 32, 64, 64), dense: Sequence[int] = (512,),
+        batch_norm: bool = False, dropout: float = 0.0) -> CLNPNet:
+    """3x3 convolutions with 2x2 max pooling after each pair, then dense layers (the SI paper's shape)."""
+    c, h, w = (int(s) for s in input_shape)
+    layers: list[nn.Module] = []
+    for i, out in enumerate(channels):
+        layers.append(nn.Conv2d(c, out, 3, padding=1))
+        if batch_norm:
+            layers.append(nn.BatchNorm2d(out))
+        layers.append(nn.ReLU())
+        c = out
+        if i % 2 == 1 or i == len(channels) - 1:
+            if h >= 2 and w >= 2:
+                layers.append(nn.MaxPool2d(2))
+                h, w = h // 2, w // 2
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+    layers.append(nn.Flatten())
+    width = c * h * w
+    for d in dense:
+        layers.append(nn.Linear(width, d))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(d))
+        layers.append(nn.ReLU())
+        if dropout:
+            layers.append(nn.Dropout(dropout))
+        width = d
+    return CLNPNet(layers, input_shape)
+
+
+def build_model(spec: str, input_shape: Sequence[int]) -> CLNPNet:
+    """A network from a short spec: ``mlp:2000,2000`` or ``cnn:32,32,64,64/512``.
+
+    Options follow after further colons: ``bn`` (batch norm), ``dropout=0.2``; e.g.
+    ``cnn:32,32/256:bn``.
+    """
+    kind, _, rest = spec.partition(":")
+    parts = rest.split(":") if rest else []
+    sizes = parts[0] if parts else ""
+    options = parts[1:]
+    batch_norm = False
+    dropout = 0.0
+    for opt in options:
+        if opt == "bn":
+            batch_norm = True
+        elif opt.startswith("dropout="):
+            dropout = float(opt.split("=", 1)[1])
+        else:
+            raise ValueError(f"unknown model option {opt!r} in {spec!r}; expected 'bn' or 'dropout=P'")
+
+    def ints(text: str) -> list[int]:
+        try:
+            values = [int(v) for v in text.split(",") if v]
+        except ValueError:
+            raise ValueError(f"bad layer sizes {text!r} in model spec {spec!r}; expected e.g. 256,256") from None
+        if any(v < 1 for v in values):
+            raise ValueError(f"layer sizes must be >= 1 in model spec {spec!r}")
+        return values
+
+    if kind == "mlp":
+        hidden = ints(sizes)
+        if not hidden:
+            raise ValueError(f"model spec {spec!r} names no hidden layer; expected e.g. mlp:256,256")
+        n_in = 1
+        for s in input_shape:
+            n_in *= int(s)
+        return mlp(n_in, hidden, dropout=dropout, batch_norm=batch_norm, input_shape=input_shape)
+    if kind == "cnn":
+        conv, _, dense = sizes.partition("/")
+        channels = ints(conv)
+        if not channels:
+            raise ValueError(f"model spec {spec!r} names no conv layer; expected e.g. cnn:32,32,64,64/512")
+        if len(input_shape) != 3:
+            raise ValueError(f"a cnn needs image inputs (C, H, W); this benchmark's inputs are {tuple(input_shape)}")
+        return cnn(input_shape, channels, ints(dense), batch_norm=batch_norm, dropout=dropout)
+    raise ValueError(f"unknown model kind {kind!r} in {spec!r}; expected 'mlp:...' or 'cnn:...'")

@@ -1,0 +1,52 @@
+"""Pruning under the graceful-forgetting margin, and capacity running out."""
+
+import pytest
+import torch
+
+import clnp
+
+from .conftest import quick_config
+
+
+def _learn_first(task, margin):
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (64, 64), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(margin=margin, l1=3e-3))
+    return learner.learn(task)
+
+
+def test_a_larger_margin_frees_more_units(digit_tasks):
+    task = clnp.permuted_digits(1, seed=0)[0]
+    tight = _learn_first(task, margin=0.0)
+    loose = _learn_first(task, margin=20.0)
+    assert sum(loose.owned) < sum(tight.owned)
+    assert sum(loose.free_after) > sum(tight.free_after)
+
+
+@pytest.mark.parametrize("margin", [0.0, 2.0, 10.0])
+def test_validation_drop_after_pruning_stays_within_the_margin(margin):
+    task = clnp.permuted_digits(1, seed=1)[0]
+    report = _learn_first(task, margin)
+    assert report.val_accuracy_pruned >= report.val_accuracy_dense - margin / 100 - 1e-12
+    assert report.val_accuracy_final >= report.val_accuracy_pruned
+
+
+def test_full_layer_stops_with_an_error_that_names_it(digit_tasks):
+    net = clnp.mlp(64, (16, 16), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=2))
+    learner.learn(digit_tasks[0])
+    net.blocks[1].layer.owner.fill_(0)  # pretend task 0 kept every unit of layer 1
+    net.refresh_masks()
+    with pytest.raises(clnp.CapacityError, match=r"layer 1:Linear\(16->16\).*wider layer.*larger margin"):
+        learner.learn(digit_tasks[1])
+    assert net.n_tasks == 1  # nothing was trained into old units
+
+
+def test_capacity_runs_out_in_the_middle_of_a_sequence_with_a_named_error():
+    tasks = clnp.permuted_digits(8, seed=0)
+    net = clnp.mlp(64, (12, 12), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=3, l1=0.0, margin=0.0, finetune_epochs=0))
+    with pytest.raises(clnp.CapacityError, match="no free unit left"):
+        for task in tasks:
+            learner.learn(task)
+    assert 1 <= net.n_tasks < len(tasks)
