@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from .benchmarks import get_benchmark
+from .methods import build_method
 from .metrics import average_accuracy, backward_transfer, lower_triangle
-from .network import build_model
-from .trainer import CLNP, CLNPConfig
+from .trainer import CLNPConfig
 
 
 @dataclass
@@ -67,13 +67,10 @@ def _atomic_write_text(path: Path, text: str) -> None:
 def run(config: RunConfig, out: str | Path | None = None) -> dict:
     """Learn every task of the benchmark in order; return (and write to ``out``) the results."""
     cfg = config.resolved()
-    if cfg.method != "clnp":
-        raise ValueError(f"unknown method {cfg.method!r}; expected 'clnp'")
     torch.manual_seed(cfg.seed)
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
     assert cfg.model is not None
-    net = build_model(cfg.model, tuple(stream[0].train.x.shape[1:]))
-    learner = CLNP(net, cfg.clnp_config())
+    learner = build_method(cfg.method, cfg.model, tuple(stream[0].train.x.shape[1:]), cfg.clnp_config(), cfg.extra)
     rows: list[list[float]] = []
     task_info = []
     started = time.perf_counter()
@@ -81,8 +78,8 @@ def run(config: RunConfig, out: str | Path | None = None) -> dict:
         t0 = time.perf_counter()
         report = learner.learn(task)
         rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
-        info = report.to_dict()
-        info.pop("epoch_log")
+        info = report if isinstance(report, dict) else report.to_dict()
+        info.pop("epoch_log", None)
         info["wall_seconds"] = time.perf_counter() - t0
         task_info.append(info)
     matrix = lower_triangle(rows, len(stream))
