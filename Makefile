@@ -17,7 +17,7 @@ demo: $(VENV)/.installed
 	$(BIN)/clnp run --benchmark split-digits --out runs/demo
 
 test: $(VENV)/.installed
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	$(BIN)/python -m pytest -q
 
 clean:
