@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -63,12 +62,17 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import summary
+    from .report import load_results, plots_text, report_text, write_plots
 
-    path = Path(args.run_dir) / "results.json"
-    if not path.is_file():
-        raise UsageError(f"no results.json in {args.run_dir}: is it a run directory written by 'clnp run --out'?")
-    print(summary(json.loads(path.read_text())))
+    results, run_dir = load_results(args.run_dir)
+    print(report_text(results))
+    if not args.no_plots:
+        out = Path(args.plots_dir) if args.plots_dir else run_dir
+        try:
+            plots = write_plots(results, out)
+        except OSError as exc:
+            raise UsageError(f"cannot write plots into {out}: {exc.strerror or exc}") from None
+        print("\n" + plots_text(plots))
     return 0
 
 
@@ -82,8 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.set_defaults(func=_cmd_run)
     p_b = sub.add_parser("benchmarks", help="list the benchmarks")
     p_b.set_defaults(func=_cmd_benchmarks)
-    p_r = sub.add_parser("report", help="print the tables of a finished run")
-    p_r.add_argument("run_dir")
+    p_r = sub.add_parser("report", help="print the tables of a finished run and plot them as PNG files")
+    p_r.add_argument("run_dir", help="run directory written by 'clnp run --out' (or its results.json)")
+    p_r.add_argument("--plots-dir", help="where to write the PNG plots (default: the run directory)")
+    p_r.add_argument("--no-plots", action="store_true", help="print the tables only")
     p_r.set_defaults(func=_cmd_report)
     return parser
 

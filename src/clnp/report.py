@@ -1,46 +1,375 @@
-"""Human-readable reports of a run's results (read from ``results.json``, never from a live model)."""
+"""Reports of a finished run: text tables and PNG plots, read from a run directory's ``results.json``.
+
+The report never touches a live model, so it works on any run directory, including those of
+baselines (which have no capacity diagnostics) and those copied from another machine.
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
 
+RESULTS_FILE = "results.json"
+PLOT_FILES = {"accuracy_matrix": "accuracy_matrix.png", "task_accuracy": "task_accuracy.png",
+              "capacity": "capacity.png"}
+
+# Colours of the capacity bars, bottom to top; the legend reads in the same order.
+_CAPACITY_SEGMENTS = (
+    ("earlier tasks' units, not reused", "#bdbdbd"),
+    ("earlier tasks' units, reused", "#f4a259"),
+    ("owned by this task", "#3b6ea8"),
+    ("free after this task", "#cfe8cf"),
+)
+
+
+# ------------------------------------------------------------------------------------------ loading
+def load_results(run_dir: str | Path) -> tuple[dict, Path]:
+    """Read and check ``results.json`` from a run directory (or the file itself).
+
+    Returns the results and the directory they came from. Raises ``FileNotFoundError`` when the
+    directory or file is missing and ``ValueError`` when the file is not a run's results.
+    """
+    path = Path(run_dir)
+    if not path.exists():
+        raise FileNotFoundError(f"no such run directory: {path}")
+    if path.is_dir():
+        directory, path = path, path / RESULTS_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no {RESULTS_FILE} in {directory}: expected a run directory written by 'clnp run --out {directory}'")
+    else:
+        directory = path.parent
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            "was the run interrupted while writing it?") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path} is not a UTF-8 text file; expected the JSON written by 'clnp run'") from None
+    check_results(results, str(path))
+    return results, directory
+
+
+def check_results(results: object, source: str = RESULTS_FILE) -> None:
+    """Raise ``ValueError`` naming the problem unless ``results`` has the shape ``clnp run`` writes."""
+    if not isinstance(results, dict):
+        raise ValueError(f"{source} holds a JSON {type(results).__name__}; expected an object with 'accuracy_matrix'")
+    for key in ("benchmark", "method", "accuracy_matrix"):
+        if key not in results:
+            raise ValueError(f"{source} has no '{key}' key; expected the results written by 'clnp run'")
+    matrix = results["accuracy_matrix"]
+    if not isinstance(matrix, list) or not matrix or not all(isinstance(row, list) for row in matrix):
+        raise ValueError(f"{source}: 'accuracy_matrix' must be a non-empty list of rows, got {matrix!r:.80}")
+    for i, row in enumerate(matrix):
+        if len(row) != len(matrix[0]):
+            raise ValueError(f"{source}: accuracy_matrix row {i} has {len(row)} entries, row 0 has {len(matrix[0])}")
+        for v in row:
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1):
+                raise ValueError(f"{source}: accuracy_matrix row {i} holds {v!r}; expected fractions in [0, 1] or null")
+    capacity = results.get("capacity")
+    if capacity:
+        for row in capacity:
+            missing = [k for k in ("layer", "units", "owned_by_task", "free_after_task", "reused_by_task")
+                       if k not in row]
+            if missing:
+                raise ValueError(f"{source}: a capacity row lacks {', '.join(missing)}")
+
+
+# --------------------------------------------------------------------------------------------- text
 def _pct(value: float | None) -> str:
     return "" if value is None else f"{100 * value:.1f}"
 
 
+def _n_tasks(results: dict) -> int:
+    return int(results.get("n_tasks") or len(results["accuracy_matrix"][0]))
+
+
 def accuracy_table(results: dict) -> str:
-    """The accuracy matrix as text: one row per task learned, one column per task evaluated."""
+    """The accuracy matrix as text: one row per task learned, one column per task evaluated.
+
+    A last line gives each task's change from right after it was learned to the end of the run
+    (negative = forgotten), so forgetting is visible without reading the diagonal.
+    """
     matrix = results["accuracy_matrix"]
-    n = len(matrix)
-    header = "after \\ on " + "".join(f"{'T' + str(j):>8}" for j in range(n))
-    lines = [header]
+    n = len(matrix[0])
+    width = max(8, max(len(f"T{j}") for j in range(n)) + 2)
+    lines = ["after \\ on " + "".join(f"{'T' + str(j):>{width}}" for j in range(n))]
     for i, row in enumerate(matrix):
-        lines.append(f"{'T' + str(i):<11}" + "".join(f"{_pct(v):>8}" for v in row))
+        lines.append(f"{'T' + str(i):<11}" + "".join(f"{_pct(v):>{width}}" for v in row))
+    last = matrix[-1]
+    if len(matrix) > 1 and all(v is not None for v in last[:len(matrix)]):
+        cells = []
+        for j in range(len(matrix) - 1):
+            diff = 100 * (last[j] - matrix[j][j]) if matrix[j][j] is not None else None
+            cells.append("" if diff is None else ("0" if diff == 0 else f"{diff:+.1f}"))
+        lines.append(f"{'change':<11}" + "".join(f"{c:>{width}}" for c in cells))
     return "\n".join(lines)
 
 
 def capacity_table(results: dict) -> str:
-    """Per layer and task: units owned, free units left after the task, old units reused."""
+    """Per task (rows) and layer (columns): units owned by the task / free after it / old units reused."""
     capacity = results.get("capacity") or []
     if not capacity:
         return "(no capacity diagnostics for this method)"
-    n = results["n_tasks"]
-    lines = [f"{'layer':<24}{'units':>6}  " + "".join(f"{'T' + str(t) + ' own/free/reuse':>22}" for t in range(n))]
-    for row in capacity:
-        cells = "".join(
-            f"{f'{o}/{f}/{r}':>22}"
-            for o, f, r in zip(row["owned_by_task"], row["free_after_task"], row["reused_by_task"], strict=True)
-        )
-        lines.append(f"{row['layer']:<24}{row['units']:>6}  " + cells)
+    n = max(len(row["owned_by_task"]) for row in capacity)
+    width = max(18, *(len(str(row["layer"])) + 2 for row in capacity))
+    lines = [f"{'task':<6}" + "".join(f"{row['layer']:>{width}}" for row in capacity),
+             f"{'':<6}" + "".join(f"{str(row['units']) + ' units':>{width}}" for row in capacity)]
+    for t in range(n):
+        cells = []
+        for row in capacity:
+            if t < len(row["owned_by_task"]):
+                o, f, r = row["owned_by_task"][t], row["free_after_task"][t], row["reused_by_task"][t]
+                cells.append(f"{o:>5} /{f:>5} /{r:>5}")
+            else:
+                cells.append("")
+        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells))
     return "\n".join(lines)
 
 
 def summary(results: dict) -> str:
     """Accuracy matrix, headline metrics and capacity table, ready to print."""
-    head = (
-        f"{results['method']} on {results['benchmark']} ({results['n_tasks']} tasks, seed {results['seed']})\n"
-        f"test accuracy (%), row = after learning task i:\n{accuracy_table(results)}\n\n"
-        f"average accuracy   {100 * results['average_accuracy']:.2f} %\n"
-        f"backward transfer  {100 * results['backward_transfer']:+.2f} points\n"
-    )
-    return head + "\nunits per layer (owned by the task / free after it / old units it reuses):\n" + capacity_table(
-        results)
+    seed = f", seed {results['seed']}" if "seed" in results else ""
+    model = f", {results['model']}" if results.get("model") else ""
+    lines = [
+        f"{results['method']} on {results['benchmark']} ({_n_tasks(results)} tasks{model}{seed})",
+        "test accuracy (%), row = after learning task i; 'change' = final minus right after learning:",
+        accuracy_table(results),
+        "",
+    ]
+    if results.get("average_accuracy") is not None:
+        lines.append(f"average accuracy   {100 * results['average_accuracy']:.2f} %")
+    bwt = results.get("backward_transfer")
+    if bwt is not None:
+        exact = "  (exactly 0)" if bwt == 0.0 and len(results["accuracy_matrix"]) > 1 else ""
+        lines.append(f"backward transfer  {100 * bwt:+.2f} points{exact}")
+    lines += ["", "units per layer (owned by the task / free after it / old units it reuses):", capacity_table(results)]
+    return "\n".join(lines)
+
+
+def task_table(results: dict) -> str:
+    """Per task: validation accuracy before pruning, after pruning and after fine-tuning, and seconds."""
+    tasks = results.get("tasks") or []
+    if not tasks:
+        return ""
+    lines = [f"{'task':<6}{'name':<28}{'val dense':>10}{'pruned':>9}{'final':>9}{'seconds':>10}"]
+    for i, info in enumerate(tasks):
+        secs = info.get("wall_seconds")
+        lines.append(
+            f"{'T' + str(info.get('task', i)):<6}{str(info.get('name', ''))[:27]:<28}"
+            f"{_pct(info.get('val_accuracy_dense')):>10}{_pct(info.get('val_accuracy_pruned')):>9}"
+            f"{_pct(info.get('val_accuracy_final')):>9}{'' if secs is None else f'{secs:.1f}':>10}")
+    return "\n".join(lines)
+
+
+def report_text(results: dict) -> str:
+    """What ``clnp report`` prints: the summary, then the per-task validation accuracies and times."""
+    tasks = task_table(results)
+    if not tasks:
+        return summary(results)
+    heading = "per task (validation accuracy %, before / after pruning / after fine-tuning):"
+    return f"{summary(results)}\n\n{heading}\n{tasks}"
+
+
+# -------------------------------------------------------------------------------------------- plots
+@dataclass
+class Plots:
+    """The PNG files a report wrote, and why any plot was left out."""
+
+    written: list[Path] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def _task_labels(results: dict, n: int) -> list[str]:
+    """``T0``, ``T1``, ... with the class group of split benchmarks appended (``T0 (0/1)``)."""
+    labels = [f"T{j}" for j in range(n)]
+    for info in results.get("tasks") or []:
+        j, name = info.get("task"), str(info.get("name", ""))
+        if isinstance(j, int) and 0 <= j < n and ":" in name:
+            suffix = name.rsplit(":", 1)[1]
+            if suffix and len(suffix) <= 9 and "/" in suffix:
+                labels[j] = f"T{j} ({suffix})"
+    return labels
+
+
+def _title(results: dict) -> str:
+    bits = [f"{results['method']} on {results['benchmark']}"]
+    if results.get("model"):
+        bits.append(str(results["model"]))
+    if results.get("average_accuracy") is not None:
+        bits.append(f"ACC {100 * results['average_accuracy']:.1f} %")
+    if results.get("backward_transfer") is not None:
+        bits.append(f"BWT {100 * results['backward_transfer']:+.2f}")
+    return ", ".join(bits)
+
+
+def _new_figure(width: float, height: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=150, facecolor="white")
+    return path
+
+
+def plot_accuracy_matrix(results: dict, path: str | Path) -> Path:
+    """Heat map of the accuracy matrix, one annotated cell per (task learned, task evaluated)."""
+    import matplotlib
+    import numpy as np
+
+    matrix = results["accuracy_matrix"]
+    rows, n = len(matrix), len(matrix[0])
+    values = np.array([[math.nan if v is None else 100 * v for v in row] for row in matrix], dtype=float)
+    finite = values[np.isfinite(values)]
+    vmin = 10 * math.floor(float(finite.min()) / 10) if finite.size else 0.0
+    vmin = min(vmin, 90.0)
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#f2f2f2")
+
+    size = max(4.8, 0.55 * n + 2.6)
+    fig = _new_figure(size + 1.0, size)
+    ax = fig.add_subplot()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=100.0, aspect="equal")
+    labels = _task_labels(results, n)
+    crowded = sum(len(s) + 2 for s in labels) > 6 * size  # about six characters fit per inch
+    ax.set_xticks(range(n), labels, rotation=45 if crowded else 0, ha="right" if crowded else "center")
+    ax.set_yticks(range(rows), labels[:rows])
+    ax.set_xlabel("evaluated on task")
+    ax.set_ylabel("after learning task")
+    ax.set_title(f"Test accuracy (%)\n{_title(results)}", fontsize=10)
+    ax.set_xticks(np.arange(-0.5, n), minor=True)
+    ax.set_yticks(np.arange(-0.5, rows), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    if n <= 20:
+        fontsize = 10 if n <= 6 else 8 if n <= 12 else 6
+        for i in range(rows):
+            for j in range(n):
+                v = values[i, j]
+                if math.isfinite(v):
+                    shade = (v - vmin) / (100.0 - vmin) if vmin < 100 else 1.0
+                    ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=fontsize,
+                            color="black" if shade > 0.55 else "white")
+    bar = fig.colorbar(image, ax=ax, shrink=0.8)
+    bar.set_label("test accuracy (%)")
+    return _save(fig, Path(path))
+
+
+def plot_task_accuracy(results: dict, path: str | Path) -> Path:
+    """One line per task: its test accuracy after it is learned and after each later task."""
+    matrix = results["accuracy_matrix"]
+    rows, n = len(matrix), len(matrix[0])
+    labels = _task_labels(results, n)
+    fig = _new_figure(7.5 if n > 6 else 6.5, 4.5)
+    ax = fig.add_subplot()
+    markers = "osD^vP*Xh<>p"
+    lowest = 100.0
+    # Earlier tasks are drawn wider and underneath, so tasks with identical accuracies stay visible as stripes.
+    tasks = min(rows, n)
+    for j in range(tasks):
+        xs = [i for i in range(j, rows) if matrix[i][j] is not None]
+        ys = [100 * matrix[i][j] for i in xs]
+        if ys:
+            lowest = min(lowest, *ys)
+        width = 1.3 + 2.2 * (tasks - 1 - j) / max(1, tasks - 1)
+        ax.plot(xs, ys, marker=markers[j % len(markers)], markersize=3 + width, linewidth=width, label=labels[j])
+    means = []
+    for i in range(rows):
+        seen = [v for v in matrix[i][: i + 1] if v is not None]
+        means.append(100 * sum(seen) / len(seen) if seen else math.nan)
+    ax.plot(range(rows), means, color="black", linestyle="--", linewidth=1.2, label="mean of tasks learned")
+    finite_means = [m for m in means if math.isfinite(m)]
+    if finite_means:
+        lowest = min(lowest, *finite_means)
+    ax.set_xticks(range(rows), [f"T{i}" for i in range(rows)])
+    ax.set_xlim(-0.3, rows - 0.7)
+    ax.set_ylim(max(0.0, 5 * math.floor(lowest / 5) - 2), 101)
+    ax.set_xlabel("after learning task")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(f"Each task's test accuracy as later tasks are learned\n{_title(results)}", fontsize=10)
+    ax.grid(True, alpha=0.3)
+    ax.yaxis.set_major_formatter("{x:.0f}")
+    ncol = 1 if n <= 12 else 2
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, ncol=ncol, frameon=False)
+    return _save(fig, Path(path))
+
+
+def capacity_segments(row: dict) -> list[list[int]]:
+    """Per task, the layer's units split as in :data:`_CAPACITY_SEGMENTS` (they sum to the layer's units)."""
+    segments = []
+    for owned, free, reused in zip(row["owned_by_task"], row["free_after_task"], row["reused_by_task"], strict=True):
+        earlier = max(0, int(row["units"]) - owned - free)
+        reused = min(reused, earlier)
+        segments.append([earlier - reused, reused, owned, free])
+    return segments
+
+
+def plot_capacity(results: dict, path: str | Path) -> Path:
+    """Stacked bars per layer (one panel each): per task, units free / owned / reused / idle old ones."""
+    capacity = results["capacity"]
+    n_layers = len(capacity)
+    n = max(len(row["owned_by_task"]) for row in capacity)
+    ncols = min(n_layers, 3 if n <= 6 else 2)
+    nrows = math.ceil(n_layers / ncols)
+    panel_w = max(3.6, 0.45 * n + 1.6)
+    fig = _new_figure(panel_w * ncols, 3.4 * nrows + 0.9)
+    axes = fig.subplots(nrows, ncols, squeeze=False)
+    for k, row in enumerate(capacity):
+        ax = axes[k // ncols][k % ncols]
+        segments = capacity_segments(row)
+        xs = list(range(len(segments)))
+        bottom = [0] * len(segments)
+        units = int(row["units"])
+        for s, (label, colour) in enumerate(_CAPACITY_SEGMENTS):
+            heights = [seg[s] for seg in segments]
+            ax.bar(xs, heights, bottom=bottom, color=colour, edgecolor="white", linewidth=0.6, width=0.75,
+                   label=label)
+            if n <= 12:
+                for x, h, b in zip(xs, heights, bottom, strict=True):
+                    if h >= 0.07 * units:
+                        ax.text(x, b + h / 2, str(h), ha="center", va="center", fontsize=7,
+                                color="white" if colour == "#3b6ea8" else "black")
+            bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        ax.set_title(f"{row['layer']}: {units} units", fontsize=9)
+        ax.set_xticks(xs, [f"T{t}" for t in xs])
+        ax.set_xlabel("after learning task")
+        ax.set_ylim(0, units)
+        ax.set_xlim(-0.6, len(xs) - 0.4)
+        if k % ncols == 0:
+            ax.set_ylabel("units")
+    for k in range(n_layers, nrows * ncols):
+        axes[k // ncols][k % ncols].set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.suptitle(f"Units per layer after each task\n{_title(results)}", fontsize=10)
+    return _save(fig, Path(path))
+
+
+def write_plots(results: dict, out_dir: str | Path) -> Plots:
+    """Write the report's PNG plots into ``out_dir``; plots the results cannot support are skipped."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = Plots()
+    plots.written.append(plot_accuracy_matrix(results, out / PLOT_FILES["accuracy_matrix"]))
+    plots.written.append(plot_task_accuracy(results, out / PLOT_FILES["task_accuracy"]))
+    if results.get("capacity"):
+        plots.written.append(plot_capacity(results, out / PLOT_FILES["capacity"]))
+    else:
+        plots.skipped.append(
+            f"{PLOT_FILES['capacity']}: skipped, this results.json has no capacity diagnostics "
+            f"(method '{results['method']}' does not partition units)")
+    return plots
+
+
+def plots_text(plots: Plots) -> str:
+    """The lines ``clnp report`` prints about its plots: each file written, each plot skipped and why."""
+    lines = [f"wrote {p}" for p in plots.written]
+    lines += [f"note: {s}" for s in plots.skipped]
+    return "\n".join(lines)
