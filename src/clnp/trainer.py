@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
@@ -163,6 +163,25 @@ class CLNP:
             })
         return rows
 
+    def learner_state(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything learned so far, as data: the network's tensors and JSON-able metadata.
+
+        Valid between tasks (the network is consolidated then); see :mod:`clnp.checkpoint`.
+        """
+        tensors = {name: t.detach().clone() for name, t in self.net.state_dict().items()}
+        meta = {"heads": [head.out_features for head in self.net.heads],
+                "reports": [r.to_dict() for r in self.reports]}
+        return tensors, meta
+
+    def load_learner_state(self, tensors: Mapping[str, Tensor], meta: dict) -> None:
+        """Restore :meth:`learner_state` into this learner, freshly built with the same model and config."""
+        if self.net.n_tasks:
+            raise RuntimeError("load_learner_state needs a fresh learner; this one has already learned tasks")
+        for n_classes in meta["heads"]:
+            self.net.add_head(int(n_classes))
+        self.net.load_state_dict(dict(tensors), strict=True)  # the load hook re-derives every mask
+        self.reports = [TaskReport(**r) for r in meta["reports"]]
+
     # ------------------------------------------------------------------------------ internals
     def _check_capacity(self) -> None:
         for name, free in zip(self.net.layer_names, self.net.free_units(), strict=True):
@@ -244,6 +263,7 @@ class CLNP:
             epochs_iter = tqdm(range(epochs), desc=f"task {task_id} {phase}", leave=False, unit="epoch")
         for epoch in epochs_iter:  # type: ignore[union-attr]
             total, n = 0.0, 0
+            epoch_start = time.perf_counter()
             for xb, yb in iterate_batches(task.train, cfg.batch_size, generator):
                 logits, acts = net.forward_with_activity(xb, task_id, keep)
                 loss = F.cross_entropy(logits, yb)
@@ -261,7 +281,7 @@ class CLNP:
                 n += yb.shape[0]
             val = accuracy(net, task_id, task.val.x, task.val.y, keep, cfg.eval_batch_size)
             row = {"task": task_id, "phase": phase, "epoch": epoch + 1, "loss": total / max(1, n),
-                   "val_accuracy": val}
+                   "val_accuracy": val, "seconds": time.perf_counter() - epoch_start}
             log.append(row)
             if self.on_epoch is not None:
                 self.on_epoch(row)
