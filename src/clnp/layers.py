@@ -4,14 +4,22 @@ A masked layer keeps the usual ``weight``/``bias`` parameters plus one persisten
 (see :mod:`clnp.partition`). From the owner vectors it derives, as non-persistent buffers:
 
 * ``train_rows``: the units the current task trains (the free ones);
-* ``frozen_weight`` / ``frozen_bias``: a snapshot of the weights of owned units, with cut
-  (interference) weights set to exactly zero.
+* ``frozen_index`` / ``frozen_rows`` / ``frozen_bias``: the owned units and a compact snapshot of
+  their incoming weights and biases, with cut (interference) weights set to exactly zero.
 
-The forward pass uses ``where(train_rows, weight, frozen_weight)``. Frozen values therefore live in
-buffers, not parameters: no optimiser, momentum or weight decay can reach them, and the gradient of
-``weight`` is exactly zero outside the trainable rows. Weights are never mutated in ``forward``;
-:meth:`MaskedMixin.consolidate_` writes the effective weights back into the parameters at task
-boundaries, so ``state_dict()`` taken between tasks holds the true weights.
+The partition is by rows: every weight into a free unit is trainable, every weight into an owned
+unit is frozen or cut. So the forward pass multiplies by ``weight`` itself, as a plain layer does
+(no masked copy of the weight per step), and two cheap guards keep the frozen rows exact:
+
+* the gradient of ``weight`` and ``bias`` is exactly zero in frozen rows (zeroed in place in the
+  backward pass), so optimisers without weight decay never move them;
+* whenever the parameter has been modified since the last snapshot (its autograd version counter
+  moved, e.g. an optimiser step with weight decay), the next forward first copies the snapshot back
+  into the frozen rows. Frozen rows therefore hold their frozen values, bit for bit, whenever the
+  layer computes; trainable rows are never touched.
+
+:meth:`MaskedMixin.consolidate_` performs that copy eagerly, so ``state_dict()`` taken between
+tasks holds the true weights.
 """
 
 from __future__ import annotations
@@ -30,6 +38,22 @@ def _unsqueeze_like(mask: Tensor, ndim: int) -> Tensor:
     return mask.view(-1, *([1] * (ndim - 1)))
 
 
+class _FrozenRowsGrad(torch.autograd.Function):
+    """Identity on a parameter; its backward zeroes the gradient in the frozen rows (in place)."""
+
+    @staticmethod
+    def forward(ctx, param: Tensor, frozen_index: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(frozen_index)
+        return param.view_as(param)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
+        (frozen_index,) = ctx.saved_tensors
+        if grad._base is not None or not grad.is_contiguous():
+            grad = grad.contiguous().clone()  # never write into a view or a broadcast gradient
+        return grad.index_fill_(0, frozen_index, 0.0), None
+
+
 class MaskedMixin:
     """Shared logic of :class:`MaskedLinear` and :class:`MaskedConv2d` (units = output rows)."""
 
@@ -37,48 +61,66 @@ class MaskedMixin:
     bias: Tensor | None
     owner: Tensor
     train_rows: Tensor
-    frozen_weight: Tensor
+    frozen_index: Tensor
+    frozen_rows: Tensor
     frozen_bias: Tensor
     _all_free: bool
+    _versions: tuple[int, int]
 
     def _init_masks(self, n_units: int) -> None:
         module: nn.Module = self  # type: ignore[assignment]
         module.register_buffer("owner", torch.full((n_units,), FREE, dtype=torch.long))
         module.register_buffer("train_rows", torch.ones(n_units, dtype=torch.bool), persistent=False)
-        module.register_buffer("frozen_weight", torch.zeros_like(self.weight), persistent=False)
-        module.register_buffer(
-            "frozen_bias", torch.zeros(n_units, dtype=self.weight.dtype), persistent=False
-        )
+        module.register_buffer("frozen_index", torch.zeros(0, dtype=torch.long), persistent=False)
+        module.register_buffer("frozen_rows", self.weight.new_zeros((0, *self.weight.shape[1:])),
+                               persistent=False)
+        module.register_buffer("frozen_bias", self.weight.new_zeros(0), persistent=False)
         self._all_free = True
+        self._versions = (-1, -1)
 
     @property
     def n_units(self) -> int:
         return self.owner.numel()
 
+    def _param_versions(self) -> tuple[int, int]:
+        return self.weight._version, -1 if self.bias is None else self.bias._version
+
+    @torch.no_grad()
+    def _restore_frozen(self) -> None:
+        """Copy the snapshot back into the frozen rows if the parameters moved since it was taken."""
+        if self._all_free or self._param_versions() == self._versions:
+            return
+        self.weight.index_copy_(0, self.frozen_index, self.frozen_rows)
+        if self.bias is not None:
+            self.bias.index_copy_(0, self.frozen_index, self.frozen_bias)
+        self._versions = self._param_versions()
+
     def effective_weight(self) -> Tensor:
-        if self._all_free:
+        """The weight the layer computes with (frozen rows restored first if they moved)."""
+        self._restore_frozen()
+        if self._all_free or not (torch.is_grad_enabled() and self.weight.requires_grad):
             return self.weight
-        rows = _unsqueeze_like(self.train_rows, self.weight.dim())
-        return torch.where(rows, self.weight, self.frozen_weight)
+        return _FrozenRowsGrad.apply(self.weight, self.frozen_index)
 
     def effective_bias(self) -> Tensor | None:
-        if self.bias is None or self._all_free:
-            return self.bias
-        return torch.where(self.train_rows, self.bias, self.frozen_bias)
+        self._restore_frozen()
+        bias = self.bias
+        if bias is None or self._all_free or not (torch.is_grad_enabled() and bias.requires_grad):
+            return bias
+        return _FrozenRowsGrad.apply(bias, self.frozen_index)
 
     def in_features_count(self) -> int:
         return self.weight.shape[1]
 
     @torch.no_grad()
     def consolidate_(self) -> None:
-        """Write the effective weights (frozen values included) back into the parameters."""
-        self.weight.copy_(self.effective_weight())
-        if self.bias is not None:
-            self.bias.copy_(self.effective_bias())
+        """Write the frozen values back into the parameters (they may have moved under an optimiser)."""
+        self._versions = (-1, -1)
+        self._restore_frozen()
 
     @torch.no_grad()
     def refresh_(self, owner_in: Tensor | None) -> None:
-        """Derive the masks from the owner vectors; zero cut weights; snapshot the frozen ones.
+        """Derive the masks from the owner vectors; zero cut weights; snapshot the frozen rows.
 
         Call only when the parameters are consolidated (between tasks, or right after loading).
         """
@@ -86,11 +128,13 @@ class MaskedMixin:
         if self.weight.dim() == 4:
             cut = cut[:, :, None, None]
         self.weight.masked_fill_(cut, 0.0)
-        self.frozen_weight.copy_(self.weight)
-        if self.bias is not None:
-            self.frozen_bias.copy_(self.bias)
         self.train_rows.copy_(trainable_units(self.owner))
         self._all_free = bool(self.train_rows.all())
+        self.frozen_index = torch.nonzero(~self.train_rows).flatten()
+        self.frozen_rows = self.weight.index_select(0, self.frozen_index)
+        if self.bias is not None:
+            self.frozen_bias = self.bias.index_select(0, self.frozen_index)
+        self._versions = self._param_versions()
 
     @torch.no_grad()
     def reset_free_(self) -> None:
