@@ -151,7 +151,8 @@ class BenchmarkSpec:
 
     def how_to_get(self) -> str:
         """How to get the data, one clause per data set."""
-        return "; ".join(f"{d}: {DATA_SOURCES[d].how_to_get}" for d in self.data)
+        download = f"clnp benchmarks --download {self.name}"
+        return "; ".join(f"{d}: {DATA_SOURCES[d].how_to_get.format(download=download)}" for d in self.data)
 
 
 def _digits_split(n_tasks: int | None, seed: int, data_dir: str | None, download: bool = False) -> list[Task]:

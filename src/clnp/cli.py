@@ -56,8 +56,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _cmd_benchmarks(args: argparse.Namespace) -> int:
     from .benchmarks import BENCHMARKS
 
+    if args.download:
+        from .benchmarks import fetch_data
+
+        for name in args.download:
+            print(f"{name}: data ready ({', '.join(fetch_data(name, args.data_dir))})")
+        return 0
+    print(f"{'benchmark':<24}{'data here':<11}description / how to get the data")
     for spec in BENCHMARKS.values():
-        print(f"{spec.name:<24}{spec.description}")
+        present = "yes" if spec.data_present(args.data_dir) else "no"
+        print(f"{spec.name:<24}{present:<11}{spec.description}")
+        print(f"{'':<35}get: {spec.how_to_get()}")
     return 0
 
 
@@ -85,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_arguments(p_run)
     p_run.set_defaults(func=_cmd_run)
     p_b = sub.add_parser("benchmarks", help="list the benchmarks")
+    p_b.add_argument("--data-dir", help="directory holding downloaded data sets (default: $CLNP_DATA_DIR or ./data)")
+    p_b.add_argument("--download", nargs="+", metavar="BENCHMARK",
+                     help="download (and checksum) the data these benchmarks need into --data-dir")
     p_b.set_defaults(func=_cmd_benchmarks)
     p_r = sub.add_parser("report", help="print the tables of a finished run and plot them as PNG files")
     p_r.add_argument("run_dir", help="run directory written by 'clnp run --out' (or its results.json)")

@@ -244,8 +244,8 @@ def extract_tar(archive: str | Path, dest: str | Path) -> None:
 # -------------------------------------------------------------------------------- MNIST family
 def _idx_remedy(label: str, directory: Path, base_url: str, apt: str | None = None) -> str:
     alternative = f", or install {apt}" if apt else ""
-    return (f"Put the four official {label} IDX files (gzipped or raw) in {directory}{alternative}, or pass "
-            f"--download (download=True) to fetch them from {base_url}")
+    return (f"Put the four official {label} IDX files (gzipped or raw) in {directory}{alternative}, or run "
+            f"'clnp benchmarks --download BENCHMARK' (download=True in Python) to fetch them from {base_url}")
 
 
 def _fetch_idx(directory: Path, base_url: str, checksums: dict[str, str]) -> None:
@@ -327,8 +327,9 @@ def read_cifar_batch(path: str | Path, label_key: str, remedy: str = "") -> tupl
 
 
 def _cifar_remedy(directory: Path, archive: str, base_url: str) -> str:
-    return (f"Extract the official {archive} (the Python version) into {directory.parent}, pass --download "
-            f"(or download=True) to fetch it, or get it from {base_url.rstrip('/')}/{archive}")
+    return (f"Extract the official {archive} (the Python version) into {directory.parent}, or run 'clnp "
+            f"benchmarks --download BENCHMARK' (download=True in Python) to fetch it from "
+            f"{base_url.rstrip('/')}/{archive}")
 
 
 def _fetch_cifar(root: Path, folder: str, archive: tuple[str, str], base_url: str) -> None:
@@ -382,6 +383,7 @@ class DataSource:
     load: Callable[..., Dataset]
     present: Callable[[str | Path | None], bool]
     how_to_get: str
+    """How to get it; ``{download}`` stands for the download command of the benchmark at hand."""
 
 
 def _cifar_present(folder: str, files: tuple[str, ...]) -> Callable[[str | Path | None], bool]:
@@ -396,14 +398,14 @@ DATA_SOURCES: dict[str, DataSource] = {
                          "bundled with scikit-learn"),
     "mnist": DataSource(
         "mnist", load_mnist, lambda d: idx_files_present(Path(d or default_data_dir()) / "mnist"),
-        f"--download, or the four IDX files from {MNIST_URL} in DATA_DIR/mnist"),
+        f"{{download}}, or the four IDX files from {MNIST_URL} in DATA_DIR/mnist"),
     "fashion-mnist": DataSource(
         "fashion-mnist", load_fashion_mnist, lambda d: fashion_mnist_dir(d) is not None,
-        "apt-get install dataset-fashion-mnist, or --download (into DATA_DIR/fashion-mnist)"),
+        "apt-get install dataset-fashion-mnist (as root), or {download} (into DATA_DIR/fashion-mnist)"),
     "cifar10": DataSource(
         "cifar10", load_cifar10, _cifar_present(CIFAR10_DIR, CIFAR10_FILES),
-        f"--download, or extract {CIFAR_URL}{CIFAR10_ARCHIVE[0]} in DATA_DIR"),
+        f"{{download}}, or extract {CIFAR_URL}{CIFAR10_ARCHIVE[0]} in DATA_DIR"),
     "cifar100": DataSource(
         "cifar100", load_cifar100, _cifar_present(CIFAR100_DIR, CIFAR100_FILES),
-        f"--download, or extract {CIFAR_URL}{CIFAR100_ARCHIVE[0]} in DATA_DIR"),
+        f"{{download}}, or extract {CIFAR_URL}{CIFAR100_ARCHIVE[0]} in DATA_DIR"),
 }
