@@ -122,3 +122,20 @@ def test_results_of_the_wrong_shape_are_refused_with_exit_code_2(tmp_path, capsy
     (tmp_path / "results.json").write_text(content)
     assert main(["report", str(tmp_path)]) == 2
     _one_line_error(capsys, needle)
+
+
+def test_training_curves_are_plotted_from_the_epoch_log(run_copy, capsys):
+    lines = ["task,phase,epoch,loss,val_accuracy,seconds"]
+    for task in range(3):
+        lines += [f"{task},train,{e},{1.0 / e:.3f},{0.8 + 0.05 * e:.2f},0.1" for e in (1, 2, 3)]
+        lines += [f"{task},finetune,{e},{0.2 / e:.3f},0.97,0.1" for e in (1, 2)]
+    lines.append("2,finetune,3,0.0")  # a row cut short when the run was killed: skipped
+    (run_copy / "log.csv").write_text("\n".join(lines))
+    assert main(["report", str(run_copy)]) == 0
+    assert _is_png(run_copy / "training.png")
+    assert f"wrote {run_copy / 'training.png'}" in capsys.readouterr().out
+
+
+def test_without_an_epoch_log_there_is_no_training_plot(run_copy):
+    assert main(["report", str(run_copy)]) == 0
+    assert not (run_copy / "training.png").exists()

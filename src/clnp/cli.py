@@ -71,14 +71,14 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import load_results, plots_text, report_text, write_plots
+    from .report import load_results, plots_text, read_log, report_text, write_plots
 
     results, run_dir = load_results(args.run_dir)
     print(report_text(results))
     if not args.no_plots:
         out = Path(args.plots_dir) if args.plots_dir else run_dir
         try:
-            plots = write_plots(results, out)
+            plots = write_plots(results, out, read_log(run_dir))
         except OSError as exc:
             raise UsageError(f"cannot write plots into {out}: {exc.strerror or exc}") from None
         print("\n" + plots_text(plots))

@@ -6,14 +6,16 @@ baselines (which have no capacity diagnostics) and those copied from another mac
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 RESULTS_FILE = "results.json"
+LOG_FILE = "log.csv"
 PLOT_FILES = {"accuracy_matrix": "accuracy_matrix.png", "task_accuracy": "task_accuracy.png",
-              "capacity": "capacity.png"}
+              "capacity": "capacity.png", "training": "training.png"}
 
 # Colours of the capacity bars, bottom to top; the legend reads in the same order.
 _CAPACITY_SEGMENTS = (
@@ -76,6 +78,29 @@ def check_results(results: object, source: str = RESULTS_FILE) -> None:
                        if k not in row]
             if missing:
                 raise ValueError(f"{source}: a capacity row lacks {', '.join(missing)}")
+
+
+def read_log(run_dir: str | Path) -> list[dict]:
+    """The per-epoch rows of ``log.csv`` (task, phase, epoch, loss, val_accuracy), or ``[]`` without one.
+
+    Rows with a missing or non-numeric task, epoch or loss are skipped: a log cut short by a killed
+    run still plots up to its last complete row.
+    """
+    path = Path(run_dir) / LOG_FILE
+    if not path.is_file():
+        return []
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        for raw in csv.DictReader(fh):
+            try:
+                row = {"task": int(raw["task"]), "phase": str(raw.get("phase") or "train"),
+                       "epoch": int(raw["epoch"]), "loss": float(raw["loss"])}
+                val = raw.get("val_accuracy")
+                row["val_accuracy"] = float(val) if val not in (None, "") else math.nan
+            except (KeyError, TypeError, ValueError):
+                continue
+            rows.append(row)
+    return rows
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -352,8 +377,50 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     return _save(fig, Path(path))
 
 
-def write_plots(results: dict, out_dir: str | Path) -> Plots:
-    """Write the report's PNG plots into ``out_dir``; plots the results cannot support are skipped."""
+def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
+    """Training loss and validation accuracy per epoch, all tasks in order (from ``log.csv``)."""
+    import matplotlib
+
+    fig = _new_figure(7.5, 5.2)
+    ax_loss, ax_acc = fig.subplots(2, 1, sharex=True)
+    colours = matplotlib.colormaps["tab10"]
+    styles = {"train": "-", "finetune": "--"}
+    tasks = sorted({row["task"] for row in log})
+    x = 0
+    for t in tasks:
+        start = x
+        for phase in dict.fromkeys(row["phase"] for row in log if row["task"] == t):
+            rows = [row for row in log if row["task"] == t and row["phase"] == phase]
+            xs = list(range(x + 1, x + len(rows) + 1))
+            kw = dict(color=colours(t % 10), linestyle=styles.get(phase, ":"), marker="o", markersize=3)
+            ax_loss.plot(xs, [row["loss"] for row in rows], **kw)
+            ax_acc.plot(xs, [100 * row["val_accuracy"] for row in rows], **kw)
+            x += len(rows)
+        for ax in (ax_loss, ax_acc):
+            if start > 0:
+                ax.axvline(start + 0.5, color="#999999", linewidth=0.8)
+        ax_loss.annotate(f"T{t}", xy=((start + x + 1) / 2, 1.0), xycoords=("data", "axes fraction"),
+                         ha="center", va="bottom", fontsize=8)
+    ax_loss.set_ylabel("training loss")
+    ax_acc.set_ylabel("validation accuracy (%)")
+    ax_acc.set_xlabel("epoch, tasks in the order learned")
+    for ax in (ax_loss, ax_acc):
+        ax.grid(True, alpha=0.3)
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color="black", linestyle=styles.get(p, ":"), label=p)
+               for p in dict.fromkeys(row["phase"] for row in log)]
+    ax_acc.legend(handles=handles, fontsize=8, loc="lower right", title="phase", title_fontsize=8)
+    fig.suptitle(f"Training, epoch by epoch\n{_title(results)}", fontsize=10)
+    return _save(fig, Path(path))
+
+
+def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = None) -> Plots:
+    """Write the report's PNG plots into ``out_dir``; plots the results cannot support are skipped.
+
+    ``log`` holds the rows of the run's ``log.csv`` (see :func:`read_log`); with rows, the training
+    curves are plotted too.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     plots = Plots()
@@ -365,6 +432,8 @@ def write_plots(results: dict, out_dir: str | Path) -> Plots:
         plots.skipped.append(
             f"{PLOT_FILES['capacity']}: skipped, this results.json has no capacity diagnostics "
             f"(method '{results['method']}' does not partition units)")
+    if log:
+        plots.written.append(plot_training(results, log, out / PLOT_FILES["training"]))
     return plots
 
 
