@@ -180,11 +180,13 @@ def task_table(results: dict) -> str:
     tasks = results.get("tasks") or []
     if not tasks:
         return ""
-    lines = [f"{'task':<6}{'name':<28}{'val dense':>10}{'pruned':>9}{'final':>9}{'seconds':>10}"]
-    for i, info in enumerate(tasks):
+    names = [str(info.get("name", "")) for info in tasks]
+    width = min(40, max(len("name"), *(len(name) for name in names))) + 2
+    lines = [f"{'task':<6}{'name':<{width}}{'val dense':>10}{'pruned':>9}{'final':>9}{'seconds':>10}"]
+    for i, (info, name) in enumerate(zip(tasks, names, strict=True)):
         secs = info.get("wall_seconds")
         lines.append(
-            f"{'T' + str(info.get('task', i)):<6}{str(info.get('name', ''))[:27]:<28}"
+            f"{'T' + str(info.get('task', i)):<6}{name[:width - 2]:<{width}}"
             f"{_pct(info.get('val_accuracy_dense')):>10}{_pct(info.get('val_accuracy_pruned')):>9}"
             f"{_pct(info.get('val_accuracy_final')):>9}{'' if secs is None else f'{secs:.1f}':>10}")
     return "\n".join(lines)
@@ -344,7 +346,8 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     ncols = min(n_layers, 3 if n <= 6 else 2)
     nrows = math.ceil(n_layers / ncols)
     panel_w = max(3.6, 0.45 * n + 1.6)
-    fig = _new_figure(panel_w * ncols, 3.4 * nrows + 0.9)
+    fig_w = panel_w * ncols
+    fig = _new_figure(fig_w, 3.4 * nrows + (0.9 if fig_w >= 9 else 1.2))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, row in enumerate(capacity):
         ax = axes[k // ncols][k % ncols]
@@ -372,7 +375,8 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     for k in range(n_layers, nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4, fontsize=8, frameon=False)
+    fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4 if fig_w >= 9 else 2, fontsize=8,
+               frameon=False)
     fig.suptitle(f"Units per layer after each task\n{_title(results)}", fontsize=10)
     return _save(fig, Path(path))
 
