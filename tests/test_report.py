@@ -136,6 +136,25 @@ def test_training_curves_are_plotted_from_the_epoch_log(run_copy, capsys):
     assert f"wrote {run_copy / 'training.png'}" in capsys.readouterr().out
 
 
-def test_without_an_epoch_log_there_is_no_training_plot(run_copy):
+def test_without_an_epoch_log_there_is_no_training_plot(run_copy, capsys):
     assert main(["report", str(run_copy)]) == 0
     assert not (run_copy / "training.png").exists()
+    assert "training.png" not in capsys.readouterr().out
+
+
+def test_an_epoch_log_without_rows_gives_a_note_instead_of_a_plot(run_copy, capsys):
+    (run_copy / "log.csv").write_text("task,phase,epoch,loss,val_accuracy,seconds\n")
+    assert main(["report", str(run_copy)]) == 0
+    assert not (run_copy / "training.png").exists()
+    assert "note: training.png: skipped" in capsys.readouterr().out
+
+
+def test_baseline_task_table_leaves_out_the_pruning_columns(run_copy, capsys):
+    results = json.loads((run_copy / "results.json").read_text())
+    for info in results["tasks"]:
+        info.pop("val_accuracy_dense"), info.pop("val_accuracy_pruned")
+    results.update(method="finetune", capacity=[])
+    (run_copy / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run_copy), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "val final" in out and "val dense" not in out and "val pruned" not in out

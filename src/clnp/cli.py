@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .trainer import CapacityError
 
 
 class UsageError(Exception):
@@ -114,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (CapacityError, FloatingPointError) as exc:
+        # The input was fine but the run cannot go on (a layer is full, the loss diverged): exit code 3.
+        print(f"clnp {args.command}: stopped: {exc}", file=sys.stderr)
+        return 3
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -108,8 +108,14 @@ class CLNPNet(nn.Module):
         self.blocks = nn.ModuleList(blocks)
         self.heads = nn.ModuleList()
         self.eval()  # the probe must not touch batch-norm statistics
-        with torch.no_grad():
-            probe = self.features(torch.zeros(2, *self.input_shape))
+        try:
+            with torch.no_grad():
+                probe = self.features(torch.zeros(2, *self.input_shape))
+        except RuntimeError as exc:
+            raise ValueError(
+                f"the trunk cannot read inputs of shape {self.input_shape}: {exc}. "
+                "Expected the first layer's input size (and the kernels) to fit input_shape"
+            ) from None
         self.train()
         if probe.dim() != 2:
             raise ValueError(
@@ -203,14 +209,24 @@ class CLNPNet(nn.Module):
 
     def forward(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None) -> Tensor:
         """Logits of task ``task``. ``keep`` (per layer, optional) zeroes the activity of units."""
+        self.check_input(x, task)
+        return self.heads[task](self._trunk(x, keep, None))
+
+    def check_input(self, x: Tensor, task: int) -> None:
+        """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]``."""
         if not 0 <= task < len(self.heads):
             raise IndexError(f"unknown task id {task}: this network has {len(self.heads)} task heads")
-        return self.heads[task](self._trunk(x, keep, None))
+        if tuple(x.shape[1:]) != self.input_shape:
+            raise ValueError(
+                f"inputs of shape {tuple(x.shape)} do not fit this network: expected [N, "
+                f"{', '.join(str(s) for s in self.input_shape)}]"
+            )
 
     def forward_with_activity(
         self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None
     ) -> tuple[Tensor, list[Tensor]]:
         """Logits of task ``task`` and the activity of every prunable layer."""
+        self.check_input(x, task)
         taps: list[Tensor] = []
         logits = self.heads[task](self._trunk(x, keep, taps))
         return logits, taps

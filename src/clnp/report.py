@@ -80,15 +80,15 @@ def check_results(results: object, source: str = RESULTS_FILE) -> None:
                 raise ValueError(f"{source}: a capacity row lacks {', '.join(missing)}")
 
 
-def read_log(run_dir: str | Path) -> list[dict]:
-    """The per-epoch rows of ``log.csv`` (task, phase, epoch, loss, val_accuracy), or ``[]`` without one.
+def read_log(run_dir: str | Path) -> list[dict] | None:
+    """The per-epoch rows of ``log.csv`` (task, phase, epoch, loss, val_accuracy); ``None`` without one.
 
     Rows with a missing or non-numeric task, epoch or loss are skipped: a log cut short by a killed
     run still plots up to its last complete row.
     """
     path = Path(run_dir) / LOG_FILE
     if not path.is_file():
-        return []
+        return None
     rows = []
     with open(path, newline="", encoding="utf-8") as fh:
         for raw in csv.DictReader(fh):
@@ -175,20 +175,27 @@ def summary(results: dict) -> str:
     return "\n".join(lines)
 
 
+_TASK_COLUMNS = (("val dense", "val_accuracy_dense"), ("val pruned", "val_accuracy_pruned"),
+                 ("val final", "val_accuracy_final"))
+
+
 def task_table(results: dict) -> str:
-    """Per task: validation accuracy before pruning, after pruning and after fine-tuning, and seconds."""
+    """Per task: validation accuracy (%) of the dense network, after pruning and final, and seconds.
+
+    Columns no task reports (baselines do not prune) are left out.
+    """
     tasks = results.get("tasks") or []
     if not tasks:
         return ""
     names = [str(info.get("name", "")) for info in tasks]
     width = min(40, max(len("name"), *(len(name) for name in names))) + 2
-    lines = [f"{'task':<6}{'name':<{width}}{'val dense':>10}{'pruned':>9}{'final':>9}{'seconds':>10}"]
+    columns = [(title, key) for title, key in _TASK_COLUMNS if any(info.get(key) is not None for info in tasks)]
+    lines = [f"{'task':<6}{'name':<{width}}" + "".join(f"{title:>12}" for title, _ in columns) + f"{'seconds':>10}"]
     for i, (info, name) in enumerate(zip(tasks, names, strict=True)):
         secs = info.get("wall_seconds")
-        lines.append(
-            f"{'T' + str(info.get('task', i)):<6}{name[:width - 2]:<{width}}"
-            f"{_pct(info.get('val_accuracy_dense')):>10}{_pct(info.get('val_accuracy_pruned')):>9}"
-            f"{_pct(info.get('val_accuracy_final')):>9}{'' if secs is None else f'{secs:.1f}':>10}")
+        lines.append(f"{'T' + str(info.get('task', i)):<6}{name[:width - 2]:<{width}}"
+                     + "".join(f"{_pct(info.get(key)):>12}" for _, key in columns)
+                     + f"{'' if secs is None else f'{secs:.1f}':>10}")
     return "\n".join(lines)
 
 
@@ -197,7 +204,7 @@ def report_text(results: dict) -> str:
     tasks = task_table(results)
     if not tasks:
         return summary(results)
-    heading = "per task (validation accuracy %, before / after pruning / after fine-tuning):"
+    heading = "per task (validation accuracy %; wall-clock seconds):"
     return f"{summary(results)}\n\n{heading}\n{tasks}"
 
 
@@ -422,8 +429,8 @@ def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
 def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = None) -> Plots:
     """Write the report's PNG plots into ``out_dir``; plots the results cannot support are skipped.
 
-    ``log`` holds the rows of the run's ``log.csv`` (see :func:`read_log`); with rows, the training
-    curves are plotted too.
+    ``log`` holds the rows of the run's ``log.csv`` (see :func:`read_log`; ``None``: the run has
+    none); with rows, the training curves are plotted too.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -438,6 +445,8 @@ def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = Non
             f"(method '{results['method']}' does not partition units)")
     if log:
         plots.written.append(plot_training(results, log, out / PLOT_FILES["training"]))
+    elif log is not None:
+        plots.skipped.append(f"{PLOT_FILES['training']}: skipped, {LOG_FILE} holds no complete epoch row")
     return plots
 
 

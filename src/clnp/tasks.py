@@ -37,6 +37,11 @@ class Task:
             split: Split = getattr(self, part)
             if len(split) == 0:
                 raise ValueError(f"task {self.name!r}: the {part} split is empty")
+            if split.y.dim() != 1:
+                raise ValueError(
+                    f"task {self.name!r}: {part} labels have shape {tuple(split.y.shape)}; expected one label "
+                    f"per input, shape [{split.x.shape[0]}]"
+                )
             if split.x.shape[0] != split.y.shape[0]:
                 raise ValueError(
                     f"task {self.name!r}: {part} has {split.x.shape[0]} inputs but {split.y.shape[0]} labels"

@@ -28,6 +28,10 @@ class CapacityError(RuntimeError):
     """A layer has no free unit left for a new task."""
 
 
+class ConfigTypeError(ValueError, TypeError):
+    """A configuration value of the wrong type (a ``ValueError`` too, so callers refuse it as bad input)."""
+
+
 @dataclass
 class CLNPConfig:
     """Hyper-parameters of CLNP (constructor state; learned state lives in the network)."""
@@ -55,6 +59,7 @@ class CLNPConfig:
     """Show a progress bar over epochs."""
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size"):
@@ -66,6 +71,36 @@ class CLNPConfig:
             raise ValueError(f"margin must be >= 0 accuracy points, got {self.margin}")
         if self.lr <= 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
+        for name in ("weight_decay", "momentum"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if any(v < 0 for v in ((self.l1,) if isinstance(self.l1, (int, float)) else self.l1)):
+            raise ValueError(f"l1 coefficients must be >= 0, got {self.l1}")
+        if self.activity not in ("mean_abs", "firing_rate"):
+            raise ValueError(f"activity must be 'mean_abs' or 'firing_rate', got {self.activity!r}")
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_types(config: CLNPConfig) -> None:
+    """Refuse a value of the wrong type (``ConfigTypeError`` naming the field) before it fails deep in training."""
+    expected = {
+        "epochs": "int", "finetune_epochs": "int", "batch_size": "int", "seed": "int", "eval_batch_size": "int",
+        "lr": "number", "momentum": "number", "weight_decay": "number", "margin": "number",
+        "optimizer": "str", "activity": "str", "progress": "bool",
+    }
+    for name, kind in expected.items():
+        value = getattr(config, name)
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "number": _is_number(value),
+              "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
+        if not ok:
+            raise ConfigTypeError(f"CLNPConfig.{name} must be {'a' if kind != 'int' else 'an'} {kind}, "
+                            f"got {value!r} ({type(value).__name__})")
+    l1 = config.l1
+    if not (_is_number(l1) or (isinstance(l1, (list, tuple)) and l1 and all(_is_number(v) for v in l1))):
+        raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
 
 
 @dataclass
@@ -131,18 +166,24 @@ class CLNP:
         self._check_capacity()
         task_id = self.net.n_tasks
         seed = self.config.seed * 1_000_003 + task_id
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            return self._learn(task, task_id, generator)
+        try:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                generator = torch.Generator().manual_seed(seed)
+                return self._learn(task, task_id, generator)
+        except BaseException:
+            self._rollback(task_id)
+            raise
 
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
+        self._check_eval_inputs(task_id, x, y)
         return accuracy(self.net, task_id, x, y, batch_size=self.config.eval_batch_size)
 
     @torch.no_grad()
     def predict(self, x: Tensor, task_id: int) -> Tensor:
         """Class predictions of task ``task_id`` (evaluation mode)."""
+        self._check_eval_inputs(task_id, x)
         was = self.net.training
         self.net.eval()
         out = torch.cat([self.net(x[i:i + self.config.eval_batch_size], task_id).argmax(1)
@@ -183,6 +224,43 @@ class CLNP:
         self.reports = [TaskReport(**r) for r in meta["reports"]]
 
     # ------------------------------------------------------------------------------ internals
+    def _check_eval_inputs(self, task_id: int, x: Tensor, y: Tensor | None = None) -> None:
+        """Refuse an unknown task, inputs of the wrong shape or not finite, labels that do not fit."""
+        self.net.check_input(x, task_id)
+        if not torch.is_floating_point(x) or not torch.isfinite(x).all():
+            raise ValueError(f"task {task_id}: inputs must be finite floating-point values (no NaN or inf)")
+        if y is None:
+            return
+        n_classes = self.net.heads[task_id].n_units
+        if y.dim() != 1 or y.shape[0] != x.shape[0] or torch.is_floating_point(y) or y.dtype == torch.bool:
+            raise ValueError(f"task {task_id}: expected {x.shape[0]} integer labels (shape [{x.shape[0]}]), "
+                             f"got shape {tuple(y.shape)} of {y.dtype}")
+        if y.numel() and (int(y.min()) < 0 or int(y.max()) >= n_classes):
+            raise ValueError(f"task {task_id}: labels range over {int(y.min())}..{int(y.max())}; "
+                             f"expected 0..{n_classes - 1}")
+
+    @torch.no_grad()
+    def _rollback(self, task_id: int) -> None:
+        """Undo a task that failed part-way: drop its head and give back any units it took.
+
+        Earlier tasks never changed (their units are frozen); free units are re-initialised by the
+        next task anyway. Afterwards the learner can learn the next task as if nothing had happened.
+        """
+        net = self.net
+        if net.n_tasks <= task_id:
+            return
+        net.consolidate_()  # frozen rows back to their frozen values (an optimiser may have drifted them)
+        for block in net.blocks:
+            for bn in block.batch_norms():
+                bn.running_mean.copy_(torch.where(bn.train_rows, bn.running_mean, bn.frozen_mean))
+                bn.running_var.copy_(torch.where(bn.train_rows, bn.running_var, bn.frozen_var))
+        for owner in net.owners:
+            owner[owner >= task_id] = FREE
+        while net.n_tasks > task_id:
+            del net.heads[net.n_tasks - 1]
+        net.refresh_masks()
+        del self.reports[task_id:]
+
     def _check_capacity(self) -> None:
         for name, free in zip(self.net.layer_names, self.net.free_units(), strict=True):
             if free == 0:
