@@ -49,8 +49,10 @@ class _FrozenRowsGrad(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad: Tensor) -> tuple[Tensor, None]:  # type: ignore[override]
         (frozen_index,) = ctx.saved_tensors
-        if grad._base is not None or not grad.is_contiguous():
-            grad = grad.contiguous().clone()  # never write into a view or a broadcast gradient
+        if 0 in grad.stride():
+            grad = grad.clone()  # a broadcast gradient: never write through it
+        # Otherwise the gradient is the fresh result of the layer's backward (possibly a transposed
+        # view of it, as for ``F.linear``): writing into it in place spares a copy of the weight.
         return grad.index_fill_(0, frozen_index, 0.0), None
 
 

@@ -24,6 +24,8 @@ ACTIVATIONS = (
 )
 PASS_THROUGH = (nn.MaxPool2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Dropout2d)
 BATCH_NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
+NONNEGATIVE = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus)
+"""Activations whose outputs are never negative."""
 
 
 class Block(nn.Module):
@@ -253,6 +255,13 @@ class CLNPNet(nn.Module):
 
     def free_units(self) -> list[int]:
         return [int((o == FREE).sum()) for o in self.owners]
+
+    def nonnegative_activity(self) -> list[bool]:
+        """Per prunable layer: whether its activity can never be negative (it ends in a ReLU-like module).
+
+        The L1 penalty skips the ``abs`` of such layers (a saving of two passes per step).
+        """
+        return [len(b.post) > 0 and isinstance(b.post[-1], NONNEGATIVE) for b in self.blocks]
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """Parameters the current task trains: the trunk's (masked) and its own head's."""

@@ -8,12 +8,14 @@ from torch import Tensor
 
 
 def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float],
-                        trainable: Sequence[Tensor] | None = None) -> Tensor:
+                        trainable: Sequence[Tensor] | None = None,
+                        nonnegative: Sequence[bool] | None = None) -> Tensor:
     """Sum over layers of ``coefficient * mean |activation|`` of the layer's trainable units.
 
     The mean runs over the batch, the units and (for conv layers) the positions, so one coefficient
     suits layers of any width. Units of earlier tasks are left out: nothing the current task trains
-    can change them.
+    can change them. ``nonnegative[i]`` (e.g. the layer ends in a ReLU) skips the ``abs``, which
+    would change nothing there but cost two passes over the activations.
     """
     if len(activity) != len(coefficients):
         raise ValueError(f"{len(activity)} layers of activity but {len(coefficients)} L1 coefficients")
@@ -21,17 +23,20 @@ def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float
     for i, (a, coef) in enumerate(zip(activity, coefficients, strict=True)):
         if coef == 0.0:
             continue
-        a = a.abs()
-        if a.dim() > 2:
-            a = a.flatten(2).mean(2)
-        if trainable is not None:
-            rows = trainable[i]
-            n = int(rows.sum())
-            if n == 0:
-                continue
-            if n < rows.numel():
-                a = a[:, rows]
-        total = total + coef * a.mean()
+        if nonnegative is None or not nonnegative[i]:
+            a = a.abs()
+        rows = None if trainable is None else trainable[i]
+        if rows is None or bool(rows.all()):
+            total = total + coef * a.mean()
+            continue
+        n = int(rows.sum())
+        if n == 0:
+            continue
+        # One reduction to per-unit sums, then the trainable units' share of the mean.
+        per_unit = a.sum(dim=[d for d in range(a.dim()) if d != 1])
+        positions = a.numel() // (a.shape[0] * a.shape[1])
+        scale = coef / (a.shape[0] * positions * n)
+        total = total + scale * per_unit[rows].sum()
     return total
 
 

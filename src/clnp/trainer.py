@@ -333,6 +333,7 @@ class CLNP:
         net = self.net
         optimizer = make_optimizer(net.trainable_parameters(task_id), cfg)
         trainable = [block.layer.train_rows for block in net.blocks]
+        nonnegative = net.nonnegative_activity()
         net.train()
         epochs_iter: range | object = range(epochs)
         if cfg.progress:
@@ -346,7 +347,7 @@ class CLNP:
                 logits, acts = net.forward_with_activity(xb, task_id, keep)
                 loss = F.cross_entropy(logits, yb)
                 if l1:
-                    loss = loss + l1_activity_penalty(acts, self.l1, trainable)
+                    loss = loss + l1_activity_penalty(acts, self.l1, trainable, nonnegative)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"task {task_id} ({task.name}): the loss became {loss.item()} in epoch {epoch + 1}; "
