@@ -78,6 +78,10 @@ def check_results(results: object, source: str = RESULTS_FILE) -> None:
                        if k not in row]
             if missing:
                 raise ValueError(f"{source}: a capacity row lacks {', '.join(missing)}")
+            lengths = {len(row[k]) for k in ("owned_by_task", "free_after_task", "reused_by_task")}
+            if len(lengths) != 1:
+                raise ValueError(f"{source}: capacity row {row['layer']!r} has lists of different lengths; "
+                                 "expected one entry per task in owned_by_task, free_after_task, reused_by_task")
 
 
 def read_log(run_dir: str | Path) -> list[dict] | None:
@@ -158,9 +162,10 @@ def capacity_table(results: dict) -> str:
 def summary(results: dict) -> str:
     """Accuracy matrix, headline metrics and capacity table, ready to print."""
     seed = f", seed {results['seed']}" if "seed" in results else ""
+    n = _n_tasks(results)
     model = f", {results['model']}" if results.get("model") else ""
     lines = [
-        f"{results['method']} on {results['benchmark']} ({_n_tasks(results)} tasks{model}{seed})",
+        f"{results['method']} on {results['benchmark']} ({n} task{'s' if n != 1 else ''}{model}{seed})",
         "test accuracy (%), row = after learning task i; 'change' = final minus right after learning:",
         accuracy_table(results),
         "",
