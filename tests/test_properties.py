@@ -233,14 +233,15 @@ def _narrow_learner(widths: tuple[int, ...]) -> clnp.CLNP:
     return clnp.CLNP(net, quick_config(epochs=1, finetune_epochs=1, l1=0.0, margin=0.0))
 
 
-def _greedy_in_layer(monkeypatch, layer: int, tasks: set[int]) -> None:
-    """Make the listed tasks keep every free unit of ``layer`` (as a task that needs them all would)."""
+def _greedy_in_layer(monkeypatch, layer: int, tasks: set[int], needs: int | None = None) -> None:
+    """Make the listed tasks keep ``needs`` free units of ``layer`` (all of them if None or too few)."""
     real = clnp.trainer.choose_pruning
 
     def choose(net, task, activity, evaluate, margin):
         decision = real(net, task, activity, evaluate, margin)
         if task in tasks:
-            decision.keep[layer] = torch.ones_like(decision.keep[layer])
+            free = torch.nonzero(net.blocks[layer].layer.owner == FREE).flatten()
+            decision.keep[layer][free[:needs]] = True
             decision.val_accuracy_after = evaluate(decision.keep)
         return decision
 
@@ -289,12 +290,12 @@ def test_a_task_may_take_the_last_free_units_and_later_tasks_still_see_it_unchan
 def test_after_a_capacity_error_a_wider_network_learns_the_same_sequence(monkeypatch):
     """The remedy the error suggests works: the same tasks, the same greedy task, a wider layer."""
     pool = _digit_pool()[:3]
-    _greedy_in_layer(monkeypatch, layer=0, tasks={0})
+    _greedy_in_layer(monkeypatch, layer=0, tasks={0}, needs=8)
     narrow = _narrow_learner((6,))
     with pytest.raises(clnp.CapacityError):
         for task in pool:
             narrow.learn(task)
-    wide = _narrow_learner((64,))
+    wide = _narrow_learner((64,))  # task 0 takes its 8 units and leaves the rest free
     for task in pool:
         wide.learn(task)
-    assert wide.net.n_tasks == len(pool)
+    assert wide.net.n_tasks == len(pool) and wide.reports[0].owned[0] >= 8
