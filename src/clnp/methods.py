@@ -40,6 +40,15 @@ def _clnp(model: str, input_shape: Sequence[int], config: CLNPConfig, options: d
 METHODS: dict[str, MethodFactory] = {"clnp": _clnp}
 
 
+def _register_baselines() -> None:
+    from .baselines import BASELINES  # imported here: the baselines import the trainer, not this module
+
+    METHODS.update(BASELINES)
+
+
+_register_baselines()
+
+
 def build_method(name: str, model: str, input_shape: Sequence[int], config: CLNPConfig,
                  options: dict | None = None) -> ContinualLearner:
     """The learner of method ``name`` on a fresh network built from ``model``."""

@@ -1,0 +1,21 @@
+"""``finetune``: plain sequential training of one multi-head network, nothing against forgetting.
+
+The lower bound: every task trains the whole shared trunk plus its own head, so earlier tasks'
+features drift freely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..trainer import CLNPConfig
+from .base import SequentialLearner
+from .net import PlainNet
+
+
+class Finetune(SequentialLearner):
+    method = "finetune"
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> Finetune:
+    return Finetune(PlainNet(model, input_shape), config)

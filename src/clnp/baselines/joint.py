@@ -1,0 +1,65 @@
+"""``joint``: one multi-head network trained on all tasks at once (the upper bound for a shared net).
+
+For the accuracy matrix the runner asks for accuracies after every task, so after task ``i`` this
+method trains a *fresh* network (initialised under task ``i``'s seed) on the union of tasks
+``0..i`` for ``config.epochs`` epochs over that union, minibatches mixing tasks, each example
+scored by its own task's head. Row ``i`` is then joint training on the tasks seen so far and the
+last row is joint training on the whole stream. Backward transfer compares joint models of
+different task sets, not one model over time. The cost grows with the number of tasks seen
+(``T(T+1)/2`` task-epochs per epoch of budget instead of ``T``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..tasks import Task
+from ..trainer import CLNPConfig, make_optimizer
+from .base import SequentialLearner
+from .net import PlainNet
+
+
+class Joint(SequentialLearner):
+    method = "joint"
+
+    def __init__(self, model: str, input_shape: Sequence[int], config: CLNPConfig) -> None:
+        super().__init__(PlainNet(model, input_shape), config)
+        self.model = model
+        self.seen: list[Task] = []
+
+    def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+        self.seen.append(task)
+        if task_id > 0:
+            self.net = PlainNet(self.model, self.net.input_shape)
+        for t in self.seen:
+            self.net.add_head(t.n_classes)
+        x = torch.cat([t.train.x for t in self.seen])
+        y = torch.cat([t.train.y for t in self.seen])
+        owner = torch.cat([torch.full((len(t.train),), k, dtype=torch.long) for k, t in enumerate(self.seen)])
+        optimizer = make_optimizer(list(self.net.parameters()), self.config)
+        self.net.train()
+        for _ in range(self.config.epochs):
+            order = torch.randperm(y.shape[0], generator=generator)
+            for idx in order.split(self.config.batch_size):
+                loss = self._union_loss(x[idx], y[idx], owner[idx])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return {"union_examples": int(y.shape[0])}
+
+    def _union_loss(self, x: Tensor, y: Tensor, owner: Tensor) -> Tensor:
+        """Mean cross-entropy over the batch, each example through its own task's head."""
+        features = self.net.features(x)
+        total = features.new_zeros(())
+        for k in owner.unique().tolist():
+            rows = owner == k
+            total = total + F.cross_entropy(self.net.heads[k](features[rows]), y[rows], reduction="sum")
+        return total / y.shape[0]
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> Joint:
+    return Joint(model, input_shape, config)

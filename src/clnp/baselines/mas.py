@@ -1,0 +1,45 @@
+"""``mas``: Memory Aware Synapses (Aljundi et al. 2018, ECCV, arXiv 1711.09601).
+
+Importance of a weight: the mean over (up to ``samples``, default 1,024) training inputs of the
+absolute gradient of the squared L2 norm of the task's outputs, one gradient per example; it is
+accumulated over tasks and the anchor moves to the latest weights.
+
+Default strength ``lambda = 1``: the value of Aljundi et al. and of Hsu, Liu & Kira 2018's
+task-incremental split MNIST script (arXiv 1810.12488, GT-RIPL/Continual-Learning-Benchmark).
+Option ``lambda``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..tasks import Task
+from ..trainer import CLNPConfig
+from .base import options_float, sample_inputs
+from .net import PlainNet
+from .quadratic import QuadraticLearner, n_samples, sensitivity
+
+DEFAULT_STRENGTH = 1.0
+
+
+class MAS(QuadraticLearner):
+    method = "mas"
+
+    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+                 samples: int = 1024) -> None:
+        super().__init__(net, config, strength)
+        self.samples = samples
+
+    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+        omega = sensitivity(self.net, task_id, sample_inputs(task, self.samples, generator))
+        if self.terms:
+            omega = [old + new for old, new in zip(self.terms[0][0], omega, strict=True)]
+        self.terms = [(omega, self.anchor())]
+        return {"strength": self.strength}
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> MAS:
+    return MAS(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
+               n_samples(options))

@@ -1,0 +1,49 @@
+"""``online-ewc``: online EWC (Schwarz et al. 2018, "Progress & Compress", arXiv 1805.06370).
+
+One running penalty: ``F <- gamma * F + F_task`` and the anchor moves to the weights after each
+task. Fisher estimated as in :mod:`clnp.baselines.ewc`.
+
+Default strength ``lambda = 400``: Hsu, Liu & Kira 2018 (arXiv 1810.12488), online EWC in their
+task-incremental split MNIST script (GT-RIPL/Continual-Learning-Benchmark). ``gamma = 1.0`` as in
+van de Ven & Tolias 2019 ("Three scenarios for continual learning", arXiv 1904.07734). Options
+``lambda``, ``gamma``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..tasks import Task
+from ..trainer import CLNPConfig
+from .base import options_float, sample_inputs
+from .net import PlainNet
+from .quadratic import QuadraticLearner, fisher_diagonal, n_samples
+
+DEFAULT_STRENGTH = 400.0
+DEFAULT_GAMMA = 1.0
+
+
+class OnlineEWC(QuadraticLearner):
+    method = "online-ewc"
+
+    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+                 gamma: float = DEFAULT_GAMMA, samples: int = 1024) -> None:
+        super().__init__(net, config, strength)
+        if not 0.0 <= gamma <= 1.0:
+            raise ValueError(f"online-ewc: gamma must lie in [0, 1], got {gamma}")
+        self.gamma = gamma
+        self.samples = samples
+
+    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+        fisher = fisher_diagonal(self.net, task_id, sample_inputs(task, self.samples, generator))
+        if self.terms:
+            fisher = [self.gamma * old + new for old, new in zip(self.terms[0][0], fisher, strict=True)]
+        self.terms = [(fisher, self.anchor())]
+        return {"strength": self.strength, "gamma": self.gamma}
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> OnlineEWC:
+    return OnlineEWC(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
+                     options_float(options, "gamma", DEFAULT_GAMMA), n_samples(options))

@@ -1,0 +1,151 @@
+"""``packnet``: weight-level pruning with per-task masks (Mallya & Lazebnik 2018, CVPR, arXiv 1711.05769).
+
+Every ``Linear``/``Conv2d`` weight has an owner (a task id, or free). Task ``t``:
+
+1. re-initialise the free weights; train them (``config.epochs``) while weights of earlier tasks
+   are read but frozen;
+2. prune: of the free weights of each layer, keep the ``1 - prune`` fraction with the largest
+   magnitude; the rest are set to zero and stay free for later tasks;
+3. retrain the kept weights alone for ``config.finetune_epochs`` (the same fine-tuning budget
+   CLNP gets) and give them to task ``t``.
+
+Task ``t`` is evaluated with the weights owned by tasks ``0..t`` only; biases are trained with the
+first task and frozen after it, as in the paper; every task has its own head. Frozen values are
+restored after every optimiser step, so no optimiser state or weight decay can move them:
+earlier tasks' outputs are bit-identical after later tasks.
+
+Default ``prune = 0.75``, the larger of the two per-task pruning ratios of the paper (50% and
+75%), which leaves more room for long task sequences. Option ``prune``. Needs a model without
+batch norm.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from ..tasks import Task
+from ..trainer import CLNPConfig
+from .base import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
+from .net import PlainNet, count_parameters
+
+FREE = -1
+DEFAULT_PRUNE = 0.75
+
+
+class PackNet(SequentialLearner):
+    method = "packnet"
+
+    def __init__(self, net: PlainNet, config: CLNPConfig, prune: float = DEFAULT_PRUNE) -> None:
+        super().__init__(net, config)
+        require_no_batch_norm(net, "packnet")
+        if not 0.0 < prune < 1.0:
+            raise ValueError(f"packnet: prune must lie in (0, 1), got {prune}")
+        self.prune = prune
+        self.weight_names = [f"blocks.{i}.layer.weight" for i in range(len(net.blocks))]
+        self.owner = [torch.full(layer.weight.shape, FREE, dtype=torch.int16) for layer in net.layers]
+        self._visible: list[Tensor] = []
+        self._trainable: list[Tensor] = []
+        self._frozen: list[Tensor] = []
+
+    # ------------------------------------------------------------------------------ masks
+    def _forward_with(self, visible: Sequence[Tensor], x: Tensor, task_id: int) -> Tensor:
+        weights = {name: torch.where(v, layer.weight, torch.zeros((), dtype=layer.weight.dtype))
+                   for name, v, layer in zip(self.weight_names, visible, self.net.layers, strict=True)}
+        return functional_call(self.net, weights, (x, task_id), strict=False)
+
+    def _forward(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
+        return self._forward_with(self._visible, x, task_id)
+
+    def _set_phase(self, trainable: Sequence[Tensor], task_id: int) -> None:
+        self._trainable = list(trainable)
+        self._visible = [((o != FREE) & (o < task_id)) | t for o, t in zip(self.owner, trainable, strict=True)]
+        self._frozen = [layer.weight.detach().clone() for layer in self.net.layers]
+
+    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
+        for layer, t in zip(self.net.layers, self._trainable, strict=True):
+            if layer.weight.grad is not None:
+                layer.weight.grad.mul_(t)
+
+    @torch.no_grad()
+    def _after_step(self, task_id: int) -> None:
+        for layer, t, frozen in zip(self.net.layers, self._trainable, self._frozen, strict=True):
+            layer.weight.copy_(torch.where(t, layer.weight, frozen))
+
+    # -------------------------------------------------------------------------- the task
+    def _trainable_parameters(self, task_id: int) -> list[nn.Parameter]:
+        params = [layer.weight for layer in self.net.layers] + list(self.net.heads[task_id].parameters())
+        if task_id == 0:
+            params += [p for n, p in self.net.blocks.named_parameters() if not n.endswith("layer.weight")]
+        return params
+
+    def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+        self.net.add_head(task.n_classes)
+        free = [o == FREE for o in self.owner]
+        for i, f in enumerate(free):
+            if not f.any():
+                raise RuntimeError(f"packnet: layer {i} has no free weight left for task {task_id}; "
+                                   "use a wider model or a larger prune fraction")
+        self._reinitialise(free)
+        self._set_phase(free, task_id)
+        self._fit(task, task_id, self.config.epochs, self._trainable_parameters(task_id), generator)
+        keep = self._prune(free)
+        self._set_phase(keep, task_id)
+        if self.config.finetune_epochs:
+            self._fit(task, task_id, self.config.finetune_epochs, self._trainable_parameters(task_id), generator)
+        for owner, k in zip(self.owner, keep, strict=True):
+            owner[k] = task_id
+        return {"weights_owned": [int(k.sum()) for k in keep],
+                "weights_free_after": [int((o == FREE).sum()) for o in self.owner]}
+
+    @torch.no_grad()
+    def _reinitialise(self, free: Sequence[Tensor]) -> None:
+        for layer, f in zip(self.net.layers, free, strict=True):
+            fresh = torch.empty_like(layer.weight)
+            nn.init.kaiming_uniform_(fresh, a=math.sqrt(5))
+            layer.weight.copy_(torch.where(f, fresh, layer.weight))
+
+    @torch.no_grad()
+    def _prune(self, free: Sequence[Tensor]) -> list[Tensor]:
+        """Per layer, the free weights to keep (largest magnitude); zero the others."""
+        keep = []
+        for layer, f in zip(self.net.layers, free, strict=True):
+            free_index = f.flatten().nonzero().squeeze(1)
+            magnitude = layer.weight.detach().flatten()[free_index].abs()
+            n_keep = max(1, math.ceil((1.0 - self.prune) * magnitude.numel()))
+            k = torch.zeros(f.numel(), dtype=torch.bool)
+            k[free_index[torch.topk(magnitude, n_keep).indices]] = True
+            k = k.view_as(f)
+            layer.weight.masked_fill_(f & ~k, 0.0)
+            keep.append(k)
+        return keep
+
+    # ---------------------------------------------------------------------------- public
+    def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
+        return _Bound(self, [(o != FREE) & (o <= task_id) for o in self.owner]), task_id
+
+    def footprint(self) -> dict:
+        n = count_parameters(self.net)
+        n_weights = sum(o.numel() for o in self.owner)
+        return {"parameters": n, "storage_bytes": n * BYTES_PER_FLOAT + n_weights}  # + one owner byte per weight
+
+
+class _Bound(nn.Module):
+    """The network as task ``t`` sees it under fixed masks (for evaluation)."""
+
+    def __init__(self, learner: PackNet, visible: Sequence[Tensor]) -> None:
+        super().__init__()
+        self.learner = learner
+        self.inner = learner.net
+        self.visible = list(visible)
+
+    def forward(self, x: Tensor, task: int) -> Tensor:
+        return self.learner._forward_with(self.visible, x, task)
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> PackNet:
+    return PackNet(PlainNet(model, input_shape), config, options_float(options, "prune", DEFAULT_PRUNE))

@@ -1,0 +1,105 @@
+"""Weight-elasticity methods: a quadratic pull of the shared weights towards earlier tasks' values.
+
+``penalty = strength * sum_k sum_i importance_k[i] * (theta[i] - anchor_k[i]) ** 2`` over the
+shared trunk (heads are task-specific and only the current one trains). This is the form of
+Hsu, Liu & Kira 2018 ("Re-evaluating continual learning scenarios", arXiv 1810.12488, code
+GT-RIPL/Continual-Learning-Benchmark), whose strengths for task-incremental split MNIST are the
+defaults here, so they carry over without a factor of two. EWC keeps one term per task; online
+EWC, SI and MAS keep one running term anchored at the latest weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+from torch.func import functional_call, grad, vmap
+
+from ..trainer import CLNPConfig
+from .base import SequentialLearner
+from .net import PlainNet
+
+
+class QuadraticLearner(SequentialLearner):
+    """Sequential training plus a quadratic penalty; subclasses say how importance is measured."""
+
+    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float) -> None:
+        super().__init__(net, config)
+        if strength < 0:
+            raise ValueError(f"{self.method}: the strength must be >= 0, got {strength}")
+        self.strength = float(strength)
+        self.terms: list[tuple[list[Tensor], list[Tensor]]] = []
+        """(importance, anchor) per term, one tensor per trunk parameter."""
+
+    def _penalty(self, task_id: int) -> Tensor | None:
+        if not self.terms or self.strength == 0:
+            return None
+        params = self.net.trunk_parameters()
+        total = params[0].new_zeros(())
+        for importance, anchor in self.terms:
+            for p, w, a in zip(params, importance, anchor, strict=True):
+                total = total + (w * (p - a) ** 2).sum()
+        return self.strength * total
+
+    def penalty(self) -> float:
+        """The current penalty (0.0 before any task has been consolidated)."""
+        with torch.no_grad():
+            value = self._penalty(len(self.reports))
+        return 0.0 if value is None else float(value)
+
+    def anchor(self) -> list[Tensor]:
+        return [p.detach().clone() for p in self.net.trunk_parameters()]
+
+
+def per_sample_gradient_mean(net: PlainNet, task_id: int, x: Tensor, score: Callable[[Tensor], Tensor],
+                             transform: Callable[[Tensor], Tensor], chunk: int = 32) -> list[Tensor]:
+    """Mean over the examples of ``transform(d score(logits of one example) / d theta)``.
+
+    One gradient per example (``torch.func.vmap``), over the trunk parameters, in evaluation mode.
+    """
+    names = {id(p) for p in net.trunk_parameters()}
+    params = {n: p.detach() for n, p in net.named_parameters() if id(p) in names}
+    order = [n for n, p in net.named_parameters() if id(p) in names]
+
+    def one(theta: dict[str, Tensor], xi: Tensor) -> Tensor:
+        return score(functional_call(net, theta, (xi.unsqueeze(0), task_id))[0])
+
+    per_example = vmap(grad(one), in_dims=(None, 0))
+    sums = {n: torch.zeros_like(p) for n, p in params.items()}
+    was = net.training
+    net.eval()
+    with torch.no_grad():  # torch.func.grad still differentiates; this keeps the heads' graph out
+        for i in range(0, x.shape[0], chunk):
+            grads = per_example(params, x[i:i + chunk])
+            for n in order:
+                sums[n] += transform(grads[n].detach()).sum(0)
+    net.train(was)
+    return [sums[n] / max(1, x.shape[0]) for n in order]
+
+
+def log_likelihood_of_prediction(logits: Tensor) -> Tensor:
+    """log p(y_hat | x) for the model's own most likely class (Hsu et al.'s Fisher)."""
+    return torch.log_softmax(logits, dim=-1).max()
+
+
+def squared_output_norm(logits: Tensor) -> Tensor:
+    """||f(x)||_2^2 of the task's outputs (Aljundi et al.'s MAS)."""
+    return logits.pow(2).sum()
+
+
+def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor) -> list[Tensor]:
+    """Diagonal Fisher information of the trunk at the current weights, on inputs ``x``."""
+    return per_sample_gradient_mean(net, task_id, x, log_likelihood_of_prediction, torch.square)
+
+
+def sensitivity(net: PlainNet, task_id: int, x: Tensor) -> list[Tensor]:
+    """MAS importance: mean absolute gradient of the squared output norm, on inputs ``x``."""
+    return per_sample_gradient_mean(net, task_id, x, squared_output_norm, torch.abs)
+
+
+def n_samples(options: dict) -> int:
+    value = int(options.get("samples", 1024))
+    if value < 1:
+        raise ValueError(f"option 'samples' must be >= 1, got {value}")
+    return value

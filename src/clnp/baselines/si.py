@@ -1,0 +1,77 @@
+"""``si``: Synaptic Intelligence (Zenke, Poole & Ganguli 2017, ICML, arXiv 1703.04200).
+
+During a task each weight accumulates ``omega += -g * delta`` over the optimiser's steps, ``g``
+the gradient of the task loss alone (without the penalty) and ``delta`` the step's change. At the
+end of the task ``importance += max(0, omega / (Delta ** 2 + xi))``, ``Delta`` the weight's total
+change over the task, and the anchor moves to the latest weights. (Negative path integrals are
+rare; clipping them at zero keeps the penalty a penalty.)
+
+Default strength ``c = 300`` and damping ``xi = 0.1``: Hsu, Liu & Kira 2018 (arXiv 1810.12488),
+SI in their task-incremental split MNIST script and their SI implementation
+(GT-RIPL/Continual-Learning-Benchmark). Options ``lambda`` (c) and ``xi``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from ..tasks import Task
+from ..trainer import CLNPConfig
+from .base import options_float
+from .net import PlainNet
+from .quadratic import QuadraticLearner
+
+DEFAULT_STRENGTH = 300.0
+DEFAULT_DAMPING = 0.1
+
+
+class SI(QuadraticLearner):
+    method = "si"
+
+    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+                 damping: float = DEFAULT_DAMPING) -> None:
+        super().__init__(net, config, strength)
+        if damping <= 0:
+            raise ValueError(f"si: the damping xi must be > 0, got {damping}")
+        self.damping = damping
+        self._omega: list[Tensor] = []
+        self._start: list[Tensor] = []
+        self._grads: list[Tensor] = []
+        self._before: list[Tensor] = []
+
+    def _before_task(self, task: Task, task_id: int) -> None:
+        self._start = self.anchor()
+        self._omega = [torch.zeros_like(p) for p in self._start]
+
+    def _backward(self, loss: Tensor, penalty: Tensor | None) -> None:
+        loss.backward()
+        params = self.net.trunk_parameters()
+        self._grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+        if penalty is not None:
+            penalty.backward()
+
+    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
+        self._before = self.anchor()
+
+    @torch.no_grad()
+    def _after_step(self, task_id: int) -> None:
+        for omega, g, before, p in zip(self._omega, self._grads, self._before, self.net.trunk_parameters(),
+                                       strict=True):
+            omega -= g * (p - before)
+
+    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+        end = self.anchor()
+        new = [(w / ((e - s) ** 2 + self.damping)).clamp_min(0)
+               for w, s, e in zip(self._omega, self._start, end, strict=True)]
+        if self.terms:
+            new = [old + n for old, n in zip(self.terms[0][0], new, strict=True)]
+        self.terms = [(new, end)]
+        return {"strength": self.strength, "damping": self.damping}
+
+
+def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> SI:
+    return SI(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
+              options_float(options, "xi", DEFAULT_DAMPING))

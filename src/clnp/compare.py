@@ -1,0 +1,239 @@
+"""Side-by-side comparison of methods on one benchmark: same task stream, seeds, network and budget.
+
+``compare(...)`` runs every (method, seed) through :func:`clnp.runner.run` into ``OUT/METHOD/sSEED``
+and writes, after each finished run (so a cut-off comparison still reports what finished):
+
+* ``OUT/comparison.json``: per method, mean and standard deviation over seeds of
+  ``average_accuracy``, ``backward_transfer`` and training seconds, the parameter count and the
+  bytes needed to store the model for all tasks, the final accuracy per task, the run directories;
+* ``OUT/comparison.md``: the same as a Markdown table;
+* ``OUT/accuracy_per_task.png``: final test accuracy on every task, one bar per method.
+
+A run directory that already holds a ``results.json`` with the same configuration is reused, not
+run again.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .runner import RunConfig, run
+
+JSON_NAME = "comparison.json"
+MARKDOWN_NAME = "comparison.md"
+PLOT_NAME = "accuracy_per_task.png"
+OWNER_BYTES = 1
+"""Bytes to store one owner id (a task id fits a byte up to 255 tasks)."""
+
+
+@dataclass
+class CompareConfig:
+    """What a comparison runs: every method on every seed, the rest shared by all runs."""
+
+    benchmark: str = "split-digits"
+    methods: list[str] = field(default_factory=lambda: ["clnp", "finetune", "ewc"])
+    seeds: int = 1
+    """Seeds 0..seeds-1."""
+    tasks: int | None = None
+    model: str | None = None
+    epochs: int | None = None
+    finetune_epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    data_dir: str | None = None
+    options: dict[str, dict] = field(default_factory=dict)
+    """Per method, options for its factory, e.g. ``{"ewc": {"lambda": 1000}}``."""
+
+    def __post_init__(self) -> None:
+        from .methods import METHODS
+
+        if self.seeds < 1:
+            raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
+        if not self.methods:
+            raise ValueError("no method to compare; expected e.g. --methods clnp,ewc,si")
+        unknown = [m for m in self.methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown method(s) {', '.join(unknown)}; expected some of: {', '.join(sorted(METHODS))}")
+        if len(set(self.methods)) != len(self.methods):
+            raise ValueError(f"a method is named twice in {self.methods}")
+        stray = [m for m in self.options if m not in self.methods]
+        if stray:
+            raise ValueError(f"options given for {', '.join(stray)}, which is not among the compared methods")
+
+    def run_config(self, method: str, seed: int) -> RunConfig:
+        return RunConfig(benchmark=self.benchmark, method=method, tasks=self.tasks, model=self.model,
+                         epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
+                         lr=self.lr, seed=seed, data_dir=self.data_dir, progress=False,
+                         extra=dict(self.options.get(method, {})))
+
+
+def parse_options(items: Sequence[str]) -> dict[str, dict]:
+    """``["ewc.lambda=1000", "packnet.prune=0.5"]`` -> ``{"ewc": {"lambda": 1000.0}, ...}``."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.partition(".")
+        if not sep or not dot or not method or not name:
+            raise ValueError(f"bad option {item!r}; expected METHOD.NAME=VALUE, e.g. ewc.lambda=1000")
+        try:
+            parsed: float | str = float(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(method, {})[name] = parsed
+    return out
+
+
+def _reusable(path: Path, config: RunConfig) -> dict | None:
+    """The results in ``path`` if they were produced with ``config`` (progress aside)."""
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    mine = asdict(config.resolved())
+    theirs = results.get("config", {})
+    same = all(theirs.get(k) == v for k, v in mine.items() if k not in ("progress", "data_dir"))
+    return results if same else None
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    mean = statistics.fmean(values)
+    std = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": mean, "std": std, "n": len(values)}
+
+
+def footprint(results: dict, input_shape: Sequence[int], n_classes: Sequence[int]) -> dict:
+    """Parameters and storage bytes of a finished run's model, for all its tasks.
+
+    Baselines report their own (last task's report); for CLNP it is the network, one head per
+    task and one owner byte per unit.
+    """
+    last = results["tasks"][-1] if results.get("tasks") else {}
+    if "storage_bytes" in last and "parameters" in last:
+        return {"parameters": int(last["parameters"]), "storage_bytes": int(last["storage_bytes"])}
+    from .network import build_model
+
+    net = build_model(results["model"], input_shape)
+    n = sum(p.numel() for p in net.parameters()) + sum(net.feature_dim * k + k for k in n_classes)
+    units = sum(block.layer.n_units for block in net.blocks) if results["method"] == "clnp" else 0
+    return {"parameters": int(n), "storage_bytes": int(4 * n + OWNER_BYTES * units)}
+
+
+def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
+    """Per method: mean/std of ACC, BWT and seconds over seeds, footprint, final accuracy per task."""
+    methods = {}
+    for method, results in runs.items():
+        if not results:
+            continue
+        finals = [[v for v in r["accuracy_matrix"][-1]] for r in results]
+        methods[method] = {
+            "average_accuracy": _mean_std([r["average_accuracy"] for r in results]),
+            "backward_transfer": _mean_std([r["backward_transfer"] for r in results]),
+            "train_seconds": _mean_std([r["train_seconds"] for r in results]),
+            **footprints[method],
+            "final_accuracy_per_task": [statistics.fmean(col) for col in zip(*finals, strict=True)],
+            "seeds": [r["seed"] for r in results],
+        }
+    return methods
+
+
+def markdown_table(summary: dict) -> str:
+    """The comparison as a Markdown table (accuracies and BWT in points)."""
+    head = (f"Benchmark `{summary['benchmark']}`, model `{summary['model']}`, {summary['n_tasks']} tasks, "
+            f"{summary['epochs']} epochs per task, seeds {summary['seeds']}. ACC and BWT in % (mean ± std over "
+            "seeds); seconds: training time per run.\n\n")
+    lines = ["| method | ACC (%) | BWT (points) | train s | parameters | storage (MB) | seeds |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    for method, m in summary["methods"].items():
+        acc, bwt, sec = m["average_accuracy"], m["backward_transfer"], m["train_seconds"]
+        lines.append(
+            f"| {method} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {100 * bwt['mean']:+.2f} ± "
+            f"{100 * bwt['std']:.2f} | {sec['mean']:.0f} | {m['parameters']:,} | {m['storage_bytes'] / 1e6:.2f} | "
+            f"{acc['n']} |")
+    per_task = ["", "Final test accuracy per task (%, mean over seeds):", "",
+                "| method | " + " | ".join(f"T{j}" for j in range(summary["n_tasks"])) + " |",
+                "|---|" + "---:|" * summary["n_tasks"]]
+    for method, m in summary["methods"].items():
+        per_task.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in m["final_accuracy_per_task"]) + " |")
+    return head + "\n".join(lines + per_task) + "\n"
+
+
+def plot(summary: dict, path: Path) -> None:
+    """Grouped bars: final test accuracy per task (x) for every method (colour)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods = list(summary["methods"])
+    n_tasks = summary["n_tasks"]
+    width = 0.8 / max(1, len(methods))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_tasks + 2), 4.0))
+    for k, method in enumerate(methods):
+        values = [100 * v for v in summary["methods"][method]["final_accuracy_per_task"]]
+        ax.bar([j - 0.4 + width * (k + 0.5) for j in range(n_tasks)], values, width, label=method)
+    lows = [100 * v for m in summary["methods"].values() for v in m["final_accuracy_per_task"]]
+    ax.set_ylim(max(0.0, math.floor(min(lows, default=0.0) / 5) * 5 - 5), 100.5)
+    ax.set_xticks(range(n_tasks), [f"T{j}" for j in range(n_tasks)])
+    ax.set_xlabel("task")
+    ax.set_ylabel("test accuracy after the last task (%)")
+    ax.set_title(f"{summary['benchmark']}: final accuracy per task")
+    ax.legend(fontsize="small", ncol=min(5, len(methods)), loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] | None = None) -> dict:
+    """Run every method on every seed; write comparison.json/.md and the plot into ``out``; return the summary."""
+    from .benchmarks import get_benchmark
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = log or (lambda _msg: None)
+    resolved = config.run_config(config.methods[0], 0).resolved()
+    stream = get_benchmark(config.benchmark, n_tasks=config.tasks, seed=0, data_dir=config.data_dir)
+    input_shape = tuple(stream[0].train.x.shape[1:])
+    n_classes = [t.n_classes for t in stream]
+    runs: dict[str, list[dict]] = {m: [] for m in config.methods}
+    footprints: dict[str, dict] = {}
+    summary: dict = {}
+    for seed in range(config.seeds):  # seed-major: a cut-off comparison still has every method's first seeds
+        for method in config.methods:
+            rc = config.run_config(method, seed)
+            directory = out / method / f"s{seed}"
+            results = _reusable(directory / "results.json", rc)
+            if results is None:
+                t0 = time.perf_counter()
+                log(f"{method} seed {seed}: running into {directory}")
+                results = run(rc, directory)
+                log(f"{method} seed {seed}: ACC {100 * results['average_accuracy']:.2f}%, "
+                    f"BWT {100 * results['backward_transfer']:+.2f} ({time.perf_counter() - t0:.0f} s)")
+            else:
+                log(f"{method} seed {seed}: reusing {directory / 'results.json'}")
+            runs[method].append(results)
+            footprints[method] = footprint(results, input_shape, n_classes)
+            summary = {
+                "benchmark": config.benchmark, "model": resolved.model, "n_tasks": len(stream),
+                "epochs": resolved.epochs, "seeds": list(range(config.seeds)),
+                "config": asdict(config), "methods": aggregate(runs, footprints),
+                "runs": {m: [str(out / m / f"s{r['seed']}") for r in rs] for m, rs in runs.items() if rs},
+                "finished": sum(len(rs) for rs in runs.values()), "planned": len(config.methods) * config.seeds,
+            }
+            _write(summary, out)
+    return summary
+
+
+def _write(summary: dict, out: Path) -> None:
+    tmp = out / (JSON_NAME + ".tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(out / JSON_NAME)
+    (out / MARKDOWN_NAME).write_text(markdown_table(summary))
+    plot(summary, out / PLOT_NAME)

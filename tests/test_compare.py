@@ -1,0 +1,71 @@
+"""``clnp compare``: every method on the same stream and seeds, tabulated and plotted."""
+
+import json
+
+import pytest
+import torch
+
+from clnp.cli import main
+from clnp.compare import CompareConfig, compare, parse_options
+
+
+@pytest.fixture(autouse=True)
+def _one_thread(_threads):
+    torch.set_num_threads(1)
+
+
+def test_compare_on_split_digits_writes_json_markdown_and_plot(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--benchmark", "split-digits", "--methods", "clnp,finetune", "--seeds", "2",
+                 "--tasks", "2", "--epochs", "1", "--finetune-epochs", "1", "--model", "mlp:16,16",
+                 "--out", str(out)])
+    assert code == 0
+    summary = json.loads((out / "comparison.json").read_text())
+    assert list(summary["methods"]) == ["clnp", "finetune"]
+    for method, m in summary["methods"].items():
+        assert m["average_accuracy"]["n"] == 2
+        assert set(m["average_accuracy"]) == {"mean", "std", "n"}
+        assert set(m["backward_transfer"]) == {"mean", "std", "n"}
+        assert m["train_seconds"]["mean"] > 0
+        assert m["parameters"] > 0 and m["storage_bytes"] >= 4 * m["parameters"]
+        assert len(m["final_accuracy_per_task"]) == 2
+        for seed in (0, 1):
+            results = json.loads((out / method / f"s{seed}" / "results.json").read_text())
+            assert results["seed"] == seed and results["method"] == method
+    assert summary["methods"]["clnp"]["backward_transfer"]["mean"] == 0.0
+    table = (out / "comparison.md").read_text()
+    assert "| clnp |" in table and "| finetune |" in table
+    assert (out / "accuracy_per_task.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "comparison.md" in capsys.readouterr().out
+
+
+def test_compare_reuses_finished_runs_with_the_same_configuration(tmp_path):
+    config = CompareConfig(benchmark="split-digits", methods=["finetune"], seeds=1, tasks=2, epochs=1,
+                           model="mlp:8")
+    compare(config, tmp_path)
+    results = tmp_path / "finetune" / "s0" / "results.json"
+    stamp = results.stat().st_mtime_ns
+    messages = []
+    compare(config, tmp_path, log=messages.append)
+    assert results.stat().st_mtime_ns == stamp
+    assert any("reusing" in m for m in messages)
+
+
+def test_compare_passes_method_options_to_that_method_only(tmp_path):
+    config = CompareConfig(benchmark="split-digits", methods=["ewc", "finetune"], seeds=1, tasks=2, epochs=1,
+                           model="mlp:8", options=parse_options(["ewc.lambda=7"]))
+    compare(config, tmp_path)
+    ewc = json.loads((tmp_path / "ewc" / "s0" / "results.json").read_text())
+    assert ewc["tasks"][-1]["strength"] == 7.0
+    assert ewc["config"]["extra"] == {"lambda": 7.0}
+    finetune = json.loads((tmp_path / "finetune" / "s0" / "results.json").read_text())
+    assert finetune["config"]["extra"] == {}
+
+
+def test_compare_rejects_unknown_methods_and_bad_options():
+    with pytest.raises(ValueError, match="unknown method"):
+        CompareConfig(methods=["clnp", "nope"])
+    with pytest.raises(ValueError, match="METHOD.NAME=VALUE"):
+        parse_options(["lambda=3"])
+    with pytest.raises(ValueError, match="not among the compared methods"):
+        CompareConfig(methods=["clnp"], options={"ewc": {"lambda": 1.0}})
