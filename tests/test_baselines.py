@@ -53,11 +53,11 @@ def test_ewc_penalty_is_zero_at_the_anchor_and_grows_quadratically_away_from_it(
     assert values[1] == pytest.approx(4 * values[0], rel=1e-3)  # quadratic in the distance
 
 
+@pytest.mark.parametrize("model", ["mlp:32,32", "cnn:4,8/16"])
 @pytest.mark.parametrize("name", ["packnet", "hat"])
-def test_masking_baselines_keep_earlier_tasks_outputs_bit_identical(name, digit_tasks):
+def test_masking_baselines_keep_earlier_tasks_outputs_bit_identical(name, model, digit_tasks):
     torch.manual_seed(0)
-    learner = build_method(name, "mlp:32,32", SHAPE, quick_config(epochs=3, finetune_epochs=1,
-                                                                     weight_decay=1e-3), {})
+    learner = build_method(name, model, SHAPE, quick_config(epochs=3, finetune_epochs=1, weight_decay=1e-3), {})
     learner.learn(digit_tasks[0])
     x = digit_tasks[0].test.x
     before = learner.logits(0, x)
