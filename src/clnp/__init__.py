@@ -8,6 +8,7 @@ earlier tasks' outputs never change: zero forgetting, bit for bit.
 __version__ = "0.1.0"
 
 from .benchmarks import get_benchmark, permuted_digits, split_digits
+from .export import export
 from .metrics import average_accuracy, backward_transfer
 from .network import CLNPNet, build_model, cnn, mlp
 from .partition import FREE
@@ -16,6 +17,6 @@ from .trainer import CLNP, CapacityError, CLNPConfig, TaskReport
 
 __all__ = [
     "CLNP", "CLNPConfig", "CLNPNet", "CapacityError", "FREE", "Split", "Task", "TaskReport",
-    "average_accuracy", "backward_transfer", "build_model", "cnn", "get_benchmark", "mlp",
+    "average_accuracy", "backward_transfer", "build_model", "cnn", "export", "get_benchmark", "mlp",
     "permuted_digits", "split_digits",
 ]

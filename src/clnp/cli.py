@@ -86,6 +86,34 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_run
+
+    try:
+        info = export_run(args.run_dir, args.task, args.format, args.output, fold_batch_norm=not args.keep_batch_norm)
+    except RuntimeError as exc:  # e.g. the onnx packages are not installed
+        raise UsageError(str(exc)) from None
+    kept = ", ".join(f"{k}/{n}" for k, n in zip(info["units_kept"], info["units"], strict=True))
+    print(f"task {info['task']}: units kept per layer {kept}; parameters {info['parameters']:,} "
+          f"of {info['parameters_full']:,} ({info['parameters'] / info['parameters_full']:.1%})")
+    for f in info["files"]:
+        print(f"written {f}")
+    return 0
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    from .export import FORMATS
+
+    p = sub.add_parser("export", help="write one task's units as a plain, compact model (no masks)")
+    p.add_argument("run_dir", help="run directory written by 'clnp run --out' (reads its checkpoint/)")
+    p.add_argument("--task", type=int, required=True, help="task id (0-based) to export")
+    p.add_argument("--format", choices=FORMATS, default="torchscript", help="file format (default: torchscript)")
+    p.add_argument("--output", help="file to write (default: RUN_DIR/export/task-K.pt|.onnx|.safetensors)")
+    p.add_argument("--keep-batch-norm", action="store_true",
+                   help="keep batch norm as plain BatchNorm layers instead of folding it into the layer before")
+    p.set_defaults(func=_cmd_export)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="clnp", description="Continual learning via neural pruning: zero-forgetting task-incremental training.")
@@ -104,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_r.add_argument("--plots-dir", help="where to write the PNG plots (default: the run directory)")
     p_r.add_argument("--no-plots", action="store_true", help="print the tables only")
     p_r.set_defaults(func=_cmd_report)
+    _add_export_parser(sub)
     return parser
 
 
