@@ -17,10 +17,17 @@ class UsageError(Exception):
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     from .benchmarks import BENCHMARKS
+    from .config import PRESETS
 
-    p.add_argument("--benchmark", default="split-digits", choices=sorted(BENCHMARKS),
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file with the same keys as these flags (snake_case); flags override it")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a published setting (overridden by --config, then by flags)")
+    p.add_argument("--resume", metavar="OUT",
+                   help="continue the run in directory OUT from its last finished task (reads OUT/config.yaml)")
+    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS),
                    help="task stream (default: split-digits)")
-    p.add_argument("--method", default="clnp", help="continual-learning method (default: clnp)")
+    p.add_argument("--method", default=None, help="continual-learning method (default: clnp)")
     p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
     p.add_argument("--model", help="network spec, e.g. mlp:256,256 or cnn:32,32,64,64/512[:bn]")
     p.add_argument("--epochs", type=int, help="training epochs per task")
@@ -31,24 +38,33 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float)
     p.add_argument("--l1", type=float, help="L1 coefficient on hidden activations")
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from .config import from_namespace
     from .report import summary
-    from .runner import RunConfig, run
+    from .runner import resume, run, unfinished_run
 
-    config = RunConfig(
-        benchmark=args.benchmark, method=args.method, tasks=args.tasks, model=args.model, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, l1=args.l1, margin=args.margin, seed=args.seed, data_dir=args.data_dir,
-        progress=not args.no_progress,
-    )
-    out = Path(args.out or f"runs/{args.benchmark}-{args.method}-s{args.seed}")
-    results = run(config, out)
+    if args.resume:
+        given = [k for k, v in vars(args).items()
+                 if v not in (None, False) and k not in ("resume", "no_progress", "data_dir", "command", "func")]
+        if given:
+            flags = ", ".join("--" + k.replace("_", "-") for k in given)
+            raise UsageError(f"--resume takes its settings from OUT/config.yaml; drop {flags} "
+                             "(only --data-dir and --no-progress may change)")
+        out = Path(args.resume)
+        results = resume(out, progress=False if args.no_progress else None, data_dir=args.data_dir)
+    else:
+        config, out_given = from_namespace(args)
+        out = Path(out_given or f"runs/{config.benchmark}-{config.method}-s{config.seed}")
+        if unfinished_run(out):
+            raise UsageError(f"{out} holds an unfinished run (a checkpoint, no results.json): continue it with "
+                             f"'clnp run --resume {out}', or choose another --out")
+        results = run(config, out)
     print(summary(results))
     print(f"\nresults written to {out / 'results.json'}")
     return 0
