@@ -7,7 +7,7 @@ per task), learning rate, weight decay and seeded batch order (``seed * 1_000_00
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -34,6 +34,8 @@ class SequentialLearner:
         self.net = net
         self.config = config
         self.reports: list[dict] = []
+        self.on_epoch: Callable[[dict], None] | None = None
+        """Called after every epoch with task, phase, epoch, loss, val_accuracy, seconds (the runner's log)."""
 
     # -------------------------------------------------------------------------------- public
     def learn(self, task: Task) -> dict:
@@ -96,10 +98,12 @@ class SequentialLearner:
         return self.net.trunk_parameters() + list(self.net.heads[task_id].parameters())
 
     def _fit(self, task: Task, task_id: int, epochs: int, params: Sequence[nn.Parameter],
-             generator: torch.Generator) -> None:
+             generator: torch.Generator, phase: str = "train") -> None:
         optimizer = make_optimizer(list(params), self.config)
         self.net.train()
         for epoch in range(epochs):
+            t0 = time.perf_counter()
+            total_loss, seen = 0.0, 0
             batches = iterate_batches(task.train, self.config.batch_size, generator)
             for step, (xb, yb) in enumerate(batches):
                 logits = self._forward(xb, task_id, step, len(batches))
@@ -116,6 +120,17 @@ class SequentialLearner:
                 self._after_backward(task_id, step, len(batches))
                 optimizer.step()
                 self._after_step(task_id)
+                total_loss += float(loss.detach()) * yb.shape[0]
+                seen += yb.shape[0]
+            if self.on_epoch is not None:
+                self.on_epoch({"task": len(self.reports), "phase": phase, "epoch": epoch + 1,
+                               "loss": total_loss / max(1, seen), "val_accuracy": self._val_accuracy(task, task_id),
+                               "seconds": time.perf_counter() - t0})
+                self.net.train()
+
+    def _val_accuracy(self, task: Task, task_id: int) -> float:
+        """Validation accuracy of the task being learned, for the epoch log."""
+        return self.accuracy(task_id, task.val.x, task.val.y)
 
     def _backward(self, loss: Tensor, penalty: Tensor | None) -> None:
         (loss if penalty is None else loss + penalty).backward()

@@ -138,6 +138,13 @@ class HAT(SequentialLearner):
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         return _Gated(self.net, self.masks[task_id]), task_id
 
+    def _val_accuracy(self, task: Task, task_id: int) -> float:
+        """During training: under the current embeddings' binary mask."""
+        with torch.no_grad():
+            mask = [(e > 0).float() for e in self.embeddings[task_id]]
+            logits = _Gated(self.net, mask).eval()(task.val.x, task_id)
+        return float((logits.argmax(1) == task.val.y).sum()) / len(task.val)
+
     def capacity(self) -> list[dict]:
         """Per layer: units, and per task the units it uses that no earlier task used, free units
         after it (used by no task) and units it shares with earlier tasks."""

@@ -37,6 +37,9 @@ class Independent(SequentialLearner):
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         return self.nets[task_id], 0
 
+    def _val_accuracy(self, task: Task, task_id: int) -> float:
+        return super()._val_accuracy(task, len(self.nets) - 1)  # the network being trained
+
     def footprint(self) -> dict:
         n = sum(count_parameters(net) for net in self.nets)
         return {"parameters": n, "storage_bytes": n * BYTES_PER_FLOAT}

@@ -96,7 +96,8 @@ class PackNet(SequentialLearner):
         keep = self._prune(free)
         self._set_phase(keep, task_id)
         if self.config.finetune_epochs:
-            self._fit(task, task_id, self.config.finetune_epochs, self._trainable_parameters(task_id), generator)
+            self._fit(task, task_id, self.config.finetune_epochs, self._trainable_parameters(task_id), generator,
+                      phase="finetune")
         for owner, k in zip(self.owner, keep, strict=True):
             owner[k] = task_id
         return {"weights_owned": [int(k.sum()) for k in keep],
@@ -127,6 +128,12 @@ class PackNet(SequentialLearner):
     # ---------------------------------------------------------------------------- public
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         return _Bound(self, [(o != FREE) & (o <= task_id) for o in self.owner]), task_id
+
+    def _val_accuracy(self, task: Task, task_id: int) -> float:
+        """During training: the network as the current phase sees it."""
+        with torch.no_grad():
+            logits = _Bound(self, self._visible).eval()(task.val.x, task_id)
+        return float((logits.argmax(1) == task.val.y).sum()) / len(task.val)
 
     def footprint(self) -> dict:
         n = count_parameters(self.net)
