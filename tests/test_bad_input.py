@@ -334,3 +334,19 @@ def test_cli_bad_input_exits_2_without_a_traceback_in_a_real_process(tmp_path):
     assert "Traceback" not in proc.stderr
     assert "epochs must be >= 1" in proc.stderr
     assert not (out / "results.json").exists()
+
+
+@pytest.mark.parametrize("text, message", [
+    ("epoch: 3\n", "unknown key 'epoch' (did you mean 'epochs'?)"),
+    ("epochs: three\n", "epochs must be an integer"),
+    ("margin: [1, 2]\n", "margin must be"),
+])
+def test_cli_refuses_a_bad_config_file_and_the_run_dir_intact(text, message, finished_run, tmp_path, capsys):
+    out, files = finished_run
+    capsys.readouterr()
+    config = tmp_path / "bad.yaml"
+    config.write_text(text)
+    assert main(["run", "--config", str(config), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and message in err and err.count("\n") == 1
+    _assert_run_dir_unchanged(out, files)

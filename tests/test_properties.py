@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import os
 import re
 
@@ -36,7 +37,8 @@ EXAMPLES = int(os.environ.get("CLNP_PROPERTY_EXAMPLES", "10"))
 PROPERTY = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize="CLNP_PROPERTY_EXAMPLES" not in
                     os.environ, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 INPUT_SHAPE = (1, 8, 8)
-ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU}
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "gelu": nn.GELU,
+               "sigmoid": nn.Sigmoid, "softplus": nn.Softplus, "relu6": nn.ReLU6, "none": None}
 
 
 @pytest.fixture(autouse=True)
@@ -56,25 +58,41 @@ class LayerSpec:
     activation: str = "relu"
     pool: str | None = None  # "max" / "avg" (conv only)
     dropout: float = 0.0
+    dropout_first: bool = False  # dropout between the layer and its activation (activity read before it)
 
 
-def build_trunk(layers: tuple[LayerSpec, ...]) -> list[nn.Module]:
-    """An ``nn.Sequential``-style list of plain PyTorch modules for the spec."""
+def _activation(spec: LayerSpec, dropout: nn.Module) -> list[nn.Module]:
+    act = [] if ACTIVATIONS[spec.activation] is None else [ACTIVATIONS[spec.activation]()]
+    if not spec.dropout:
+        return act
+    return [dropout, *act] if spec.dropout_first else [*act, dropout]
+
+
+def build_trunk(layers: tuple[LayerSpec, ...], stem: str | None = None) -> list[nn.Module]:
+    """An ``nn.Sequential``-style list of plain PyTorch modules for the spec (``stem``: input dropout/pool)."""
     c, h, w = INPUT_SHAPE
     modules: list[nn.Module] = []
+    if stem == "dropout":
+        modules.append(nn.Dropout(0.1))
+    elif stem == "pool":
+        modules.append(nn.AvgPool2d(2))
+        h, w = h // 2, w // 2
     flat: int | None = None
     for spec in layers:
         if spec.kind == "conv":
             modules.append(nn.Conv2d(c, spec.width, spec.kernel, padding=spec.kernel // 2))
             if spec.batch_norm:
                 modules.append(nn.BatchNorm2d(spec.width, affine=spec.affine))
-            modules.append(ACTIVATIONS[spec.activation]())
+            if spec.dropout_first or not spec.pool:
+                modules.extend(_activation(spec, nn.Dropout2d(spec.dropout)))
+            else:
+                modules.extend(_activation(dataclasses.replace(spec, dropout=0.0), nn.Identity()))
             c = spec.width
             if spec.pool:
                 modules.append(nn.MaxPool2d(2) if spec.pool == "max" else nn.AvgPool2d(2))
                 h, w = h // 2, w // 2
-            if spec.dropout:
-                modules.append(nn.Dropout2d(spec.dropout))
+                if spec.dropout and not spec.dropout_first:
+                    modules.append(nn.Dropout2d(spec.dropout))
         else:
             if flat is None:
                 modules.append(nn.Flatten())
@@ -82,9 +100,7 @@ def build_trunk(layers: tuple[LayerSpec, ...]) -> list[nn.Module]:
             modules.append(nn.Linear(flat, spec.width))
             if spec.batch_norm:
                 modules.append(nn.BatchNorm1d(spec.width, affine=spec.affine))
-            modules.append(ACTIVATIONS[spec.activation]())
-            if spec.dropout:
-                modules.append(nn.Dropout(spec.dropout))
+            modules.extend(_activation(spec, nn.Dropout(spec.dropout)))
             flat = spec.width
     if flat is None:
         modules.append(nn.Flatten())
@@ -92,11 +108,13 @@ def build_trunk(layers: tuple[LayerSpec, ...]) -> list[nn.Module]:
 
 
 @st.composite
-def architectures(draw) -> tuple[LayerSpec, ...]:
+def architectures(draw) -> tuple[tuple[LayerSpec, ...], str | None]:
+    """A layer list and a stem (``None``, input ``dropout`` or an input ``pool``)."""
     n_conv = draw(st.integers(0, 2))
     n_dense = draw(st.integers(1 if n_conv == 0 else 0, 3 - n_conv))
+    stem = draw(st.sampled_from([None, "dropout", "pool"]))
     layers = []
-    size = INPUT_SHAPE[1]
+    size = INPUT_SHAPE[1] // (2 if stem == "pool" else 1)
     for _ in range(n_conv):
         pool = draw(st.sampled_from([None, "max", "avg"])) if size >= 4 else None
         size = size // 2 if pool else size
@@ -104,14 +122,15 @@ def architectures(draw) -> tuple[LayerSpec, ...]:
             "conv", draw(st.integers(2, 12)), kernel=draw(st.sampled_from([1, 3])),
             batch_norm=draw(st.booleans()), affine=draw(st.booleans()),
             activation=draw(st.sampled_from(sorted(ACTIVATIONS))), pool=pool,
-            dropout=draw(st.sampled_from([0.0, 0.2])),
+            dropout=draw(st.sampled_from([0.0, 0.2])), dropout_first=draw(st.booleans()),
         ))
     for _ in range(n_dense):
         layers.append(LayerSpec(
             "dense", draw(st.integers(2, 40)), batch_norm=draw(st.booleans()), affine=draw(st.booleans()),
             activation=draw(st.sampled_from(sorted(ACTIVATIONS))), dropout=draw(st.sampled_from([0.0, 0.2])),
+            dropout_first=draw(st.booleans()),
         ))
-    return tuple(layers)
+    return tuple(layers), stem
 
 
 @st.composite
@@ -180,8 +199,8 @@ def assert_owned_units_unchanged(net: clnp.CLNPNet, before: dict[str, torch.Tens
             assert torch.equal(after[key], value), f"{key} of a learned head moved"
 
 
-def assert_reloads_bit_for_bit(arch: tuple[LayerSpec, ...], net: clnp.CLNPNet) -> None:
-    fresh = clnp.CLNPNet(build_trunk(arch), INPUT_SHAPE)
+def assert_reloads_bit_for_bit(arch: tuple[tuple[LayerSpec, ...], str | None], net: clnp.CLNPNet) -> None:
+    fresh = clnp.CLNPNet(build_trunk(*arch), INPUT_SHAPE)
     for head in net.heads:
         fresh.add_head(head.out_features)
     fresh.load_state_dict(net.state_dict())
@@ -195,7 +214,7 @@ def assert_reloads_bit_for_bit(arch: tuple[LayerSpec, ...], net: clnp.CLNPNet) -
 @given(arch=architectures(), config=configs(), sequence=task_sequences)
 def test_any_network_and_task_sequence_keeps_earlier_tasks_bit_identical(arch, config, sequence):
     torch.manual_seed(config.seed)
-    net = clnp.CLNPNet(build_trunk(arch), INPUT_SHAPE)
+    net = clnp.CLNPNet(build_trunk(*arch), INPUT_SHAPE)
     learner = clnp.CLNP(net, config)
     pool = _digit_pool()
     recorded: list[torch.Tensor] = []
@@ -299,3 +318,84 @@ def test_after_a_capacity_error_a_wider_network_learns_the_same_sequence(monkeyp
     for task in pool:
         wide.learn(task)
     assert wide.net.n_tasks == len(pool) and wide.reports[0].owned[0] >= 8
+
+
+def test_cli_stops_with_exit_code_3_naming_the_full_layer_and_keeps_the_finished_tasks(monkeypatch, tmp_path,
+                                                                                       capsys):
+    from clnp.cli import main
+
+    _greedy_in_layer(monkeypatch, layer=0, tasks={0})
+    out = tmp_path / "full"
+    args = ["run", "--tasks", "3", "--model", "mlp:8", "--epochs", "1", "--finetune-epochs", "0", "--no-progress",
+            "--out", str(out)]
+    assert main(args) == 3
+    err = capsys.readouterr().err
+    assert err.startswith("clnp run: stopped: layer 0:Linear(64->8) has no free unit left for task 1")
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert json.loads((out / "checkpoint" / "meta.json").read_text())["step"] == 1  # task 0 is kept
+
+
+@pytest.mark.xfail(strict=True, reason="known bug, reported: MaskedBatchNorm updates the free channels' running "
+                   "statistics with momentum 0.0 when momentum=None (cumulative average), so they stay at 0/1 "
+                   "for every task after the first")
+def test_batch_norm_with_a_cumulative_average_tracks_the_statistics_of_later_tasks(monkeypatch):
+    pool = _digit_pool()
+    torch.manual_seed(0)
+    trunk = [nn.Flatten(), nn.Linear(64, 16), nn.BatchNorm1d(16, momentum=None), nn.ReLU()]
+    learner = clnp.CLNP(clnp.CLNPNet(trunk, INPUT_SHAPE), quick_config(epochs=2, finetune_epochs=0))
+    _greedy_in_layer(monkeypatch, layer=0, tasks={0, 1}, needs=4)
+    learner.learn(pool[0])
+    learner.learn(pool[1])
+    bn = learner.net.blocks[0].batch_norms()[0]
+    second = learner.net.blocks[0].layer.owner == 1
+    assert second.any()
+    assert bn.running_mean[second].abs().sum() > 0 and not torch.all(bn.running_var[second] == 1)
+
+
+def _own_loop(step) -> tuple[torch.Tensor, torch.Tensor]:
+    """Learn task 0 with CLNP, then train a new head with the user's own loop; task 0's outputs before/after."""
+    pool = _digit_pool()
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (32, 16), batch_norm=True, input_shape=INPUT_SHAPE)
+    clnp.CLNP(net, quick_config(epochs=2, finetune_epochs=0, margin=5.0)).learn(pool[0])
+    before = outputs(net, 0)
+    net.reset_free_units_()
+    head = net.add_head(2)
+    net.train()
+    params = list(net.parameters())
+    task = pool[1]
+    for i in range(0, 96, 32):
+        loss = torch.nn.functional.cross_entropy(net(task.train.x[i:i + 32], head), task.train.y[i:i + 32])
+        net.zero_grad()
+        loss.backward()
+        step(params)
+    return before, outputs(net, 0)
+
+
+@pytest.mark.parametrize("make", [
+    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1, foreach=True),
+    lambda ps: torch.optim.SGD(ps, lr=0.1, momentum=0.9, weight_decay=0.1, foreach=False),
+    lambda ps: torch.optim.AdamW(ps, lr=1e-2, weight_decay=0.1),
+    lambda ps: torch.optim.Adam(ps, lr=1e-2, weight_decay=0.1, amsgrad=True),
+], ids=["sgd_foreach", "sgd_loop", "adamw", "adam_amsgrad"])
+def test_a_users_own_training_loop_with_any_torch_optimiser_cannot_move_frozen_units(make):
+    optimisers = {}
+
+    def step(params):
+        optimisers.setdefault("opt", make(params)).step()
+
+    before, after = _own_loop(step)
+    assert torch.equal(before, after)
+
+
+@pytest.mark.xfail(strict=True, reason="known gap, reported: since the masked layers compute with the weight itself "
+                   "and restore frozen rows only when the parameter's version counter moved, an edit through "
+                   "`param.data` (which does not bump the counter) reaches the frozen rows")
+def test_a_users_own_loop_that_edits_parameters_through_data_cannot_move_frozen_units():
+    def step(params):
+        for p in params:
+            if p.grad is not None:
+                p.data.add_(-0.1 * p.grad - 0.1 * p.data)
+
+    before, after = _own_loop(step)
+    assert torch.equal(before, after)
