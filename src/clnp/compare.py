@@ -10,7 +10,7 @@ and writes, after each finished run (so a cut-off comparison still reports what 
 * ``OUT/accuracy_per_task.png``: final test accuracy on every task, one bar per method.
 
 A run directory that already holds a ``results.json`` with the same configuration is reused, not
-run again.
+run again; an unfinished run of the same configuration with a checkpoint (CLNP) is resumed.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from .runner import RunConfig, run
+from .checkpoint import CheckpointError
+from .runner import RunConfig, resume, run, unfinished_run
 
 JSON_NAME = "comparison.json"
 MARKDOWN_NAME = "comparison.md"
@@ -101,6 +102,20 @@ def _reusable(path: Path, config: RunConfig) -> dict | None:
     theirs = results.get("config", {})
     same = all(theirs.get(k) == v for k, v in mine.items() if k not in ("progress", "data_dir"))
     return results if same else None
+
+
+def _resumable(directory: Path, config: RunConfig) -> bool:
+    """Whether ``directory`` holds an unfinished run of ``config`` that can continue from a checkpoint."""
+    from .config import read_run_config
+
+    if not unfinished_run(directory):
+        return False
+    try:
+        theirs = asdict(read_run_config(directory / "config.yaml").resolved())
+    except (OSError, ValueError):
+        return False
+    mine = asdict(config.resolved())
+    return all(theirs.get(k) == v for k, v in mine.items() if k not in ("progress", "data_dir"))
 
 
 def _mean_std(values: Sequence[float]) -> dict:
@@ -212,8 +227,16 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
             results = _reusable(directory / "results.json", rc)
             if results is None:
                 t0 = time.perf_counter()
-                log(f"{method} seed {seed}: running into {directory}")
-                results = run(rc, directory)
+                if _resumable(directory, rc):
+                    log(f"{method} seed {seed}: resuming the unfinished run in {directory}")
+                    try:
+                        results = resume(directory, progress=False)
+                    except (CheckpointError, ValueError) as exc:
+                        log(f"{method} seed {seed}: cannot resume ({exc}); running it again")
+                        results = run(rc, directory)
+                else:
+                    log(f"{method} seed {seed}: running into {directory}")
+                    results = run(rc, directory)
                 log(f"{method} seed {seed}: ACC {100 * results['average_accuracy']:.2f}%, "
                     f"BWT {100 * results['backward_transfer']:+.2f} ({time.perf_counter() - t0:.0f} s)")
             else:

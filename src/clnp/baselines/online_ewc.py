@@ -17,9 +17,9 @@ import torch
 
 from ..tasks import Task
 from ..trainer import CLNPConfig
-from .base import options_float, sample_inputs
+from .base import options_float
 from .net import PlainNet
-from .quadratic import QuadraticLearner, fisher_diagonal, n_samples
+from .quadratic import QuadraticLearner, fisher_diagonal
 
 DEFAULT_STRENGTH = 400.0
 DEFAULT_GAMMA = 1.0
@@ -29,15 +29,14 @@ class OnlineEWC(QuadraticLearner):
     method = "online-ewc"
 
     def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
-                 gamma: float = DEFAULT_GAMMA, samples: int = 1024) -> None:
+                 gamma: float = DEFAULT_GAMMA) -> None:
         super().__init__(net, config, strength)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"online-ewc: gamma must lie in [0, 1], got {gamma}")
         self.gamma = gamma
-        self.samples = samples
 
     def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
-        fisher = fisher_diagonal(self.net, task_id, sample_inputs(task, self.samples, generator))
+        fisher = fisher_diagonal(self.net, task_id, task.train.x, self.config.batch_size)
         if self.terms:
             fisher = [self.gamma * old + new for old, new in zip(self.terms[0][0], fisher, strict=True)]
         self.terms = [(fisher, self.anchor())]
@@ -46,4 +45,4 @@ class OnlineEWC(QuadraticLearner):
 
 def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> OnlineEWC:
     return OnlineEWC(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
-                     options_float(options, "gamma", DEFAULT_GAMMA), n_samples(options))
+                     options_float(options, "gamma", DEFAULT_GAMMA))

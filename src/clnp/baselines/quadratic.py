@@ -78,19 +78,30 @@ def per_sample_gradient_mean(net: PlainNet, task_id: int, x: Tensor, score: Call
     return [sums[n] / max(1, x.shape[0]) for n in order]
 
 
-def log_likelihood_of_prediction(logits: Tensor) -> Tensor:
-    """log p(y_hat | x) for the model's own most likely class (Hsu et al.'s Fisher)."""
-    return torch.log_softmax(logits, dim=-1).max()
-
-
 def squared_output_norm(logits: Tensor) -> Tensor:
     """||f(x)||_2^2 of the task's outputs (Aljundi et al.'s MAS)."""
     return logits.pow(2).sum()
 
 
-def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor) -> list[Tensor]:
-    """Diagonal Fisher information of the trunk at the current weights, on inputs ``x``."""
-    return per_sample_gradient_mean(net, task_id, x, log_likelihood_of_prediction, torch.square)
+def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor, batch_size: int) -> list[Tensor]:
+    """Diagonal Fisher information of the trunk, estimated as Hsu et al.'s EWC does (their strengths
+    assume it): over minibatches of ``x``, the squared gradient of the batch's mean negative
+    log-likelihood of the model's own predictions, times the batch length, averaged over batches.
+    """
+    params = net.trunk_parameters()
+    sums = [torch.zeros_like(p) for p in params]
+    batches = x.split(batch_size)
+    was = net.training
+    net.eval()
+    for xb in batches:
+        logits = net(xb, task_id)
+        loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        for s, g in zip(sums, grads, strict=True):
+            if g is not None:
+                s += g.detach() ** 2 * xb.shape[0]
+    net.train(was)
+    return [s / len(batches) for s in sums]
 
 
 def sensitivity(net: PlainNet, task_id: int, x: Tensor) -> list[Tensor]:
