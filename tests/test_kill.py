@@ -4,12 +4,14 @@ Each kill is deterministic: the run executes in a child process (``python -c DRI
 one library function and sends itself SIGKILL at the point named by ``CLNP_TEST_KILL_AT``:
 
 * ``train:T:N``   inside the N-th training forward pass of task T (mid-epoch, mid-step);
+* ``finetune:T:N`` inside the N-th forward pass of task T's fine-tuning after pruning;
 * ``prune:T:N``   inside the N-th validation evaluation of task T's threshold search;
 * ``ckpt:S:WHAT`` while writing the checkpoint after S finished tasks, with WHAT one of
   ``tensors-partial`` (half the tensor file written to its temporary name),
   ``tensors-renamed`` (the new tensor file in place, ``meta.json`` not yet written),
   ``meta-partial`` (half of the new ``meta.json`` written to its temporary name),
-  ``meta-renamed`` (``meta.json`` replaced, the previous tensor file not yet removed).
+  ``meta-renamed`` (``meta.json`` replaced, the previous tensor file not yet removed);
+* ``results:0:partial`` while writing ``results.json`` at the end (half of it in its temporary file).
 
 SIGKILL runs no handler and no ``finally``: what is on disk is exactly what the kill left. The
 library has no kill hook; the wrapping lives in the driver below, in the child process only.
@@ -52,11 +54,11 @@ def die():
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-if where == "train":
+if where in ("train", "finetune"):
     real_train = trainer.CLNP._train
 
     def _train(self, task, task_id, epochs, phase, *args, **kwargs):
-        if task_id != target or phase != "train":
+        if task_id != target or phase != where:
             return real_train(self, task, task_id, epochs, phase, *args, **kwargs)
         real_forward = self.net.forward_with_activity
         calls = [0]
@@ -91,7 +93,7 @@ elif where == "prune":
 
     trainer.choose_pruning = choose_pruning
 
-elif where == "ckpt":
+elif where in ("ckpt", "results"):
     real_write = checkpoint.atomic_write_bytes
     meta_writes = [0]
 
@@ -112,6 +114,8 @@ elif where == "ckpt":
         if is_tensors and detail == "tensors-partial":
             partial(path, data)
         if is_meta and meta_writes[0] == target and detail == "meta-partial":
+            partial(path, data)
+        if where == "results" and path.name == "results.json":
             partial(path, data)
         real_write(path, data)
         if is_tensors and detail == "tensors-renamed":
@@ -177,11 +181,13 @@ KILL_POINTS = {
     # kill point: the number of finished tasks the run resumes from
     "train:0:3": 0,  # during the very first task: nothing finished yet, resume starts from scratch
     "train:1:7": 1,
+    "finetune:1:2": 1,
     "prune:2:9": 2,
     "ckpt:2:tensors-partial": 1,
     "ckpt:2:tensors-renamed": 1,
     "ckpt:2:meta-partial": 1,
     "ckpt:2:meta-renamed": 2,
+    "results:0:partial": 3,  # every task finished: resuming only writes the results
 }
 
 
