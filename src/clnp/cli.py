@@ -102,6 +102,44 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from .compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
+
+    config = CompareConfig(
+        benchmark=args.benchmark, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
+        seeds=args.seeds, tasks=args.tasks, model=args.model, epochs=args.epochs,
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir,
+        options=parse_options(args.option or []),
+    )
+    out = Path(args.out or f"runs/compare-{args.benchmark}")
+    compare(config, out, log=lambda msg: print(msg, flush=True))
+    print()
+    print((out / MARKDOWN_NAME).read_text())
+    print(f"written: {out / JSON_NAME}, {out / MARKDOWN_NAME}, {out / PLOT_NAME}")
+    return 0
+
+
+def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
+    from .benchmarks import BENCHMARKS
+
+    p = sub.add_parser("compare", help="run several methods on the same stream and seeds; tabulate and plot them")
+    p.add_argument("--benchmark", default="split-digits", choices=sorted(BENCHMARKS))
+    p.add_argument("--methods", default="clnp,finetune,ewc,si",
+                   help="comma-separated methods (see clnp.methods.METHODS; default: clnp,finetune,ewc,si)")
+    p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default: 1)")
+    p.add_argument("--out", help="output directory (default: runs/compare-BENCHMARK)")
+    p.add_argument("--tasks", type=int, help="number of tasks")
+    p.add_argument("--model", help="network spec shared by every method, e.g. mlp:1000,1000")
+    p.add_argument("--epochs", type=int, help="training epochs per task, for every method")
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (clnp, packnet)")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--data-dir", help="directory holding downloaded data sets")
+    p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
+                   help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable)")
+    p.set_defaults(func=_cmd_compare)
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     from .export import export_run
 
@@ -148,6 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_r.add_argument("--plots-dir", help="where to write the PNG plots (default: the run directory)")
     p_r.add_argument("--no-plots", action="store_true", help="print the tables only")
     p_r.set_defaults(func=_cmd_report)
+    _add_compare_parser(sub)
     _add_export_parser(sub)
     return parser
 
