@@ -134,6 +134,9 @@ def test_resume_refuses_a_damaged_checkpoint_or_an_edited_config(tmp_path, capsy
     assert "checksum mismatch" in err and str(tensor_file) in err and "Traceback" not in err
 
     tensor_file.write_bytes(good)
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0  # every task was finished: results only
+    assert _results(out)["resumed_at_tasks"] == [2] and len(_results(out)["accuracy_matrix"]) == 2
+    (out / "results.json").unlink()
     config = out / "config.yaml"
     config.write_text(config.read_text().replace("margin: 1.0", "margin: 3.0"))
     with pytest.raises(CheckpointError, match="another configuration"):
