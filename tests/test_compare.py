@@ -69,3 +69,19 @@ def test_compare_rejects_unknown_methods_and_bad_options():
         parse_options(["lambda=3"])
     with pytest.raises(ValueError, match="not among the compared methods"):
         CompareConfig(methods=["clnp"], options={"ewc": {"lambda": 1.0}})
+
+
+def test_compare_no_run_tabulates_only_what_finished(tmp_path):
+    done = CompareConfig(benchmark="split-digits", methods=["finetune"], seeds=1, tasks=2, epochs=1, model="mlp:8")
+    compare(done, tmp_path)
+    messages = []
+    wider = CompareConfig(benchmark="split-digits", methods=["finetune", "ewc"], seeds=2, tasks=2, epochs=1,
+                          model="mlp:8", run_missing=False)
+    summary = compare(wider, tmp_path, log=messages.append)
+    assert list(summary["methods"]) == ["finetune"]
+    assert summary["finished"] == 1 and summary["planned"] == 4
+    assert not (tmp_path / "ewc").exists()
+    assert sum("left out" in m for m in messages) == 3
+    with pytest.raises(FileNotFoundError, match="no finished run"):
+        compare(CompareConfig(benchmark="split-digits", methods=["si"], tasks=2, epochs=1, model="mlp:8",
+                              run_missing=False), tmp_path)

@@ -109,7 +109,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         benchmark=args.benchmark, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         seeds=args.seeds, tasks=args.tasks, model=args.model, epochs=args.epochs,
         finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir,
-        options=parse_options(args.option or []),
+        options=parse_options(args.option or []), run_missing=not args.no_run,
     )
     out = Path(args.out or f"runs/compare-{args.benchmark}")
     compare(config, out, log=lambda msg: print(msg, flush=True))
@@ -137,6 +137,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
                    help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable)")
+    p.add_argument("--no-run", action="store_true",
+                   help="tabulate the runs already finished in --out; run nothing (e.g. after a cut-off)")
     p.set_defaults(func=_cmd_compare)
 
 

@@ -50,6 +50,8 @@ class CompareConfig:
     data_dir: str | None = None
     options: dict[str, dict] = field(default_factory=dict)
     """Per method, options for its factory, e.g. ``{"ewc": {"lambda": 1000}}``."""
+    run_missing: bool = True
+    """False: tabulate the runs already finished in the output directory, run nothing."""
 
     def __post_init__(self) -> None:
         from .methods import METHODS
@@ -225,6 +227,9 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
             rc = config.run_config(method, seed)
             directory = out / method / f"s{seed}"
             results = _reusable(directory / "results.json", rc)
+            if results is None and not config.run_missing:
+                log(f"{method} seed {seed}: no finished run in {directory}, left out")
+                continue
             if results is None:
                 t0 = time.perf_counter()
                 if _resumable(directory, rc):
@@ -243,15 +248,22 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
                 log(f"{method} seed {seed}: reusing {directory / 'results.json'}")
             runs[method].append(results)
             footprints[method] = footprint(results, input_shape, n_classes)
-            summary = {
-                "benchmark": config.benchmark, "model": resolved.model, "n_tasks": len(stream),
-                "epochs": resolved.epochs, "seeds": list(range(config.seeds)),
-                "config": asdict(config), "methods": aggregate(runs, footprints),
-                "runs": {m: [str(out / m / f"s{r['seed']}") for r in rs] for m, rs in runs.items() if rs},
-                "finished": sum(len(rs) for rs in runs.values()), "planned": len(config.methods) * config.seeds,
-            }
+            summary = _summary(config, resolved, len(stream), runs, footprints, out)
             _write(summary, out)
+    if not summary:
+        raise FileNotFoundError(f"no finished run of these methods and seeds in {out}: nothing to tabulate")
     return summary
+
+
+def _summary(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],
+             footprints: dict[str, dict], out: Path) -> dict:
+    return {
+        "benchmark": config.benchmark, "model": resolved.model, "n_tasks": n_tasks,
+        "epochs": resolved.epochs, "seeds": list(range(config.seeds)),
+        "config": asdict(config), "methods": aggregate(runs, footprints),
+        "runs": {m: [str(out / m / f"s{r['seed']}") for r in rs] for m, rs in runs.items() if rs},
+        "finished": sum(len(rs) for rs in runs.values()), "planned": len(config.methods) * config.seeds,
+    }
 
 
 def _write(summary: dict, out: Path) -> None:
