@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from .partition import FREE, expand_owner
+from .sparsity import add_l1_gradient
 
 ACTIVATIONS = (
     nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid,
@@ -197,13 +198,18 @@ class CLNPNet(nn.Module):
     def features(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> Tensor:
         return self._trunk(x, keep, None)
 
-    def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None) -> Tensor:
+    def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None,
+               l1_weights: Sequence[Tensor | None] | None = None) -> Tensor:
         x = self.stem(x)
+        nonnegative = self.nonnegative_activity() if l1_weights is not None else None
         for i, block in enumerate(self.blocks):
             a = block.post(block.layer(x))
             if keep is not None and keep[i] is not None:
                 k = keep[i]
                 a = a * k.view(-1, *([1] * (a.dim() - 2))).to(a.dtype)
+            if l1_weights is not None and l1_weights[i] is not None:
+                assert nonnegative is not None
+                a = add_l1_gradient(a, l1_weights[i], nonnegative[i])  # type: ignore[arg-type]
             if taps is not None:
                 taps.append(a)
             x = block.tail(a)
@@ -225,12 +231,17 @@ class CLNPNet(nn.Module):
             )
 
     def forward_with_activity(
-        self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None
+        self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None,
+        l1_weights: Sequence[Tensor | None] | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
-        """Logits of task ``task`` and the activity of every prunable layer."""
+        """Logits of task ``task`` and the activity of every prunable layer.
+
+        ``l1_weights`` (from :func:`clnp.sparsity.l1_unit_weights`) adds the L1 activity penalty's
+        gradient to the backward pass; the caller then adds only the penalty's value to the loss.
+        """
         self.check_input(x, task)
         taps: list[Tensor] = []
-        logits = self.heads[task](self._trunk(x, keep, taps))
+        logits = self.heads[task](self._trunk(x, keep, taps, l1_weights))
         return logits, taps
 
     # --------------------------------------------------------------------------- task life cycle

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 from torch import Tensor
 
 
@@ -40,6 +41,53 @@ def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float
     return total
 
 
+def l1_unit_weights(coefficients: Sequence[float], trainable: Sequence[Tensor]) -> list[Tensor | None]:
+    """Per layer, per unit: ``coefficient / n_trainable`` for trainable units, 0 for the others.
+
+    Divided by batch x positions, this is the gradient of :func:`l1_activity_penalty` with respect
+    to a (non-negative) activation; :func:`add_l1_gradient` adds it in the backward pass.
+    """
+    out: list[Tensor | None] = []
+    for coef, rows in zip(coefficients, trainable, strict=True):
+        n = int(rows.sum())
+        out.append(None if coef == 0.0 or n == 0 else rows.to(torch.get_default_dtype()) * (coef / n))
+    return out
+
+
+class _AddL1Gradient(torch.autograd.Function):
+    """Identity on a layer's activity; its backward adds the L1 penalty's gradient in place."""
+
+    @staticmethod
+    def forward(ctx, a: Tensor, weights: Tensor, nonnegative: bool) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(weights, None if nonnegative else a)
+        return a.view_as(a)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        weights, a = ctx.saved_tensors
+        scale = (weights / (grad.numel() // grad.shape[1])).view(1, -1, *([1] * (grad.dim() - 2)))
+        if 0 in grad.stride():
+            grad = grad.clone()  # a broadcast gradient: never write through it
+        # Otherwise the gradient is the fresh result of the next module's backward: adding in place
+        # spares the activation-sized tensor that autograd's accumulation of two branches would make.
+        if a is None:
+            grad.add_(scale.to(grad.dtype))
+        else:
+            grad.addcmul_(torch.sign(a), scale.to(grad.dtype))
+        return grad, None, None
+
+
+def add_l1_gradient(a: Tensor, weights: Tensor, nonnegative: bool) -> Tensor:
+    """``a`` itself, whose gradient gains that of ``l1_activity_penalty`` for this layer (see the trainer).
+
+    ``weights`` comes from :func:`l1_unit_weights`. Use it in place of adding the penalty to the
+    loss (add the penalty's value under ``torch.no_grad`` then), never on top of it.
+    """
+    if not (torch.is_grad_enabled() and a.requires_grad):
+        return a
+    return _AddL1Gradient.apply(a, weights.to(a.device), nonnegative)
+
+
 def per_layer(value: float | Sequence[float], n_layers: int) -> list[float]:
     """Expand one coefficient, or check a per-layer list, for ``n_layers`` prunable layers."""
     if isinstance(value, (int, float)):
@@ -50,4 +98,4 @@ def per_layer(value: float | Sequence[float], n_layers: int) -> list[float]:
     return values
 
 
-__all__ = ["l1_activity_penalty", "per_layer"]
+__all__ = ["add_l1_gradient", "l1_activity_penalty", "l1_unit_weights", "per_layer"]

@@ -20,7 +20,7 @@ from torch import Tensor
 from .network import CLNPNet
 from .partition import FREE, expand_owner
 from .pruning import accuracy, choose_pruning, unit_activity
-from .sparsity import l1_activity_penalty, per_layer
+from .sparsity import l1_activity_penalty, l1_unit_weights, per_layer
 from .tasks import Split, Task
 
 
@@ -334,6 +334,7 @@ class CLNP:
         optimizer = make_optimizer(net.trainable_parameters(task_id), cfg)
         trainable = [block.layer.train_rows for block in net.blocks]
         nonnegative = net.nonnegative_activity()
+        l1_weights = l1_unit_weights(self.l1, trainable) if l1 else None
         net.train()
         epochs_iter: range | object = range(epochs)
         if cfg.progress:
@@ -344,10 +345,12 @@ class CLNP:
             total, n = 0.0, 0
             epoch_start = time.perf_counter()
             for xb, yb in iterate_batches(task.train, cfg.batch_size, generator):
-                logits, acts = net.forward_with_activity(xb, task_id, keep)
+                logits, acts = net.forward_with_activity(xb, task_id, keep, l1_weights)
                 loss = F.cross_entropy(logits, yb)
                 if l1:
-                    loss = loss + l1_activity_penalty(acts, self.l1, trainable, nonnegative)
+                    with torch.no_grad():  # its gradient is added in place by the trunk's backward pass
+                        penalty = l1_activity_penalty(acts, self.l1, trainable, nonnegative)
+                    loss = loss + penalty
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"task {task_id} ({task.name}): the loss became {loss.item()} in epoch {epoch + 1}; "
