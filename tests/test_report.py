@@ -4,6 +4,7 @@ import json
 import shutil
 
 import pytest
+import torch
 
 from clnp.cli import main
 from clnp.report import capacity_segments, load_results, summary
@@ -17,7 +18,12 @@ def finished_run(tmp_path_factory):
     """A real (tiny) run directory: three split-digits tasks, five epochs each."""
     out = tmp_path_factory.mktemp("run")
     args = ["run", "--benchmark", "split-digits", "--tasks", "3", "--epochs", "5", "--out", str(out), "--no-progress"]
-    assert main(args) == 0
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny network: one thread is fastest, and far faster on a busy machine
+    try:
+        assert main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 
