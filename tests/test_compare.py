@@ -85,3 +85,35 @@ def test_compare_no_run_tabulates_only_what_finished(tmp_path):
     with pytest.raises(FileNotFoundError, match="no finished run"):
         compare(CompareConfig(benchmark="split-digits", methods=["si"], tasks=2, epochs=1, model="mlp:8",
                               run_missing=False), tmp_path)
+
+
+def test_a_method_that_cannot_finish_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
+    import clnp.compare as cmp
+    from clnp.trainer import CapacityError
+
+    real_run = cmp.run
+
+    def run_or_fail(config, out):
+        if config.method == "ewc":
+            raise CapacityError("layer 0 has no free unit left for task 1")
+        return real_run(config, out)
+
+    monkeypatch.setattr(cmp, "run", run_or_fail)
+    config = CompareConfig(benchmark="split-digits", methods=["ewc", "finetune"], seeds=1, tasks=2, epochs=1,
+                           model="mlp:8")
+    summary = compare(config, tmp_path)
+    assert list(summary["methods"]) == ["finetune"]
+    assert summary["failures"] == {"ewc": [{"seed": 0, "error": "layer 0 has no free unit left for task 1"}]}
+    assert "`ewc` seed 0 stopped: layer 0 has no free unit" in (tmp_path / "comparison.md").read_text()
+
+
+def test_a_baseline_run_is_reused_whatever_the_clnp_only_settings():
+    from clnp.compare import same_run
+
+    base = {"method": "ewc", "epochs": 1, "l1": 1.0, "margin": 1.0, "finetune_epochs": 2, "progress": False}
+    assert same_run(base, {**base, "l1": 1e-3, "margin": 2.0, "finetune_epochs": 1, "progress": True})
+    assert not same_run(base, {**base, "epochs": 2})
+    clnp_run = {**base, "method": "clnp"}
+    assert not same_run(clnp_run, {**clnp_run, "l1": 1e-3})
+    packnet = {**base, "method": "packnet"}
+    assert not same_run(packnet, {**packnet, "finetune_epochs": 1})

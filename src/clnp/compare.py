@@ -25,6 +25,7 @@ from pathlib import Path
 
 from .checkpoint import CheckpointError
 from .runner import RunConfig, resume, run, unfinished_run
+from .trainer import CapacityError
 
 JSON_NAME = "comparison.json"
 MARKDOWN_NAME = "comparison.md"
@@ -92,18 +93,33 @@ def parse_options(items: Sequence[str]) -> dict[str, dict]:
     return out
 
 
+NOT_RESULTS = ("progress", "data_dir")
+"""Configuration fields that do not change a run's results."""
+CLNP_ONLY = ("l1", "margin")
+"""Fields only CLNP reads: a baseline's run is the same run whatever they are."""
+FINETUNE_READERS = ("clnp", "packnet")
+"""Methods that read ``finetune_epochs``."""
+
+
+def same_run(config: dict, other: dict) -> bool:
+    """Whether two resolved run configurations (dicts) give the same results, for their method."""
+    ignored = set(NOT_RESULTS)
+    if config.get("method") != "clnp":
+        ignored.update(CLNP_ONLY)
+    if config.get("method") not in FINETUNE_READERS:
+        ignored.add("finetune_epochs")
+    return all(other.get(k) == v for k, v in config.items() if k not in ignored)
+
+
 def _reusable(path: Path, config: RunConfig) -> dict | None:
-    """The results in ``path`` if they were produced with ``config`` (progress aside)."""
+    """The results in ``path`` if they were produced by the same run as ``config``."""
     if not path.is_file():
         return None
     try:
         results = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    mine = asdict(config.resolved())
-    theirs = results.get("config", {})
-    same = all(theirs.get(k) == v for k, v in mine.items() if k not in ("progress", "data_dir"))
-    return results if same else None
+    return results if same_run(asdict(config.resolved()), results.get("config", {})) else None
 
 
 def _resumable(directory: Path, config: RunConfig) -> bool:
@@ -116,8 +132,7 @@ def _resumable(directory: Path, config: RunConfig) -> bool:
         theirs = asdict(read_run_config(directory / "config.yaml").resolved())
     except (OSError, ValueError):
         return False
-    mine = asdict(config.resolved())
-    return all(theirs.get(k) == v for k, v in mine.items() if k not in ("progress", "data_dir"))
+    return same_run(asdict(config.resolved()), theirs)
 
 
 def _mean_std(values: Sequence[float]) -> dict:
@@ -179,6 +194,10 @@ def markdown_table(summary: dict) -> str:
                 "|---|" + "---:|" * summary["n_tasks"]]
     for method, m in summary["methods"].items():
         per_task.append(f"| {method} | " + " | ".join(f"{100 * v:.1f}" for v in m["final_accuracy_per_task"]) + " |")
+    failed = [f"- `{m}` seed {f['seed']} stopped: {f['error']}" for m, fs in summary.get("failures", {}).items()
+              for f in fs]
+    if failed:
+        per_task += ["", "Runs that could not finish (left out of the tables):", "", *failed]
     return head + "\n".join(lines + per_task) + "\n"
 
 
@@ -202,7 +221,8 @@ def plot(summary: dict, path: Path) -> None:
     ax.set_xlabel("task")
     ax.set_ylabel("test accuracy after the last task (%)")
     ax.set_title(f"{summary['benchmark']}: final accuracy per task")
-    ax.legend(fontsize="small", ncol=min(5, len(methods)), loc="lower left")
+    if methods:
+        ax.legend(fontsize="small", ncol=min(5, len(methods)), loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -222,6 +242,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     runs: dict[str, list[dict]] = {m: [] for m in config.methods}
     footprints: dict[str, dict] = {}
     summary: dict = {}
+    failures: dict[str, list[dict]] = {}
     for seed in range(config.seeds):  # seed-major: a cut-off comparison still has every method's first seeds
         for method in config.methods:
             rc = config.run_config(method, seed)
@@ -241,14 +262,22 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
                         results = run(rc, directory)
                 else:
                     log(f"{method} seed {seed}: running into {directory}")
-                    results = run(rc, directory)
+                    try:
+                        results = run(rc, directory)
+                    except (CapacityError, FloatingPointError) as exc:
+                        # The method cannot finish this stream; record why and go on with the others.
+                        log(f"{method} seed {seed}: stopped: {exc}")
+                        failures.setdefault(method, []).append({"seed": seed, "error": str(exc)})
+                        summary = _summary(config, resolved, len(stream), runs, footprints, out, failures)
+                        _write(summary, out)
+                        continue
                 log(f"{method} seed {seed}: ACC {100 * results['average_accuracy']:.2f}%, "
                     f"BWT {100 * results['backward_transfer']:+.2f} ({time.perf_counter() - t0:.0f} s)")
             else:
                 log(f"{method} seed {seed}: reusing {directory / 'results.json'}")
             runs[method].append(results)
             footprints[method] = footprint(results, input_shape, n_classes)
-            summary = _summary(config, resolved, len(stream), runs, footprints, out)
+            summary = _summary(config, resolved, len(stream), runs, footprints, out, failures)
             _write(summary, out)
     if not summary:
         raise FileNotFoundError(f"no finished run of these methods and seeds in {out}: nothing to tabulate")
@@ -256,13 +285,14 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
 
 
 def _summary(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],
-             footprints: dict[str, dict], out: Path) -> dict:
+             footprints: dict[str, dict], out: Path, failures: dict[str, list[dict]]) -> dict:
     return {
         "benchmark": config.benchmark, "model": resolved.model, "n_tasks": n_tasks,
         "epochs": resolved.epochs, "seeds": list(range(config.seeds)),
         "config": asdict(config), "methods": aggregate(runs, footprints),
         "runs": {m: [str(out / m / f"s{r['seed']}") for r in rs] for m, rs in runs.items() if rs},
         "finished": sum(len(rs) for rs in runs.values()), "planned": len(config.methods) * config.seeds,
+        "failures": failures,
     }
 
 
