@@ -203,8 +203,11 @@ DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "finetune_epochs": 5, "
 # cnn:16,16/64: at 1.0 the dense layer kept 5 of 64 units instead of 21 (1e-3), 0.3 points more accurate.
 MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
                            "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 3.0, "margin": 1.0}
+# Split tasks are binary and ~99% accurate; with batch norm (cnn:16,16/64:bn) a 1-point margin was spent on
+# the last layers and task 0 kept 14-16 of the 16 channels of the first conv layer (L1 0.1, 1.0, 3.0), so
+# the layer was full by task 1 or 2; a 2-point margin left 6 free after three tasks, 99.0% average accuracy.
 MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1.0, "margin": 1.0}
+                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1.0, "margin": 2.0}
 CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
                   "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1.0, "margin": 1.0}
 
