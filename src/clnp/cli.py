@@ -108,8 +108,8 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = CompareConfig(
         benchmark=args.benchmark, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
         seeds=args.seeds, tasks=args.tasks, model=args.model, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, data_dir=args.data_dir,
-        options=parse_options(args.option or []), run_missing=not args.no_run,
+        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, l1=args.l1, margin=args.margin,
+        data_dir=args.data_dir, options=parse_options(args.option or []), run_missing=not args.no_run,
     )
     out = Path(args.out or f"runs/compare-{args.benchmark}")
     compare(config, out, log=lambda msg: print(msg, flush=True))
@@ -134,6 +134,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (clnp, packnet)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--l1", type=float, help="CLNP's L1 coefficient (other methods ignore it)")
+    p.add_argument("--margin", type=float, help="CLNP's graceful-forgetting margin in points (others ignore it)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
                    help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable)")

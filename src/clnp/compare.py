@@ -48,6 +48,10 @@ class CompareConfig:
     finetune_epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
+    l1: float | None = None
+    """CLNP's L1 coefficient (other methods ignore it)."""
+    margin: float | None = None
+    """CLNP's graceful-forgetting margin, in accuracy points (other methods ignore it)."""
     data_dir: str | None = None
     options: dict[str, dict] = field(default_factory=dict)
     """Per method, options for its factory, e.g. ``{"ewc": {"lambda": 1000}}``."""
@@ -73,7 +77,7 @@ class CompareConfig:
     def run_config(self, method: str, seed: int) -> RunConfig:
         return RunConfig(benchmark=self.benchmark, method=method, tasks=self.tasks, model=self.model,
                          epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
-                         lr=self.lr, seed=seed, data_dir=self.data_dir, progress=False,
+                         lr=self.lr, l1=self.l1, margin=self.margin, seed=seed, data_dir=self.data_dir, progress=False,
                          extra=dict(self.options.get(method, {})))
 
 
