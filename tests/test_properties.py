@@ -338,9 +338,6 @@ def test_cli_stops_with_exit_code_3_naming_the_full_layer_and_keeps_the_finished
     assert json.loads((out / "checkpoint" / "meta.json").read_text())["step"] == 1  # task 0 is kept
 
 
-@pytest.mark.xfail(strict=True, reason="known bug, reported: MaskedBatchNorm updates the free channels' running "
-                   "statistics with momentum 0.0 when momentum=None (cumulative average), so they stay at 0/1 "
-                   "for every task after the first")
 def test_batch_norm_with_a_cumulative_average_tracks_the_statistics_of_later_tasks(monkeypatch):
     pool = _digit_pool()
     torch.manual_seed(0)
@@ -391,9 +388,6 @@ def test_a_users_own_training_loop_with_any_torch_optimiser_cannot_move_frozen_u
     assert torch.equal(before, after)
 
 
-@pytest.mark.xfail(strict=True, reason="known gap, reported: since the masked layers compute with the weight itself "
-                   "and restore frozen rows only when the parameter's version counter moved, an edit through "
-                   "`param.data` (which does not bump the counter) reaches the frozen rows")
 def test_a_users_own_loop_that_edits_parameters_through_data_cannot_move_frozen_units():
     def step(params):
         for p in params:

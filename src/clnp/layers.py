@@ -8,18 +8,22 @@ A masked layer keeps the usual ``weight``/``bias`` parameters plus one persisten
   their incoming weights and biases, with cut (interference) weights set to exactly zero.
 
 The partition is by rows: every weight into a free unit is trainable, every weight into an owned
-unit is frozen or cut. So the forward pass multiplies by ``weight`` itself, as a plain layer does
-(no masked copy of the weight per step), and two cheap guards keep the frozen rows exact:
+unit is frozen or cut. The forward pass never mutates a parameter, and frozen rows always compute
+with their frozen values:
 
-* the gradient of ``weight`` and ``bias`` is exactly zero in frozen rows (zeroed in place in the
-  backward pass), so optimisers without weight decay never move them;
-* whenever the parameter has been modified since the last snapshot (its autograd version counter
-  moved, e.g. an optimiser step with weight decay), the next forward first copies the snapshot back
-  into the frozen rows. Frozen rows therefore hold their frozen values, bit for bit, whenever the
-  layer computes; trainable rows are never touched.
+* while training (grad enabled) and the parameter is untouched since the last restore, the layer
+  multiplies by ``weight`` itself, as a plain layer does (no masked copy per step), and the
+  gradient of ``weight`` and ``bias`` is exactly zero in frozen rows (zeroed in the backward pass),
+  so optimisers without weight decay never move them;
+* :meth:`MaskedMixin.restore_frozen_` copies the snapshot back into the frozen rows; the CLNP
+  trainer calls it after every optimiser step (weight decay moves every row);
+* otherwise (evaluation, or a parameter moved by code that did not restore it, e.g. a user's own
+  loop with AdamW) the layer computes with an out-of-place copy of the weight whose frozen rows
+  come from the snapshot. Evaluation always takes that path, so even an edit through
+  ``param.data`` (invisible to autograd's version counter) cannot change an earlier task's outputs.
 
-:meth:`MaskedMixin.consolidate_` performs that copy eagerly, so ``state_dict()`` taken between
-tasks holds the true weights.
+:meth:`MaskedMixin.consolidate_` restores eagerly, so ``state_dict()`` taken between tasks holds
+the true weights.
 """
 
 from __future__ import annotations
@@ -87,29 +91,35 @@ class MaskedMixin:
     def _param_versions(self) -> tuple[int, int]:
         return self.weight._version, -1 if self.bias is None else self.bias._version
 
+    def _frozen_intact(self) -> bool:
+        """True when no tracked in-place change reached the parameters since the last restore."""
+        return self._param_versions() == self._versions
+
     @torch.no_grad()
-    def _restore_frozen(self) -> None:
-        """Copy the snapshot back into the frozen rows if the parameters moved since it was taken."""
-        if self._all_free or self._param_versions() == self._versions:
+    def restore_frozen_(self) -> None:
+        """Copy the snapshot back into the frozen rows (after an optimiser step may have moved them)."""
+        if self._all_free:
             return
         self.weight.index_copy_(0, self.frozen_index, self.frozen_rows)
         if self.bias is not None:
             self.bias.index_copy_(0, self.frozen_index, self.frozen_bias)
         self._versions = self._param_versions()
 
+    def _effective(self, param: Tensor, frozen: Tensor) -> Tensor:
+        if torch.is_grad_enabled() and param.requires_grad and self._frozen_intact():
+            return _FrozenRowsGrad.apply(param, self.frozen_index)
+        return param.index_copy(0, self.frozen_index, frozen)  # out of place: the parameter is untouched
+
     def effective_weight(self) -> Tensor:
-        """The weight the layer computes with (frozen rows restored first if they moved)."""
-        self._restore_frozen()
-        if self._all_free or not (torch.is_grad_enabled() and self.weight.requires_grad):
+        """The weight the layer computes with: the parameter, its frozen rows at their frozen values."""
+        if self._all_free:
             return self.weight
-        return _FrozenRowsGrad.apply(self.weight, self.frozen_index)
+        return self._effective(self.weight, self.frozen_rows)
 
     def effective_bias(self) -> Tensor | None:
-        self._restore_frozen()
-        bias = self.bias
-        if bias is None or self._all_free or not (torch.is_grad_enabled() and bias.requires_grad):
-            return bias
-        return _FrozenRowsGrad.apply(bias, self.frozen_index)
+        if self.bias is None or self._all_free:
+            return self.bias
+        return self._effective(self.bias, self.frozen_bias)
 
     def in_features_count(self) -> int:
         return self.weight.shape[1]
@@ -117,8 +127,7 @@ class MaskedMixin:
     @torch.no_grad()
     def consolidate_(self) -> None:
         """Write the frozen values back into the parameters (they may have moved under an optimiser)."""
-        self._versions = (-1, -1)
-        self._restore_frozen()
+        self.restore_frozen_()
 
     @torch.no_grad()
     def refresh_(self, owner_in: Tensor | None) -> None:
@@ -228,6 +237,7 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
             self.bias[free] = 0.0
         self.running_mean[free] = 0.0
         self.running_var[free] = 1.0
+        self.num_batches_tracked.zero_()
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
@@ -241,7 +251,11 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
             # Old channels' running statistics equal their frozen ones (restored after every step).
             return F.batch_norm(x, self.running_mean, self.running_var, w, b, False, 0.0, self.eps)
         old = F.batch_norm(x, self.frozen_mean, self.frozen_var, w, b, False, 0.0, self.eps)
-        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.momentum is None:  # cumulative average, restarted for each task's channels
+            self.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(self.num_batches_tracked)
+        else:
+            momentum = self.momentum
         # Update copies of the statistics (autograd keeps them), then take only the free channels'.
         mean, var = self.running_mean.clone(), self.running_var.clone()
         new = F.batch_norm(x, mean, var, w, b, True, momentum, self.eps)

@@ -194,6 +194,14 @@ class CLNPNet(nn.Module):
         for module in self.masked_layers():
             module.consolidate_()  # type: ignore[operator]
 
+    @torch.no_grad()
+    def restore_frozen_(self) -> None:
+        """Copy frozen rows back from their snapshots; call after an optimiser step (cheap: owned rows only)."""
+        for block in self.blocks:
+            block.layer.restore_frozen_()
+        for head in self.heads:
+            head.restore_frozen_()
+
     # ------------------------------------------------------------------------------- forward
     def features(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> Tensor:
         return self._trunk(x, keep, None)

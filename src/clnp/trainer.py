@@ -359,6 +359,7 @@ class CLNP:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                net.restore_frozen_()  # weight decay moves frozen rows too: put them back
                 total += float(loss.detach()) * yb.shape[0]
                 n += yb.shape[0]
             val = accuracy(net, task_id, task.val.x, task.val.y, keep, cfg.eval_batch_size)
