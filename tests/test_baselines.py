@@ -15,12 +15,6 @@ from .conftest import quick_config
 SHAPE = (1, 8, 8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    """One thread: on a loaded machine two threads made these small models ten times slower."""
-    torch.set_num_threads(1)
-
-
 def _learn(name: str, tasks, epochs: int = 3, model: str = "mlp:32,32", **options):
     learner = build_method(name, model, SHAPE, quick_config(epochs=epochs, finetune_epochs=1), options)
     for task in tasks:

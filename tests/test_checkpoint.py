@@ -13,12 +13,6 @@ from clnp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 from .conftest import quick_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # tiny networks: more threads only add contention on a shared machine
-
-
 MODELS = ["mlp:32,24", "cnn:16,16/32:bn"]
 
 

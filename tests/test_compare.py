@@ -3,15 +3,9 @@
 import json
 
 import pytest
-import torch
 
 from clnp.cli import main
 from clnp.compare import CompareConfig, compare, parse_options
-
-
-@pytest.fixture(autouse=True)
-def _one_thread(_threads):
-    torch.set_num_threads(1)
 
 
 def test_compare_on_split_digits_writes_json_markdown_and_plot(tmp_path, capsys):

@@ -132,11 +132,6 @@ sys.exit(main(sys.argv[1:]))
 '''
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # every run compared here uses the same thread count
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The run left alone."""

@@ -23,11 +23,6 @@ DETERMINISTIC_TASK_KEYS = ("task", "name", "val_accuracy_dense", "val_accuracy_p
                            "pruned", "owned", "free_after", "reused", "thresholds")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # the same thread count in every run compared here (and no contention)
-
-
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The run left alone."""

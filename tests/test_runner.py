@@ -4,18 +4,12 @@ import csv
 import json
 
 import pytest
-import torch
 import yaml
 
 from clnp.checkpoint import load_checkpoint
 from clnp.cli import build_parser, main
 from clnp.config import PRESETS, ConfigError, RunConfig, from_namespace, load_config_file, read_run_config
 from clnp.runner import LOG_COLUMNS, run
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)  # tiny networks: more threads only add contention on a shared machine
 
 
 def _config(argv: list[str]) -> tuple[RunConfig, str | None]:
