@@ -196,7 +196,7 @@ def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_sa
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, reference)
     assert _results(out)["resumed_at_tasks"] == [finished]
-    leftovers = [p.name for p in (out / "checkpoint").iterdir() if ".tmp-" in p.name]
+    leftovers = [p.name for p in [*out.iterdir(), *(out / "checkpoint").iterdir()] if ".tmp-" in p.name]
     assert leftovers == [], "temporary files of the interrupted write are cleaned up"
 
 

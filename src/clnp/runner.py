@@ -88,6 +88,8 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     if data_dir is not None:
         cfg.data_dir = data_dir
     cfg = cfg.resolved()
+    for leftover in out_path.glob(".*.tmp-*"):  # a write killed half-way (results.json, log.csv)
+        leftover.unlink(missing_ok=True)
     ckpt = out_path / CHECKPOINT_DIR
     state = load_checkpoint(ckpt) if has_checkpoint(ckpt) else None
     return _execute(cfg, out_path, checkpoint=state, resuming=True)
