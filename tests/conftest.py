@@ -1,3 +1,6 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -20,3 +23,22 @@ def quick_config(**overrides) -> clnp.CLNPConfig:
     base = dict(epochs=8, finetune_epochs=2, batch_size=32, l1=1e-2, margin=10.0, seed=0)
     base.update(overrides)
     return clnp.CLNPConfig(**base)
+
+
+DETERMINISTIC_TASK_KEYS = ("task", "name", "val_accuracy_dense", "val_accuracy_pruned", "val_accuracy_final",
+                           "pruned", "owned", "free_after", "reused", "thresholds")
+"""Per-task report keys that a resumed run must reproduce exactly (timings excluded)."""
+
+
+def read_results(out: Path) -> dict:
+    return json.loads((out / "results.json").read_text())
+
+
+def reference_run(tmp_path_factory, args: list[str]) -> Path:
+    """`clnp run ARGS` left alone, on one thread, into a fresh directory: what resumed runs must equal."""
+    from clnp.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("reference")
+    assert main(["run", *args, "--out", str(out)]) == 0
+    return out

@@ -27,14 +27,13 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from clnp.cli import main
 
+from .conftest import DETERMINISTIC_TASK_KEYS, read_results, reference_run
+
 ARGS = ["--benchmark", "split-digits", "--tasks", "3", "--model", "mlp:32,32", "--epochs", "2",
         "--finetune-epochs", "1", "--seed", "1", "--no-progress"]
-DETERMINISTIC_TASK_KEYS = ("task", "name", "val_accuracy_dense", "val_accuracy_pruned", "val_accuracy_final",
-                           "pruned", "owned", "free_after", "reused", "thresholds")
 
 DRIVER = r'''
 import os, signal, sys
@@ -135,14 +134,7 @@ sys.exit(main(sys.argv[1:]))
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The run left alone."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("reference")
-    assert main(["run", *ARGS, "--out", str(out)]) == 0
-    return out
-
-
-def _results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())
+    return reference_run(tmp_path_factory, ARGS)
 
 
 def _finished_tasks(out: Path) -> int:
@@ -160,7 +152,7 @@ def _killed_run(out: Path, kill_at: str) -> subprocess.CompletedProcess:
 
 
 def _assert_same_run(resumed: Path, reference: Path) -> None:
-    got, want = _results(resumed), _results(reference)
+    got, want = read_results(resumed), read_results(reference)
     assert got["accuracy_matrix"] == want["accuracy_matrix"]
     assert got["average_accuracy"] == want["average_accuracy"]
     assert got["backward_transfer"] == want["backward_transfer"] == 0.0
@@ -187,7 +179,7 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
-def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_same_results(
+def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_sameread_results(
         kill_at, tmp_path, reference, capsys):
     out = tmp_path / "killed"
     _killed_run(out, kill_at)
@@ -195,7 +187,7 @@ def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_sa
     assert _finished_tasks(out) == finished
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, reference)
-    assert _results(out)["resumed_at_tasks"] == [finished]
+    assert read_results(out)["resumed_at_tasks"] == [finished]
     leftovers = [p.name for p in [*out.iterdir(), *(out / "checkpoint").iterdir()] if ".tmp-" in p.name]
     assert leftovers == [], "temporary files of the interrupted write are cleaned up"
 
@@ -211,4 +203,4 @@ def test_a_run_killed_twice_still_ends_as_if_left_alone(tmp_path, reference):
     assert _finished_tasks(out) == 2
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, reference)
-    assert _results(out)["resumed_at_tasks"] == [1, 2]
+    assert read_results(out)["resumed_at_tasks"] == [1, 2]

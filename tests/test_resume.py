@@ -1,6 +1,5 @@
 """``clnp run --resume``: a killed run continues from its last finished task and ends exactly as if left alone."""
 
-import json
 import os
 import signal
 import subprocess
@@ -9,7 +8,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from clnp import runner
 from clnp.checkpoint import CheckpointError, read_meta
@@ -17,23 +15,16 @@ from clnp.cli import main
 from clnp.config import RunConfig
 from clnp.methods import METHODS, build_method
 
+from .conftest import DETERMINISTIC_TASK_KEYS, read_results, reference_run
+
 ARGS = ["--benchmark", "split-digits", "--tasks", "3", "--epochs", "15", "--finetune-epochs", "2", "--seed", "3",
         "--no-progress"]
-DETERMINISTIC_TASK_KEYS = ("task", "name", "val_accuracy_dense", "val_accuracy_pruned", "val_accuracy_final",
-                           "pruned", "owned", "free_after", "reused", "thresholds")
 
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Path:
     """The run left alone."""
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("reference")
-    assert main(["run", *ARGS, "--out", str(out)]) == 0
-    return out
-
-
-def _results(out: Path) -> dict:
-    return json.loads((out / "results.json").read_text())
+    return reference_run(tmp_path_factory, ARGS)
 
 
 def _log_rows(out: Path) -> list[str]:
@@ -42,7 +33,7 @@ def _log_rows(out: Path) -> list[str]:
 
 
 def _assert_same_run(resumed: Path, reference: Path) -> None:
-    got, want = _results(resumed), _results(reference)
+    got, want = read_results(resumed), read_results(reference)
     assert got["accuracy_matrix"] == want["accuracy_matrix"]
     assert got["capacity"] == want["capacity"]
     assert got["average_accuracy"] == want["average_accuracy"]
@@ -52,7 +43,7 @@ def _assert_same_run(resumed: Path, reference: Path) -> None:
     assert _log_rows(resumed) == _log_rows(reference)
 
 
-def test_run_killed_after_its_first_checkpoint_resumes_to_the_same_results(tmp_path, reference):
+def test_run_killed_after_its_first_checkpoint_resumes_to_the_sameread_results(tmp_path, reference):
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "clnp.cli", "run", *ARGS, "--out", str(out)], env=env,
@@ -76,11 +67,11 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_the_same_results(tmp_p
 
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, reference)
-    assert _results(out)["resumed_at_tasks"] == [finished]
+    assert read_results(out)["resumed_at_tasks"] == [finished]
 
 
 @pytest.mark.parametrize("crash_in_task", [0, 2])
-def test_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path, reference, monkeypatch, crash_in_task):
+def test_run_that_crashed_mid_task_resumes_to_the_sameread_results(tmp_path, reference, monkeypatch, crash_in_task):
     """A crash during a task (before any checkpoint, or after two) loses only that task's unfinished work."""
     out = tmp_path / "crashed"
     real_call = runner._EpochLog.__call__
@@ -96,7 +87,7 @@ def test_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path, referen
     assert not (out / "results.json").exists()
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0
     _assert_same_run(out, reference)
-    assert _results(out)["resumed_at_tasks"] == [crash_in_task]
+    assert read_results(out)["resumed_at_tasks"] == [crash_in_task]
 
 
 def _stopped_run(tmp_path: Path) -> Path:
@@ -130,7 +121,7 @@ def test_resume_refuses_a_damaged_checkpoint_or_an_edited_config(tmp_path, capsy
 
     tensor_file.write_bytes(good)
     assert main(["run", "--resume", str(out), "--no-progress"]) == 0  # every task was finished: results only
-    assert _results(out)["resumed_at_tasks"] == [2] and len(_results(out)["accuracy_matrix"]) == 2
+    assert read_results(out)["resumed_at_tasks"] == [2] and len(read_results(out)["accuracy_matrix"]) == 2
     (out / "results.json").unlink()
     config = out / "config.yaml"
     config.write_text(config.read_text().replace("margin: 1.0", "margin: 3.0"))
