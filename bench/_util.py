@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import clnp
-from clnp.network import CLNPNet
+from clnp.core.network import CLNPNet
 
 
 def machine() -> str:
@@ -104,6 +104,7 @@ def permuted_fashion_slice(n_tasks: int, n_train: int, n_test: int = 1000, seed:
     """``n_tasks`` permuted tasks on the first ``n_train`` Fashion-MNIST training images (10% of them
     carved out for validation) and ``n_test`` test images; permuted digits where Fashion-MNIST is absent."""
     from clnp.benchmarks import PermutedTasks
+
     from clnp.data import Dataset, load_fashion_mnist
 
     try:

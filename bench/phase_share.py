@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import allocator_line, machine, permuted_fashion_slice, steady_allocator, table  # noqa: E402
 
 import clnp  # noqa: E402
-from clnp.pruning import accuracy  # noqa: E402
+from clnp.core.activity import accuracy  # noqa: E402
 
 
 def main() -> None:

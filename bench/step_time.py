@@ -9,7 +9,7 @@ batch 256, Adam lr 1e-3) three variants train on the same minibatches, in turn, 
   zero_grad / backward / step loop;
 * ``plain+L1``: the same plus the L1 activity penalty CLNP adds to the loss (the method's
   objective, not masking overhead);
-* ``CLNP``: ``CLNP._train`` itself (the trainer's loop, per-epoch validation on 32 examples
+* ``CLNP``: ``CLNP._train`` itself (the one training loop, per-epoch validation on 32 examples
   included) on task 2 of a network whose tasks 0 and 1 own 15% of the units each, so masks
   are active (frozen rows, cut weights, restored snapshots, old heads present).
 
@@ -36,9 +36,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import allocator_line, interleaved, machine, own_units, plain_twin, steady_allocator, table  # noqa: E402
 
 import clnp  # noqa: E402
-from clnp.sparsity import l1_activity_penalty  # noqa: E402
-from clnp.tasks import Split, Task  # noqa: E402
-from clnp.trainer import iterate_batches  # noqa: E402
+from clnp.core.sparsity import l1_activity_penalty  # noqa: E402
+from clnp.data.tasks import Split, Task  # noqa: E402
+from clnp.methods.loop import shuffled_batches  # noqa: E402
 
 NETWORKS = {"mlp": "mlp:2000,2000", "cnn": "cnn:32,32,64,64/512"}
 INPUT_SHAPE = (1, 28, 28)
@@ -61,7 +61,7 @@ def plain_run(model: nn.Sequential, task: Task, epochs: int, l1: bool, seed: int
     gen = torch.Generator().manual_seed(seed)
     model.train()
     for _ in range(epochs):
-        for xb, yb in iterate_batches(task.train, BATCH, gen):
+        for xb, yb in shuffled_batches((task.train.x, task.train.y), BATCH, gen):
             if l1:
                 logits, acts = plain_forward_with_activity(model, xb)
                 loss = F.cross_entropy(logits, yb) + l1_activity_penalty(acts, [L1] * len(acts))

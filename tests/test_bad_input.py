@@ -8,9 +8,9 @@ import pytest
 import torch
 
 import clnp
-from clnp.benchmarks import BENCHMARKS
 from clnp.cli import main
-from clnp.trainer import ConfigTypeError
+from clnp.data.benchmarks import BENCHMARKS
+from clnp.methods.clnp import ConfigTypeError
 
 from .conftest import quick_config
 

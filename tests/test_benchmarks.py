@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from clnp import data as D
-from clnp.benchmarks import BENCHMARKS, PermutedTasks, get_benchmark, permuted_tasks
 from clnp.cli import main
+from clnp.data import datasets as D
+from clnp.data.benchmarks import BENCHMARKS, PermutedTasks, get_benchmark, permuted_tasks
 
 
 def ids(x: torch.Tensor) -> set[int]:

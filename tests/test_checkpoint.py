@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import clnp
-from clnp import checkpoint as ck
-from clnp.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from clnp.experiments import checkpoint as ck
+from clnp.experiments.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 
 from .conftest import quick_config
 

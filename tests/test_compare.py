@@ -5,7 +5,7 @@ import json
 import pytest
 
 from clnp.cli import main
-from clnp.compare import CompareConfig, compare, parse_options
+from clnp.experiments.compare import CompareConfig, compare, parse_options
 
 
 def test_compare_on_split_digits_writes_json_markdown_and_plot(tmp_path, capsys):
@@ -82,8 +82,8 @@ def test_compare_no_run_tabulates_only_what_finished(tmp_path):
 
 
 def test_a_method_that_cannot_finish_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
-    import clnp.compare as cmp
-    from clnp.trainer import CapacityError
+    import clnp.experiments.compare as cmp
+    from clnp.methods.clnp import CapacityError
 
     real_run = cmp.run
 
@@ -102,7 +102,7 @@ def test_a_method_that_cannot_finish_is_reported_and_the_others_go_on(tmp_path, 
 
 
 def test_a_baseline_run_is_reused_whatever_the_clnp_only_settings():
-    from clnp.compare import same_run
+    from clnp.experiments.compare import same_run
 
     base = {"method": "ewc", "epochs": 1, "l1": 1.0, "margin": 1.0, "finetune_epochs": 2, "progress": False}
     assert same_run(base, {**base, "l1": 1e-3, "margin": 2.0, "finetune_epochs": 1, "progress": True})

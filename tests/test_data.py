@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from clnp import data as D
-from clnp.data import DataError
+from clnp.data import datasets as D
+from clnp.data.datasets import DataError
 
 # ------------------------------------------------------------------------------------ helpers
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 import clnp
+from clnp.core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from clnp.export import export, load_state_dict_export, n_parameters, save_export, used_units
-from clnp.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 
 from .conftest import quick_config
 

@@ -41,8 +41,8 @@ from pathlib import Path
 
 import torch
 
-import clnp.checkpoint as checkpoint
-import clnp.trainer as trainer
+import clnp.experiments.checkpoint as checkpoint
+import clnp.methods.clnp as trainer
 from clnp.cli import main
 
 where, target, detail = os.environ["CLNP_TEST_KILL_AT"].split(":")

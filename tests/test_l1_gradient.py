@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import clnp
-from clnp.sparsity import l1_activity_penalty, l1_unit_weights
+from clnp.core.sparsity import l1_activity_penalty, l1_unit_weights
 
 NETWORKS = {
     "mlp_relu": lambda: clnp.mlp(64, (32, 24), input_shape=(1, 8, 8)),

@@ -1,6 +1,6 @@
 import torch
 
-from clnp.partition import FREE, cut_mask, expand_owner, live_units
+from clnp.core.partition import FREE, cut_mask, expand_owner, live_units
 
 
 def test_cut_rule_follows_the_weight_partition_table():

@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 import clnp
-from clnp.partition import FREE, cut_mask, expand_owner
+import clnp.methods.clnp as clnp_method
+from clnp.core.partition import FREE, cut_mask, expand_owner
 
 from .conftest import quick_config
 
@@ -257,7 +258,7 @@ def _narrow_learner(widths: tuple[int, ...]) -> clnp.CLNP:
 
 def _greedy_in_layer(monkeypatch, layer: int, tasks: set[int], needs: int | None = None) -> None:
     """Make the listed tasks keep ``needs`` free units of ``layer`` (all of them if None or too few)."""
-    real = clnp.trainer.choose_pruning
+    real = clnp_method.choose_pruning
 
     def choose(net, task, activity, evaluate, margin):
         decision = real(net, task, activity, evaluate, margin)
@@ -267,7 +268,7 @@ def _greedy_in_layer(monkeypatch, layer: int, tasks: set[int], needs: int | None
             decision.val_accuracy_after = evaluate(decision.keep)
         return decision
 
-    monkeypatch.setattr(clnp.trainer, "choose_pruning", choose)
+    monkeypatch.setattr(clnp_method, "choose_pruning", choose)
 
 
 def test_a_layer_that_fills_up_mid_sequence_stops_the_next_task_with_a_named_error_and_changes_nothing(monkeypatch):

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from clnp import runner
-from clnp.checkpoint import CheckpointError, read_meta
 from clnp.cli import main
-from clnp.config import RunConfig
+from clnp.experiments import runner
+from clnp.experiments.checkpoint import CheckpointError, read_meta
+from clnp.experiments.config import RunConfig
 from clnp.methods import METHODS, build_method
 
 from .conftest import DETERMINISTIC_TASK_KEYS, read_results, reference_run

@@ -6,10 +6,10 @@ import json
 import pytest
 import yaml
 
-from clnp.checkpoint import load_checkpoint
 from clnp.cli import build_parser, main
-from clnp.config import PRESETS, ConfigError, RunConfig, from_namespace, load_config_file, read_run_config
-from clnp.runner import LOG_COLUMNS, run
+from clnp.experiments.checkpoint import load_checkpoint
+from clnp.experiments.config import PRESETS, ConfigError, RunConfig, from_namespace, load_config_file, read_run_config
+from clnp.experiments.runner import LOG_COLUMNS, run
 
 
 def _config(argv: list[str]) -> tuple[RunConfig, str | None]:
@@ -75,7 +75,7 @@ def test_presets_hold_the_published_settings():
         "permuted-mnist", 10, "mlp:2000,2000", "adam", 256)
     cfg, _ = _config(["--preset", "split-cifar"])
     assert (cfg.benchmark, cfg.model, cfg.optimizer) == ("split-cifar10-100", "cnn:32,32,64,64/512", "adam")
-    from clnp.benchmarks import BENCHMARKS
+    from clnp.data.benchmarks import BENCHMARKS
 
     for values in PRESETS.values():
         assert values["benchmark"] in BENCHMARKS

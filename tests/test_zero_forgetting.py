@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import clnp
-from clnp.layers import MaskedBatchNorm
-from clnp.partition import cut_mask, expand_owner
+from clnp.core.layers import MaskedBatchNorm
+from clnp.core.partition import cut_mask, expand_owner
 
 from .conftest import quick_config
 

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import __version__
-from .trainer import CapacityError
+from .methods.clnp import CapacityError
+from .version import __version__
 
 
 class UsageError(Exception):
@@ -17,8 +17,8 @@ class UsageError(Exception):
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    from .benchmarks import BENCHMARKS
-    from .config import PRESETS
+    from .data.benchmarks import BENCHMARKS
+    from .experiments.config import PRESETS
 
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML file with the same keys as these flags (snake_case); flags override it")
@@ -46,9 +46,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from .config import from_namespace
+    from .experiments.config import from_namespace
+    from .experiments.runner import resume, run, unfinished_run
     from .report import summary
-    from .runner import resume, run, unfinished_run
 
     if args.resume:
         given = [k for k, v in vars(args).items()
@@ -72,10 +72,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_benchmarks(args: argparse.Namespace) -> int:
-    from .benchmarks import BENCHMARKS
+    from .data.benchmarks import BENCHMARKS
 
     if args.download:
-        from .benchmarks import fetch_data
+        from .data.benchmarks import fetch_data
 
         for name in args.download:
             print(f"{name}: data ready ({', '.join(fetch_data(name, args.data_dir))})")
@@ -104,7 +104,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from .compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
+    from .experiments.compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
 
     config = CompareConfig(
         benchmark=args.benchmark, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
@@ -121,7 +121,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
-    from .benchmarks import BENCHMARKS
+    from .data.benchmarks import BENCHMARKS
 
     p = sub.add_parser("compare", help="run several methods on the same stream and seeds; tabulate and plot them")
     p.add_argument("--benchmark", default="split-digits", choices=sorted(BENCHMARKS))

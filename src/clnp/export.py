@@ -25,9 +25,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from .network import CLNPNet
-from .partition import live_units
+from .core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
+from .core.network import CLNPNet
+from .core.partition import live_units
 
 FORMATS = ("torchscript", "onnx", "state_dict")
 
@@ -249,11 +249,11 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     """
     from dataclasses import fields
 
-    from .benchmarks import get_benchmark
-    from .checkpoint import has_checkpoint, load_checkpoint
-    from .config import RunConfig
+    from .data.benchmarks import get_benchmark
+    from .experiments.checkpoint import has_checkpoint, load_checkpoint
+    from .experiments.config import RunConfig
+    from .experiments.runner import CHECKPOINT_DIR
     from .methods import build_method
-    from .runner import CHECKPOINT_DIR
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
@@ -273,7 +273,7 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     if shape is None:  # older checkpoints: read it off the benchmark's first task
         shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].train.x.shape[1:]
     assert cfg.model is not None
-    learner = build_method("clnp", cfg.model, tuple(shape), cfg.clnp_config())
+    learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
     learner.load_learner_state(tensors, meta["learner"])  # type: ignore[attr-defined]
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()

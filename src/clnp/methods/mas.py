@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import torch
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import options_float, sample_inputs
-from .net import PlainNet
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet
 from .quadratic import QuadraticLearner, n_samples, sensitivity
+from .sequential import options_float, sample_inputs
 
 DEFAULT_STRENGTH = 1.0
 
@@ -27,12 +27,12 @@ DEFAULT_STRENGTH = 1.0
 class MAS(QuadraticLearner):
     method = "mas"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+    def __init__(self, net: PlainNet, config: TrainConfig, strength: float = DEFAULT_STRENGTH,
                  samples: int = 1024) -> None:
         super().__init__(net, config, strength)
         self.samples = samples
 
-    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+    def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         omega = sensitivity(self.net, task_id, sample_inputs(task, self.samples, generator))
         if self.terms:
             omega = [old + new for old, new in zip(self.terms[0][0], omega, strict=True)]
@@ -40,6 +40,6 @@ class MAS(QuadraticLearner):
         return {"strength": self.strength}
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> MAS:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> MAS:
     return MAS(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
                n_samples(options))

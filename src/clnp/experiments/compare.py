@@ -23,9 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..methods.clnp import CapacityError
 from .checkpoint import CheckpointError
 from .runner import RunConfig, resume, run, unfinished_run
-from .trainer import CapacityError
 
 JSON_NAME = "comparison.json"
 MARKDOWN_NAME = "comparison.md"
@@ -59,7 +59,7 @@ class CompareConfig:
     """False: tabulate the runs already finished in the output directory, run nothing."""
 
     def __post_init__(self) -> None:
-        from .methods import METHODS
+        from ..methods import METHODS
 
         if self.seeds < 1:
             raise ValueError(f"--seeds must be >= 1, got {self.seeds}")
@@ -154,7 +154,7 @@ def footprint(results: dict, input_shape: Sequence[int], n_classes: Sequence[int
     last = results["tasks"][-1] if results.get("tasks") else {}
     if "storage_bytes" in last and "parameters" in last:
         return {"parameters": int(last["parameters"]), "storage_bytes": int(last["storage_bytes"])}
-    from .network import build_model
+    from ..core.network import build_model
 
     net = build_model(results["model"], input_shape)
     n = sum(p.numel() for p in net.parameters()) + sum(net.feature_dim * k + k for k in n_classes)
@@ -234,7 +234,7 @@ def plot(summary: dict, path: Path) -> None:
 
 def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] | None = None) -> dict:
     """Run every method on every seed; write comparison.json/.md and the plot into ``out``; return the summary."""
-    from .benchmarks import get_benchmark
+    from ..data.benchmarks import get_benchmark
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -24,10 +24,10 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
-from .net import PlainNet, count_parameters
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet, count_parameters
+from .sequential import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
 
 DEFAULT_SMAX = 400.0
 DEFAULT_C = 0.75
@@ -43,7 +43,7 @@ def _units(layer: nn.Module) -> int:
 class HAT(SequentialLearner):
     method = "hat"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, smax: float = DEFAULT_SMAX, c: float = DEFAULT_C) -> None:
+    def __init__(self, net: PlainNet, config: TrainConfig, smax: float = DEFAULT_SMAX, c: float = DEFAULT_C) -> None:
         super().__init__(net, config)
         require_no_batch_norm(net, "hat")
         if smax < 1:
@@ -97,13 +97,13 @@ class HAT(SequentialLearner):
             self._frozen.append((w.detach().clone(), None if layer.bias is None else layer.bias.detach().clone()))
             previous = used
 
-    def _forward(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
+    def forward_batch(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
         progress = step / (n_steps - 1) if n_steps > 1 else 1.0
         self._s = 1.0 / self.smax + (self.smax - 1.0 / self.smax) * progress
         self._gates = [torch.sigmoid(self._s * e) for e in self.embeddings[task_id]]
         return self.net(x, task_id, self._gates)
 
-    def _penalty(self, task_id: int) -> Tensor | None:
+    def extra_loss(self, task_id: int) -> Tensor | None:
         free = [1.0 - u for u in self.used]
         denominator = sum(float(f.sum()) for f in free)
         if denominator == 0 or self.c == 0:
@@ -111,7 +111,7 @@ class HAT(SequentialLearner):
         return self.c * sum((g * f).sum() for g, f in zip(self._gates, free, strict=True)) / denominator
 
     @torch.no_grad()
-    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
+    def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
         for layer, wk, bk in zip(self.net.layers, self._weight_keep, self._bias_keep, strict=True):
             if layer.weight.grad is not None:
                 layer.weight.grad.mul_(wk)
@@ -125,7 +125,7 @@ class HAT(SequentialLearner):
         torch.nn.utils.clip_grad_norm_(params, GRAD_CLIP)
 
     @torch.no_grad()
-    def _after_step(self, task_id: int) -> None:
+    def after_step(self, task_id: int) -> None:
         for layer, wk, bk, (w0, b0) in zip(self.net.layers, self._weight_keep, self._bias_keep, self._frozen,
                                            strict=True):
             layer.weight.copy_(torch.where(wk > 0, layer.weight, w0))
@@ -181,6 +181,6 @@ class _Gated(nn.Module):
         return self.inner(x, task, self.masks)
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> HAT:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> HAT:
     return HAT(PlainNet(model, input_shape), config, options_float(options, "smax", DEFAULT_SMAX),
                options_float(options, "c", DEFAULT_C))

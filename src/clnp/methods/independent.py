@@ -11,16 +11,16 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import BYTES_PER_FLOAT, SequentialLearner
-from .net import PlainNet, count_parameters
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet, count_parameters
+from .sequential import BYTES_PER_FLOAT, SequentialLearner
 
 
 class Independent(SequentialLearner):
     method = "independent"
 
-    def __init__(self, model: str, input_shape: Sequence[int], config: CLNPConfig) -> None:
+    def __init__(self, model: str, input_shape: Sequence[int], config: TrainConfig) -> None:
         super().__init__(PlainNet(model, input_shape), config)
         self.model = model
         self.nets: list[PlainNet] = []
@@ -45,5 +45,5 @@ class Independent(SequentialLearner):
         return {"parameters": n, "storage_bytes": n * BYTES_PER_FLOAT}
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> Independent:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Independent:
     return Independent(model, input_shape, config)

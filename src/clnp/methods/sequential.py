@@ -1,40 +1,44 @@
-"""The training loop every sequential baseline shares, with hooks for what each method adds.
+"""The base of every baseline: sequential multi-head training through the one loop, with hooks.
 
-Same budget as CLNP: ``config.epochs`` epochs per task, the same batch size, optimiser (a fresh one
-per task), learning rate, weight decay and seeded batch order (``seed * 1_000_003 + task``).
+Same budget as CLNP: ``config.epochs`` epochs per task through :func:`clnp.methods.loop.fit`, the
+same batch size, optimiser (a fresh one per task), learning rate, weight decay and seeded batch
+order (``seed * 1_000_003 + task``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..tasks import Task
-from ..trainer import CLNPConfig, iterate_batches, make_optimizer
-from .net import PlainNet, count_parameters
+from ..data.tasks import Task
+from .config import TrainConfig
+from .loop import EpochCallback, LoopHooks, fit
+from .plain_net import PlainNet, count_parameters
 
 BYTES_PER_FLOAT = 4
 
 
-class SequentialLearner:
+class SequentialLearner(LoopHooks):
     """Plain sequential multi-head training (``finetune``); subclasses add penalties or masks.
 
-    Hooks, each a no-op here: :meth:`_before_task`, :meth:`_penalty`, :meth:`_after_backward`,
-    :meth:`_after_step`, :meth:`_after_task`; :meth:`_forward` computes a batch's logits.
+    Hooks: :meth:`before_task` and :meth:`after_task` around the task; :meth:`forward_batch` (a
+    batch's logits) and the loop's hooks of :class:`~clnp.methods.loop.LoopHooks` (``extra_loss``,
+    ``backward``, ``after_backward``, ``after_step``) inside it. Each is plain or a no-op here.
     """
 
     method = "finetune"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig) -> None:
+    def __init__(self, net: PlainNet, config: TrainConfig) -> None:
         self.net = net
         self.config = config
         self.reports: list[dict] = []
-        self.on_epoch: Callable[[dict], None] | None = None
+        self._task: Task | None = None
+        self.on_epoch: EpochCallback | None = None
         """Called after every epoch with task, phase, epoch, loss, val_accuracy, seconds (the runner's log)."""
 
     # -------------------------------------------------------------------------------- public
@@ -90,68 +94,46 @@ class SequentialLearner:
     # ------------------------------------------------------------------------------- the loop
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         self.net.add_head(task.n_classes)
-        self._before_task(task, task_id)
+        self.before_task(task, task_id)
         self._fit(task, task_id, self.config.epochs, self._trainable(task_id), generator)
-        return self._after_task(task, task_id, generator)
+        return self.after_task(task, task_id, generator)
 
     def _trainable(self, task_id: int) -> list[nn.Parameter]:
         return self.net.trunk_parameters() + list(self.net.heads[task_id].parameters())
 
     def _fit(self, task: Task, task_id: int, epochs: int, params: Sequence[nn.Parameter],
-             generator: torch.Generator, phase: str = "train") -> None:
-        optimizer = make_optimizer(list(params), self.config)
-        self.net.train()
-        for epoch in range(epochs):
-            t0 = time.perf_counter()
-            total_loss, seen = 0.0, 0
-            batches = iterate_batches(task.train, self.config.batch_size, generator)
-            for step, (xb, yb) in enumerate(batches):
-                logits = self._forward(xb, task_id, step, len(batches))
-                loss = F.cross_entropy(logits, yb)
-                penalty = self._penalty(task_id)
-                total = loss if penalty is None else loss + penalty
-                if not torch.isfinite(total):
-                    raise FloatingPointError(
-                        f"{self.method}: task {task_id} ({task.name}): the loss became {total.item()} in epoch "
-                        f"{epoch + 1}; lower the learning rate or the method's strength"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                self._backward(loss, penalty)
-                self._after_backward(task_id, step, len(batches))
-                optimizer.step()
-                self._after_step(task_id)
-                total_loss += float(loss.detach()) * yb.shape[0]
-                seen += yb.shape[0]
-            if self.on_epoch is not None:
-                self.on_epoch({"task": len(self.reports), "phase": phase, "epoch": epoch + 1,
-                               "loss": total_loss / max(1, seen), "val_accuracy": self._val_accuracy(task, task_id),
-                               "seconds": time.perf_counter() - t0})
-                self.net.train()
+             generator: torch.Generator, phase: str = "train", data: Sequence[Tensor] | None = None) -> None:
+        """Train ``params`` on ``task`` through the one loop (on ``data`` instead, aligned tensors for
+        :meth:`batch_loss`, where given)."""
+        self._task = task
+        data = (task.train.x, task.train.y) if data is None else data
+        fit(self, self.net, params, data, self.config, generator, epochs=epochs,
+            head=task_id, task=len(self.reports), phase=phase, label=f"{self.method}: task {task_id} ({task.name})",
+            on_epoch=self.on_epoch)
+
+    # ------------------------------------------------------------------- hooks of the one loop
+    divergence_hint = "lower the learning rate or the method's strength"
+
+    def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
+        x, y = batch
+        return F.cross_entropy(self.forward_batch(x, head, step, n_steps), y)
+
+    def validate(self, head: int) -> float:
+        assert self._task is not None
+        return self._val_accuracy(self._task, head)
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """Validation accuracy of the task being learned, for the epoch log."""
         return self.accuracy(task_id, task.val.x, task.val.y)
 
-    def _backward(self, loss: Tensor, penalty: Tensor | None) -> None:
-        (loss if penalty is None else loss + penalty).backward()
-
     # --------------------------------------------------------------------------------- hooks
-    def _forward(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
+    def forward_batch(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
         return self.net(x, task_id)
 
-    def _before_task(self, task: Task, task_id: int) -> None:
+    def before_task(self, task: Task, task_id: int) -> None:
         pass
 
-    def _penalty(self, task_id: int) -> Tensor | None:
-        return None
-
-    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
-        pass
-
-    def _after_step(self, task_id: int) -> None:
-        pass
-
-    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+    def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         return None
 
 

@@ -1,4 +1,4 @@
-"""Activity statistics and the choice of units to prune under the graceful-forgetting margin."""
+"""The choice of units to prune under the graceful-forgetting margin."""
 
 from __future__ import annotations
 
@@ -11,51 +11,6 @@ from torch import Tensor
 
 from .network import CLNPNet
 from .partition import trainable_units
-
-ACTIVITY_MEASURES = ("mean_abs", "firing_rate")
-
-
-@torch.no_grad()
-def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
-                  batch_size: int = 1024) -> list[Tensor]:
-    """Per-unit activity of every prunable layer on inputs ``x`` (evaluation mode).
-
-    ``mean_abs``: mean absolute activation; ``firing_rate``: fraction of inputs with activation
-    > 0. Conv channels are averaged over positions as well as inputs.
-    """
-    if measure not in ACTIVITY_MEASURES:
-        raise ValueError(f"unknown activity measure {measure!r}; expected one of {ACTIVITY_MEASURES}")
-    was_training = net.training
-    net.eval()
-    sums: list[Tensor] | None = None
-    count = 0
-    for start in range(0, x.shape[0], batch_size):
-        _, taps = net.forward_with_activity(x[start:start + batch_size], task)
-        stats = []
-        for a in taps:
-            v = a.abs() if measure == "mean_abs" else (a > 0).to(a.dtype)
-            if v.dim() > 2:
-                v = v.flatten(2).mean(2)
-            stats.append(v.sum(0))
-        sums = stats if sums is None else [s + t for s, t in zip(sums, stats, strict=True)]
-        count += taps[0].shape[0]
-    net.train(was_training)
-    assert sums is not None
-    return [s / count for s in sums]
-
-
-@torch.no_grad()
-def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tensor | None] | None = None,
-             batch_size: int = 1024) -> float:
-    """Accuracy (a fraction in [0, 1]) of task ``task``'s head on ``(x, y)`` in evaluation mode."""
-    was_training = net.training
-    net.eval()
-    correct = 0
-    for start in range(0, x.shape[0], batch_size):
-        logits = net(x[start:start + batch_size], task, keep)
-        correct += int((logits.argmax(1) == y[start:start + batch_size]).sum())
-    net.train(was_training)
-    return correct / max(1, x.shape[0])
 
 
 @dataclass

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from .trainer import CLNPConfig
+from ..methods.config import TrainConfig
 
 
 class ConfigError(ValueError):
@@ -48,7 +48,7 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by the benchmark's default."""
-        from .benchmarks import BENCHMARKS
+        from ..data.benchmarks import BENCHMARKS
 
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {self.benchmark!r}; expected one of: {', '.join(BENCHMARKS)}")
@@ -59,12 +59,20 @@ class RunConfig:
                 values[key] = default
         return RunConfig(**values)
 
-    def clnp_config(self) -> CLNPConfig:
-        """The CLNP hyper-parameters of this run (benchmark defaults filled in)."""
+    def train_config(self) -> TrainConfig:
+        """The training settings every method reads (benchmark defaults filled in)."""
         r = self.resolved()
-        names = {f.name for f in fields(CLNPConfig)}
+        names = {f.name for f in fields(TrainConfig)}
         kwargs = {k: v for k, v in asdict(r).items() if k in names and v is not None}
-        return CLNPConfig(**kwargs)
+        return TrainConfig(**kwargs)
+
+    def method_options(self) -> dict:
+        """The method's own settings: ``extra``, and for CLNP its ``l1`` and ``margin`` (defaults filled in)."""
+        r = self.resolved()
+        options = dict(r.extra)
+        if r.method == "clnp":
+            options.update({k: getattr(r, k) for k in ("l1", "margin") if getattr(r, k) is not None})
+        return options
 
 
 PRESETS: dict[str, dict[str, Any]] = {

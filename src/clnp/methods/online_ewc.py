@@ -1,7 +1,7 @@
 """``online-ewc``: online EWC (Schwarz et al. 2018, "Progress & Compress", arXiv 1805.06370).
 
 One running penalty: ``F <- gamma * F + F_task`` and the anchor moves to the weights after each
-task. Fisher estimated as in :mod:`clnp.baselines.ewc`.
+task. Fisher estimated as in :mod:`clnp.methods.ewc`.
 
 Default strength ``lambda = 400``: Hsu, Liu & Kira 2018 (arXiv 1810.12488), online EWC in their
 task-incremental split MNIST script (GT-RIPL/Continual-Learning-Benchmark). ``gamma = 1.0`` as in
@@ -15,11 +15,11 @@ from collections.abc import Sequence
 
 import torch
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import options_float
-from .net import PlainNet
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet
 from .quadratic import QuadraticLearner, fisher_diagonal
+from .sequential import options_float
 
 DEFAULT_STRENGTH = 400.0
 DEFAULT_GAMMA = 1.0
@@ -28,14 +28,14 @@ DEFAULT_GAMMA = 1.0
 class OnlineEWC(QuadraticLearner):
     method = "online-ewc"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+    def __init__(self, net: PlainNet, config: TrainConfig, strength: float = DEFAULT_STRENGTH,
                  gamma: float = DEFAULT_GAMMA) -> None:
         super().__init__(net, config, strength)
         if not 0.0 <= gamma <= 1.0:
             raise ValueError(f"online-ewc: gamma must lie in [0, 1], got {gamma}")
         self.gamma = gamma
 
-    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+    def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         fisher = fisher_diagonal(self.net, task_id, task.train.x, self.config.batch_size)
         if self.terms:
             fisher = [self.gamma * old + new for old, new in zip(self.terms[0][0], fisher, strict=True)]
@@ -43,6 +43,6 @@ class OnlineEWC(QuadraticLearner):
         return {"strength": self.strength, "gamma": self.gamma}
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> OnlineEWC:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> OnlineEWC:
     return OnlineEWC(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
                      options_float(options, "gamma", DEFAULT_GAMMA))

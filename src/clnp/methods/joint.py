@@ -17,16 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..tasks import Task
-from ..trainer import CLNPConfig, make_optimizer
-from .base import SequentialLearner
-from .net import PlainNet
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet
+from .sequential import SequentialLearner
 
 
 class Joint(SequentialLearner):
     method = "joint"
 
-    def __init__(self, model: str, input_shape: Sequence[int], config: CLNPConfig) -> None:
+    def __init__(self, model: str, input_shape: Sequence[int], config: TrainConfig) -> None:
         super().__init__(PlainNet(model, input_shape), config)
         self.model = model
         self.seen: list[Task] = []
@@ -40,16 +40,11 @@ class Joint(SequentialLearner):
         x = torch.cat([t.train.x for t in self.seen])
         y = torch.cat([t.train.y for t in self.seen])
         owner = torch.cat([torch.full((len(t.train),), k, dtype=torch.long) for k, t in enumerate(self.seen)])
-        optimizer = make_optimizer(list(self.net.parameters()), self.config)
-        self.net.train()
-        for _ in range(self.config.epochs):
-            order = torch.randperm(y.shape[0], generator=generator)
-            for idx in order.split(self.config.batch_size):
-                loss = self._union_loss(x[idx], y[idx], owner[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+        self._fit(task, task_id, self.config.epochs, list(self.net.parameters()), generator, data=(x, y, owner))
         return {"union_examples": int(y.shape[0])}
+
+    def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
+        return self._union_loss(*batch)
 
     def _union_loss(self, x: Tensor, y: Tensor, owner: Tensor) -> Tensor:
         """Mean cross-entropy over the batch, each example through its own task's head."""
@@ -61,5 +56,5 @@ class Joint(SequentialLearner):
         return total / y.shape[0]
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> Joint:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Joint:
     return Joint(model, input_shape, config)

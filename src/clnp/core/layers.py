@@ -16,7 +16,7 @@ with their frozen values:
   gradient of ``weight`` and ``bias`` is exactly zero in frozen rows (zeroed in the backward pass),
   so optimisers without weight decay never move them;
 * :meth:`MaskedMixin.restore_frozen_` copies the snapshot back into the frozen rows; the CLNP
-  trainer calls it after every optimiser step (weight decay moves every row);
+  method calls it after every optimiser step (weight decay moves every row);
 * otherwise (evaluation, or a parameter moved by code that did not restore it, e.g. a user's own
   loop with AdamW) the layer computes with an out-of-place copy of the weight whose frozen rows
   come from the snapshot. Evaluation always takes that path, so even an edit through

@@ -18,11 +18,11 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import options_float
-from .net import PlainNet
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet
 from .quadratic import QuadraticLearner
+from .sequential import options_float
 
 DEFAULT_STRENGTH = 300.0
 DEFAULT_DAMPING = 0.1
@@ -31,7 +31,7 @@ DEFAULT_DAMPING = 0.1
 class SI(QuadraticLearner):
     method = "si"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH,
+    def __init__(self, net: PlainNet, config: TrainConfig, strength: float = DEFAULT_STRENGTH,
                  damping: float = DEFAULT_DAMPING) -> None:
         super().__init__(net, config, strength)
         if damping <= 0:
@@ -42,27 +42,27 @@ class SI(QuadraticLearner):
         self._grads: list[Tensor] = []
         self._before: list[Tensor] = []
 
-    def _before_task(self, task: Task, task_id: int) -> None:
+    def before_task(self, task: Task, task_id: int) -> None:
         self._start = self.anchor()
         self._omega = [torch.zeros_like(p) for p in self._start]
 
-    def _backward(self, loss: Tensor, penalty: Tensor | None) -> None:
+    def backward(self, loss: Tensor, penalty: Tensor | None) -> None:
         loss.backward()
         params = self.net.trunk_parameters()
         self._grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
         if penalty is not None:
             penalty.backward()
 
-    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
+    def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
         self._before = self.anchor()
 
     @torch.no_grad()
-    def _after_step(self, task_id: int) -> None:
+    def after_step(self, task_id: int) -> None:
         for omega, g, before, p in zip(self._omega, self._grads, self._before, self.net.trunk_parameters(),
                                        strict=True):
             omega -= g * (p - before)
 
-    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+    def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         end = self.anchor()
         new = [(w / ((e - s) ** 2 + self.damping)).clamp_min(0)
                for w, s, e in zip(self._omega, self._start, end, strict=True)]
@@ -72,6 +72,6 @@ class SI(QuadraticLearner):
         return {"strength": self.strength, "damping": self.damping}
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> SI:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> SI:
     return SI(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
               options_float(options, "xi", DEFAULT_DAMPING))

@@ -28,10 +28,10 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
-from .net import PlainNet, count_parameters
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet, count_parameters
+from .sequential import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
 
 FREE = -1
 DEFAULT_PRUNE = 0.75
@@ -40,7 +40,7 @@ DEFAULT_PRUNE = 0.75
 class PackNet(SequentialLearner):
     method = "packnet"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, prune: float = DEFAULT_PRUNE) -> None:
+    def __init__(self, net: PlainNet, config: TrainConfig, prune: float = DEFAULT_PRUNE) -> None:
         super().__init__(net, config)
         require_no_batch_norm(net, "packnet")
         if not 0.0 < prune < 1.0:
@@ -58,7 +58,7 @@ class PackNet(SequentialLearner):
                    for name, v, layer in zip(self.weight_names, visible, self.net.layers, strict=True)}
         return functional_call(self.net, weights, (x, task_id), strict=False)
 
-    def _forward(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
+    def forward_batch(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
         return self._forward_with(self._visible, x, task_id)
 
     def _set_phase(self, trainable: Sequence[Tensor], task_id: int) -> None:
@@ -66,13 +66,13 @@ class PackNet(SequentialLearner):
         self._visible = [((o != FREE) & (o < task_id)) | t for o, t in zip(self.owner, trainable, strict=True)]
         self._frozen = [layer.weight.detach().clone() for layer in self.net.layers]
 
-    def _after_backward(self, task_id: int, step: int, n_steps: int) -> None:
+    def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
         for layer, t in zip(self.net.layers, self._trainable, strict=True):
             if layer.weight.grad is not None:
                 layer.weight.grad.mul_(t)
 
     @torch.no_grad()
-    def _after_step(self, task_id: int) -> None:
+    def after_step(self, task_id: int) -> None:
         for layer, t, frozen in zip(self.net.layers, self._trainable, self._frozen, strict=True):
             layer.weight.copy_(torch.where(t, layer.weight, frozen))
 
@@ -154,5 +154,5 @@ class _Bound(nn.Module):
         return self.learner._forward_with(self.visible, x, task)
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> PackNet:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> PackNet:
     return PackNet(PlainNet(model, input_shape), config, options_float(options, "prune", DEFAULT_PRUNE))

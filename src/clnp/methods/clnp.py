@@ -1,4 +1,4 @@
-"""The continual trainer: learn tasks one after another on one network, with zero forgetting.
+"""The CLNP method: learn tasks one after another on one network, with zero forgetting.
 
 ``CLNP.learn(task)`` runs the method's cycle on the free units of the network: re-initialise them,
 train with cross-entropy plus the L1 activity penalty, measure activity on the validation split,
@@ -9,98 +9,57 @@ ones silenced, and freeze the kept units as the task's own (cutting their interf
 from __future__ import annotations
 
 import copy
+import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .network import CLNPNet
-from .partition import FREE, expand_owner
-from .pruning import accuracy, choose_pruning, unit_activity
-from .sparsity import l1_activity_penalty, l1_unit_weights, per_layer
-from .tasks import Split, Task
+from ..core.activity import accuracy, unit_activity
+from ..core.network import CLNPNet
+from ..core.partition import FREE, expand_owner
+from ..core.pruning import choose_pruning
+from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
+from ..data.tasks import Task
+from .config import ConfigTypeError, TrainConfig, check_field_types, is_number
+from .loop import EpochCallback, LoopHooks, fit
 
 
 class CapacityError(RuntimeError):
     """A layer has no free unit left for a new task."""
 
 
-class ConfigTypeError(ValueError, TypeError):
-    """A configuration value of the wrong type (a ``ValueError`` too, so callers refuse it as bad input)."""
-
-
 @dataclass
-class CLNPConfig:
-    """Hyper-parameters of CLNP (constructor state; learned state lives in the network)."""
+class CLNPConfig(TrainConfig):
+    """CLNP's settings: the training settings every method reads, plus the method's own.
 
-    epochs: int = 20
-    """Training epochs per task, before pruning."""
-    finetune_epochs: int = 3
-    """Epochs of fine-tuning the kept units after pruning (0 turns it off)."""
-    batch_size: int = 64
-    optimizer: str = "adam"
-    """``adam`` or ``sgd``; a fresh one is made for every task and phase."""
-    lr: float = 1e-3
-    momentum: float = 0.9
-    """SGD momentum (ignored by Adam)."""
-    weight_decay: float = 0.0
+    The own ones are the L1 coefficient on hidden activations, the graceful-forgetting margin and
+    the activity measure; ``finetune_epochs`` (retraining after pruning) is a training setting,
+    shared with PackNet.
+    """
+
     l1: float | tuple[float, ...] = 1e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer."""
     margin: float = 1.0
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     activity: str = "mean_abs"
     """Unit activity measure: ``mean_abs`` or ``firing_rate``."""
-    seed: int = 0
-    eval_batch_size: int = 1024
-    progress: bool = False
-    """Show a progress bar over epochs."""
 
     def __post_init__(self) -> None:
-        _check_types(self)
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        for name in ("epochs", "batch_size"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if self.finetune_epochs < 0:
-            raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
-        if self.margin < 0:
-            raise ValueError(f"margin must be >= 0 accuracy points, got {self.margin}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        for name in ("weight_decay", "momentum"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if any(v < 0 for v in ((self.l1,) if isinstance(self.l1, (int, float)) else self.l1)):
-            raise ValueError(f"l1 coefficients must be >= 0, got {self.l1}")
+        super().__post_init__()
+        check_field_types(self, {"margin": "number", "activity": "str"})
+        l1 = self.l1
+        if not (is_number(l1) or (isinstance(l1, (list, tuple)) and l1 and all(is_number(v) for v in l1))):
+            raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
+        if not 0 <= self.margin < math.inf:
+            raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
+        if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
+            raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
         if self.activity not in ("mean_abs", "firing_rate"):
             raise ValueError(f"activity must be 'mean_abs' or 'firing_rate', got {self.activity!r}")
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _check_types(config: CLNPConfig) -> None:
-    """Refuse a value of the wrong type (``ConfigTypeError`` naming the field) before it fails deep in training."""
-    expected = {
-        "epochs": "int", "finetune_epochs": "int", "batch_size": "int", "seed": "int", "eval_batch_size": "int",
-        "lr": "number", "momentum": "number", "weight_decay": "number", "margin": "number",
-        "optimizer": "str", "activity": "str", "progress": "bool",
-    }
-    for name, kind in expected.items():
-        value = getattr(config, name)
-        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "number": _is_number(value),
-              "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
-        if not ok:
-            raise ConfigTypeError(f"CLNPConfig.{name} must be {'a' if kind != 'int' else 'an'} {kind}, "
-                            f"got {value!r} ({type(value).__name__})")
-    l1 = config.l1
-    if not (_is_number(l1) or (isinstance(l1, (list, tuple)) and l1 and all(_is_number(v) for v in l1))):
-        raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
 
 
 @dataclass
@@ -127,19 +86,10 @@ class TaskReport:
         return asdict(self)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: CLNPConfig) -> torch.optim.Optimizer:
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+__all__ = ["CLNP", "CLNPConfig", "CapacityError", "ConfigTypeError", "TaskReport"]
 
 
-def iterate_batches(split: Split, batch_size: int, generator: torch.Generator) -> list[tuple[Tensor, Tensor]]:
-    """Shuffled minibatches of a split, in an order set by ``generator``."""
-    order = torch.randperm(len(split), generator=generator)
-    return [(split.x[idx], split.y[idx]) for idx in order.split(batch_size)]
-
-
-class CLNP:
+class CLNP(LoopHooks):
     """Continual learning via neural pruning on a :class:`~clnp.network.CLNPNet`.
 
     Example::
@@ -152,12 +102,14 @@ class CLNP:
     """
 
     def __init__(self, net: CLNPNet, config: CLNPConfig | None = None,
-                 on_epoch: Callable[[dict], None] | None = None) -> None:
+                 on_epoch: EpochCallback | None = None) -> None:
         self.net = net
         self.config = config or CLNPConfig()
         self.reports: list[TaskReport] = []
         self.on_epoch = on_epoch
         self.l1 = per_layer(self.config.l1, len(net.blocks))
+        self._phase: _Phase | None = None
+        self._activity: list[Tensor] = []
 
     # -------------------------------------------------------------------------------- public
     def learn(self, task: Task) -> TaskReport:
@@ -329,47 +281,46 @@ class CLNP:
 
     def _train(self, task: Task, task_id: int, epochs: int, phase: str, generator: torch.Generator,
                keep: Sequence[Tensor] | None, l1: bool, log: list[dict]) -> None:
-        cfg = self.config
+        """One phase (``train`` with the L1 penalty, or ``finetune`` with ``keep``) through the one loop."""
         net = self.net
-        optimizer = make_optimizer(net.trainable_parameters(task_id), cfg)
         trainable = [block.layer.train_rows for block in net.blocks]
-        nonnegative = net.nonnegative_activity()
-        l1_weights = l1_unit_weights(self.l1, trainable) if l1 else None
-        net.train()
-        epochs_iter: range | object = range(epochs)
-        if cfg.progress:
-            from tqdm.auto import tqdm
+        self._phase = _Phase(task=task, keep=keep, l1=l1, trainable=trainable,
+                             nonnegative=net.nonnegative_activity(),
+                             l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None)
+        try:
+            log += fit(self, net, net.trainable_parameters(task_id), (task.train.x, task.train.y), self.config,
+                       generator, epochs=epochs, head=task_id, task=task_id, phase=phase,
+                       label=f"task {task_id} ({task.name})", on_epoch=self.on_epoch)
+        finally:
+            self._phase = None
 
-            epochs_iter = tqdm(range(epochs), desc=f"task {task_id} {phase}", leave=False, unit="epoch")
-        for epoch in epochs_iter:  # type: ignore[union-attr]
-            total, n = 0.0, 0
-            epoch_start = time.perf_counter()
-            for xb, yb in iterate_batches(task.train, cfg.batch_size, generator):
-                logits, acts = net.forward_with_activity(xb, task_id, keep, l1_weights)
-                loss = F.cross_entropy(logits, yb)
-                if l1:
-                    with torch.no_grad():  # its gradient is added in place by the trunk's backward pass
-                        penalty = l1_activity_penalty(acts, self.l1, trainable, nonnegative)
-                    loss = loss + penalty
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"task {task_id} ({task.name}): the loss became {loss.item()} in epoch {epoch + 1}; "
-                        "lower the learning rate or the L1 coefficient"
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                net.restore_frozen_()  # weight decay moves frozen rows too: put them back
-                total += float(loss.detach()) * yb.shape[0]
-                n += yb.shape[0]
-            val = accuracy(net, task_id, task.val.x, task.val.y, keep, cfg.eval_batch_size)
-            row = {"task": task_id, "phase": phase, "epoch": epoch + 1, "loss": total / max(1, n),
-                   "val_accuracy": val, "seconds": time.perf_counter() - epoch_start}
-            log.append(row)
-            if self.on_epoch is not None:
-                self.on_epoch(row)
-            if cfg.progress:
-                epochs_iter.set_postfix(loss=f"{row['loss']:.3f}", val=f"{100 * val:.1f}%")  # type: ignore[union-attr]
+    # ------------------------------------------------------------------- hooks of the one loop
+    divergence_hint = "lower the learning rate or the L1 coefficient"
+
+    def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
+        phase = self._phase
+        assert phase is not None
+        xb, yb = batch
+        logits, self._activity = self.net.forward_with_activity(xb, head, phase.keep, phase.l1_weights)
+        return F.cross_entropy(logits, yb)
+
+    def extra_loss(self, head: int) -> Tensor | None:
+        """The L1 penalty's value; its gradient is added in place by the trunk's backward pass."""
+        phase = self._phase
+        assert phase is not None
+        acts, self._activity = self._activity, []
+        if not phase.l1:
+            return None
+        with torch.no_grad():
+            return l1_activity_penalty(acts, self.l1, phase.trainable, phase.nonnegative)
+
+    def after_step(self, head: int) -> None:
+        self.net.restore_frozen_()  # weight decay moves frozen rows too: put them back
+
+    def validate(self, head: int) -> float:
+        phase = self._phase
+        assert phase is not None
+        return accuracy(self.net, head, phase.task.val.x, phase.task.val.y, phase.keep, self.config.eval_batch_size)
 
     @torch.no_grad()
     def _reused(self, task_id: int) -> list[int]:
@@ -394,3 +345,15 @@ class CLNP:
             per_unit = per_input.view(owner.numel(), n_in // owner.numel()).sum(1)
             counts.append(int((old & (per_unit > 0)).sum()))
         return counts
+
+
+@dataclass
+class _Phase:
+    """What the loop's hooks need to know about the phase being trained."""
+
+    task: Task
+    keep: Sequence[Tensor] | None
+    l1: bool
+    trainable: list[Tensor]
+    nonnegative: list[bool]
+    l1_weights: list[Tensor | None] | None

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ..trainer import CLNPConfig
-from .base import SequentialLearner
-from .net import PlainNet
+from .config import TrainConfig
+from .plain_net import PlainNet
+from .sequential import SequentialLearner
 
 
 class Finetune(SequentialLearner):
     method = "finetune"
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> Finetune:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Finetune:
     return Finetune(PlainNet(model, input_shape), config)

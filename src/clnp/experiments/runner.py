@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from .benchmarks import get_benchmark
+from ..data.benchmarks import get_benchmark
+from ..methods import build_method
 from .checkpoint import (
     META_NAME,
     CheckpointError,
@@ -36,7 +37,6 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, dump_config, read_run_config
-from .methods import build_method
 from .metrics import average_accuracy, backward_transfer, lower_triangle
 
 __all__ = ["LOG_COLUMNS", "RunConfig", "resume", "run", "unfinished_run"]
@@ -129,7 +129,7 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
     assert cfg.model is not None
     input_shape = tuple(stream[0].train.x.shape[1:])
-    learner = build_method(cfg.method, cfg.model, input_shape, cfg.clnp_config(), cfg.extra)
+    learner = build_method(cfg.method, cfg.model, input_shape, cfg.train_config(), cfg.method_options())
     resumable = isinstance(learner, Resumable)
     if resuming and not resumable:
         raise ValueError(

@@ -2,7 +2,7 @@
 
 After each task, the diagonal Fisher information of the trunk is estimated on the task's training
 split with Hsu et al.'s estimator (minibatch gradients of the log-likelihood of the model's own
-predictions, see :func:`clnp.baselines.quadratic.fisher_diagonal`), and stored with the weights as
+predictions, see :func:`clnp.methods.quadratic.fisher_diagonal`), and stored with the weights as
 one penalty term per task.
 
 Default strength ``lambda = 100``: Hsu, Liu & Kira 2018 (arXiv 1810.12488), the EWC setting of
@@ -17,11 +17,11 @@ from collections.abc import Sequence
 
 import torch
 
-from ..tasks import Task
-from ..trainer import CLNPConfig
-from .base import options_float
-from .net import PlainNet
+from ..data.tasks import Task
+from .config import TrainConfig
+from .plain_net import PlainNet
 from .quadratic import QuadraticLearner, fisher_diagonal
+from .sequential import options_float
 
 DEFAULT_STRENGTH = 100.0
 
@@ -29,14 +29,14 @@ DEFAULT_STRENGTH = 100.0
 class EWC(QuadraticLearner):
     method = "ewc"
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float = DEFAULT_STRENGTH) -> None:
+    def __init__(self, net: PlainNet, config: TrainConfig, strength: float = DEFAULT_STRENGTH) -> None:
         super().__init__(net, config, strength)
 
-    def _after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
+    def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         fisher = fisher_diagonal(self.net, task_id, task.train.x, self.config.batch_size)
         self.terms.append((fisher, self.anchor()))
         return {"strength": self.strength}
 
 
-def build(model: str, input_shape: Sequence[int], config: CLNPConfig, options: dict) -> EWC:
+def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> EWC:
     return EWC(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH))

@@ -16,15 +16,15 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from ..trainer import CLNPConfig
-from .base import SequentialLearner
-from .net import PlainNet
+from .config import TrainConfig
+from .plain_net import PlainNet
+from .sequential import SequentialLearner
 
 
 class QuadraticLearner(SequentialLearner):
     """Sequential training plus a quadratic penalty; subclasses say how importance is measured."""
 
-    def __init__(self, net: PlainNet, config: CLNPConfig, strength: float) -> None:
+    def __init__(self, net: PlainNet, config: TrainConfig, strength: float) -> None:
         super().__init__(net, config)
         if strength < 0:
             raise ValueError(f"{self.method}: the strength must be >= 0, got {strength}")
@@ -32,7 +32,7 @@ class QuadraticLearner(SequentialLearner):
         self.terms: list[tuple[list[Tensor], list[Tensor]]] = []
         """(importance, anchor) per term, one tensor per trunk parameter."""
 
-    def _penalty(self, task_id: int) -> Tensor | None:
+    def extra_loss(self, task_id: int) -> Tensor | None:
         if not self.terms or self.strength == 0:
             return None
         params = self.net.trunk_parameters()
@@ -45,7 +45,7 @@ class QuadraticLearner(SequentialLearner):
     def penalty(self) -> float:
         """The current penalty (0.0 before any task has been consolidated)."""
         with torch.no_grad():
-            value = self._penalty(len(self.reports))
+            value = self.extra_loss(len(self.reports))
         return 0.0 if value is None else float(value)
 
     def anchor(self) -> list[Tensor]:

@@ -1,0 +1,13 @@
+"""The mechanism of CLNP: unit partition, masked layers, networks, sparsity, activity and pruning.
+
+Nothing here knows of files, data sets, methods, the CLI or plots.
+
+| module | idea |
+|---|---|
+| :mod:`.partition` | owner vectors (unit -> task or ``FREE``) and the masks they imply |
+| :mod:`.layers` | masked ``Linear``/``Conv2d``/batch norm: masks as buffers, frozen values out of reach |
+| :mod:`.network` | :class:`~.network.CLNPNet`: stem, prunable blocks, one head per task; ``mlp``, ``cnn`` |
+| :mod:`.sparsity` | the L1 penalty on hidden activations |
+| :mod:`.activity` | unit activity statistics, accuracy of a head |
+| :mod:`.pruning` | the choice of units to prune under the graceful-forgetting margin |
+"""

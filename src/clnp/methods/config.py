@@ -1,0 +1,85 @@
+"""Training settings every method reads: the shared budget of a comparison.
+
+:class:`TrainConfig` holds what the one training loop (:mod:`clnp.methods.loop`) needs: epochs,
+batch size, optimiser, learning rate, weight decay, seed. A method's own settings live with the
+method (CLNP's L1 coefficient and margin in :class:`clnp.methods.clnp.CLNPConfig`, a baseline's
+strength in its constructor), so a baseline never reads CLNP's settings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+
+import torch
+
+
+class ConfigTypeError(ValueError, TypeError):
+    """A configuration value of the wrong type (a ``ValueError`` too, so callers refuse it as bad input)."""
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_field_types(config: object, expected: dict[str, str]) -> None:
+    """Refuse a value of the wrong type (``ConfigTypeError`` naming the field) before it fails deep in training."""
+    for name, kind in expected.items():
+        value = getattr(config, name)
+        ok = {"int": isinstance(value, int) and not isinstance(value, bool), "number": is_number(value),
+              "str": isinstance(value, str), "bool": isinstance(value, bool)}[kind]
+        if not ok:
+            raise ConfigTypeError(f"{type(config).__name__}.{name} must be {'a' if kind != 'int' else 'an'} {kind}, "
+                                  f"got {value!r} ({type(value).__name__})")
+
+
+@dataclass
+class TrainConfig:
+    """How every method trains a task (constructor state; learned state lives in the network)."""
+
+    epochs: int = 20
+    """Training epochs per task."""
+    finetune_epochs: int = 3
+    """Epochs of retraining after pruning, for the methods that prune (CLNP, PackNet); 0 turns it off.
+    A shared budget, so that pruning methods are compared at equal retraining cost."""
+    batch_size: int = 64
+    optimizer: str = "adam"
+    """``adam`` or ``sgd``; a fresh one is made for every task and phase."""
+    lr: float = 1e-3
+    momentum: float = 0.9
+    """SGD momentum (ignored by Adam)."""
+    weight_decay: float = 0.0
+    seed: int = 0
+    eval_batch_size: int = 1024
+    progress: bool = False
+    """Show a progress bar over epochs."""
+
+    def __post_init__(self) -> None:
+        check_field_types(self, {
+            "epochs": "int", "finetune_epochs": "int", "batch_size": "int", "seed": "int", "eval_batch_size": "int",
+            "lr": "number", "momentum": "number", "weight_decay": "number", "optimizer": "str", "progress": "bool",
+        })
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.finetune_epochs < 0:
+            raise ValueError(f"finetune_epochs must be >= 0, got {self.finetune_epochs}")
+        if not self.lr > 0 or self.lr == float("inf"):
+            raise ValueError(f"lr must be > 0 and finite, got {self.lr}")
+        for name in ("weight_decay", "momentum"):
+            value = getattr(self, name)
+            if not 0 <= value < float("inf"):
+                raise ValueError(f"{name} must be >= 0 and finite, got {value}")
+
+    def training(self) -> TrainConfig:
+        """The plain training settings (drops a subclass's method settings)."""
+        names = {f.name for f in fields(TrainConfig)}
+        return TrainConfig(**{k: v for k, v in vars(self).items() if k in names})
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:
+    """A fresh optimiser over ``params`` as ``config`` says (one per task and phase)."""
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
