@@ -4,16 +4,48 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .methods.clnp import CapacityError
 from .version import __version__
 
 
 class UsageError(Exception):
     """Bad input from the user: printed as one line, exit code 2."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM: handled as an interrupt (the task in progress is rolled back), exit code 143."""
+
+
+_RUN_DIR: list[Path | None] = [None]
+"""The run directory of the command being run, for the messages of an interrupt."""
+
+
+def _os_error_text(exc: OSError) -> str:
+    what = exc.strerror or str(exc)
+    path = exc.filename if exc.filename is not None else ""
+    if exc.filename2:
+        path = f"{path} -> {exc.filename2}"
+    return f"{path}: {what}" if path else what
+
+
+def _resume_hint(command: str) -> str:
+    out = _RUN_DIR[0]
+    if command != "run" or out is None:
+        return ""
+    meta = out / "checkpoint" / "meta.json"
+    try:
+        import json
+
+        step = json.loads(meta.read_text())["step"] if meta.is_file() else 0
+    except (OSError, ValueError, KeyError, TypeError):
+        step = 0
+    kept = f"{step} finished task{'s' if step != 1 else ''} kept in {out / 'checkpoint'}" if step else \
+        "no task had finished"
+    return f" ({kept}); continue with: clnp run --resume {out}"
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
@@ -41,13 +73,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
-    p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED)")
+    p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED); it must be "
+                   "new or empty unless --overwrite")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run (finished or not) in --out: removes only the files clnp wrote there")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.config import from_namespace
-    from .experiments.runner import resume, run, unfinished_run
+    from .experiments.runner import finished_run, resume, run
     from .report import summary
 
     if args.resume:
@@ -58,14 +93,18 @@ def _cmd_run(args: argparse.Namespace) -> int:
             raise UsageError(f"--resume takes its settings from OUT/config.yaml; drop {flags} "
                              "(only --data-dir and --no-progress may change)")
         out = Path(args.resume)
+        _RUN_DIR[0] = out
+        was_finished = finished_run(out) is not None
         results = resume(out, progress=False if args.no_progress else None, data_dir=args.data_dir)
+        if was_finished:
+            print(summary(results))
+            print(f"\n{out} holds a finished run: nothing to resume ({out / 'results.json'} left as it was)")
+            return 0
     else:
         config, out_given = from_namespace(args)
         out = Path(out_given or f"runs/{config.benchmark}-{config.method}-s{config.seed}")
-        if unfinished_run(out):
-            raise UsageError(f"{out} holds an unfinished run (a checkpoint, no results.json): continue it with "
-                             f"'clnp run --resume {out}', or choose another --out")
-        results = run(config, out)
+        _RUN_DIR[0] = out
+        results = run(config, out, overwrite=args.overwrite)
     print(summary(results))
     print(f"\nresults written to {out / 'results.json'}")
     return 0
@@ -196,26 +235,53 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _on_sigterm(signum: int, frame: object) -> None:
+    raise Terminated()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    _RUN_DIR[0] = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not the main thread: leave SIGTERM alone
+        previous = None
     try:
         return int(args.func(args))
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    except (CapacityError, FloatingPointError) as exc:
-        # The input was fine but the run cannot go on (a layer is full, the loss diverged): exit code 3.
-        print(f"clnp {args.command}: stopped: {exc}", file=sys.stderr)
-        return 3
+    except Terminated:
+        print(f"clnp {args.command}: terminated (SIGTERM){_resume_hint(args.command)}", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print(f"clnp {args.command}: interrupted{_resume_hint(args.command)}", file=sys.stderr)
         return 130
     except BrokenPipeError:
         # The reader of our output went away (`clnp report RUN | head`): not an error. Point stdout at
         # /dev/null so that the interpreter's final flush does not raise again.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        # The file system refused (a read-only or full disk, a path through a file): one line, exit code 2;
+        # writes are atomic, so what was there before (the last checkpoint) is intact.
+        hint = _resume_hint(args.command) if args.command == "run" and _RUN_DIR[0] is not None and \
+            (_RUN_DIR[0] / "checkpoint" / "meta.json").is_file() else ""
+        print(f"clnp {args.command}: error: cannot write or read {_os_error_text(exc)}{hint}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        # Loaded only when something went wrong: `clnp --help` does not import torch.
+        from .methods.clnp import CapacityError
+
+        if isinstance(exc, (CapacityError, FloatingPointError)):
+            # The input was fine but the run cannot go on (a layer is full, the loss diverged): exit code 3.
+            print(f"clnp {args.command}: stopped: {exc}", file=sys.stderr)
+            return 3
+        raise
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

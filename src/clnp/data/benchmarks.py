@@ -265,7 +265,8 @@ def check_n_tasks(name: str, n_tasks: int | None) -> None:
         if spec.default_tasks is None:
             raise ValueError(f"benchmark {name!r} has {spec.max_tasks} tasks; --tasks {n_tasks} asks for more "
                              f"(expected 1..{spec.max_tasks})")
-        raise ValueError(f"--tasks must be <= {spec.max_tasks} for {name}, got {n_tasks} (expected 1..{spec.max_tasks})")
+        raise ValueError(f"--tasks must be <= {spec.max_tasks} for {name}, got {n_tasks} "
+                         f"(expected 1..{spec.max_tasks})")
 
 
 def get_benchmark(name: str, n_tasks: int | None = None, seed: int = 0, data_dir: str | None = None,

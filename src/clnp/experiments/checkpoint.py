@@ -7,6 +7,10 @@ A checkpoint is a directory holding
 * ``meta.json``: the format version, the name and SHA-256 checksum of that tensor file, and any
   JSON-able metadata the caller passes (config, task list, learner reports, accuracy rows so far).
 
+The two files check each other: ``meta.json`` holds the tensor file's size and SHA-256, and the tensor
+file's header holds the SHA-256 of the rest of ``meta.json`` (config, tasks, learner reports,
+accuracy rows), so an edit of either file is refused.
+
 Loading parses JSON and the safetensors header only: nothing is unpickled or executed. Writing is
 atomic: each file goes to a temporary name in the same directory, is fsync'ed and renamed over its
 final name, and the directory is fsync'ed. ``meta.json`` is written last and is the commit point:
@@ -32,8 +36,13 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-FORMAT_VERSION = 1
-"""Bumped whenever the layout changes incompatibly; loaders refuse versions newer than theirs."""
+FORMAT_VERSION = 2
+"""Bumped whenever the layout changes incompatibly; loaders refuse versions newer than theirs.
+Version 2: the tensor file's header holds the SHA-256 of the metadata (version 1 had none)."""
+META_HASH_KEY = "clnp_meta_sha256"
+"""Key, in the tensor file's safetensors header, of the SHA-256 of ``meta.json``'s content."""
+_FILE_KEYS = ("tensor_file", "tensor_bytes", "tensor_sha256")
+"""``meta.json`` keys that describe the tensor file (checked against it, so outside the metadata hash)."""
 META_NAME = "meta.json"
 RNG_KEY = "__rng_state__"
 """Key of the global CPU RNG state (a uint8 tensor) in the tensor file."""
@@ -96,7 +105,8 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
         raise ValueError(f"the tensor name {RNG_KEY!r} is reserved for the RNG state")
     payload = {name: t.detach().to("cpu").contiguous().clone() for name, t in tensors.items()}
     payload[RNG_KEY] = (torch.get_rng_state() if rng_state is None else rng_state).clone()
-    data = st_save(payload)
+    body = json.loads(json.dumps({"format_version": FORMAT_VERSION, "step": step, **meta}))
+    data = st_save(payload, metadata={META_HASH_KEY: meta_digest(body)})
     tensor_name = f"tensors-{step:04d}.safetensors"
     atomic_write_bytes(directory / tensor_name, data)
     record = {
@@ -104,8 +114,7 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
         "tensor_file": tensor_name,
         "tensor_bytes": len(data),
         "tensor_sha256": hashlib.sha256(data).hexdigest(),
-        "step": step,
-        **meta,
+        **body,
     }
     text = json.dumps(record, indent=1) + "\n"
     atomic_write_text(directory / META_NAME, text)
@@ -117,9 +126,31 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
     return directory / META_NAME
 
 
+def meta_digest(body: dict) -> str:
+    """SHA-256 of a checkpoint's metadata (``meta.json`` less the tensor-file keys), canonical JSON."""
+    text = json.dumps({k: v for k, v in body.items() if k not in _FILE_KEYS}, sort_keys=True,
+                      separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _header_metadata(data: bytes, path: Path) -> dict:
+    """The ``__metadata__`` of a safetensors file's JSON header (8-byte length, then the header)."""
+    try:
+        n = int.from_bytes(data[:8], "little")
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise CheckpointError(f"{path}: not a valid safetensors file (unreadable header)") from None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    return meta if isinstance(meta, dict) else {}
+
+
 def read_meta(directory: str | Path) -> dict:
     """The metadata of the checkpoint in ``directory``, checked for format and version."""
     path = Path(directory) / META_NAME
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise CheckpointError(f"{directory}: expected the checkpoint directory, found a file")
+    if path.exists() and not path.is_file():
+        raise CheckpointError(f"{path}: expected the checkpoint's metadata file, found a directory")
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint metadata (file missing)")
     try:
@@ -163,16 +194,32 @@ def load_checkpoint(directory: str | Path) -> tuple[dict[str, Tensor], dict, Ten
         raise CheckpointError(
             f"{path}: SHA-256 checksum mismatch (file {digest[:16]}..., expected {meta['tensor_sha256'][:16]}...): "
             "the file was modified or damaged")
+    stored = _header_metadata(data, path).get(META_HASH_KEY)
+    if stored is None and meta["format_version"] >= 2:
+        raise CheckpointError(f"{path}: no metadata checksum in the tensor file (expected for format version "
+                              f"{meta['format_version']}): the file was replaced or damaged")
+    if stored is not None and stored != meta_digest(meta):
+        raise CheckpointError(
+            f"{directory / META_NAME}: the metadata does not match its SHA-256 checksum (kept in {path.name}): "
+            "meta.json was modified or damaged")
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: not a valid safetensors file: {exc}") from None
     rng = tensors.pop(RNG_KEY, None)
-    if rng is None or rng.dtype != torch.uint8:
-        raise CheckpointError(f"{path}: the RNG state {RNG_KEY!r} is missing or not uint8")
+    if rng is None or rng.dtype != torch.uint8 or rng.shape != torch.get_rng_state().shape:
+        raise CheckpointError(f"{path}: the RNG state {RNG_KEY!r} is missing, not uint8 or of the wrong size "
+                              f"(expected {torch.get_rng_state().numel()} bytes)")
     return tensors, meta, rng
 
 
 def has_checkpoint(directory: str | Path) -> bool:
-    """Whether ``directory`` holds checkpoint metadata (it may still fail verification)."""
-    return (Path(directory) / META_NAME).is_file()
+    """Whether ``directory`` holds checkpoint metadata (it may still fail verification).
+
+    Something in the checkpoint's place that is not one (``checkpoint`` a file, ``meta.json`` a
+    directory) counts as a checkpoint here, so that loading refuses it instead of starting afresh.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        return True
+    return (directory / META_NAME).exists()

@@ -9,6 +9,7 @@ of the wrong type is refused with :class:`ConfigError`, which says which key and
 from __future__ import annotations
 
 import difflib
+import math
 import re
 import types
 import typing
@@ -59,6 +60,43 @@ class RunConfig:
                 values[key] = default
         return RunConfig(**values)
 
+    def check(self) -> RunConfig:
+        """Check every value (benchmark defaults filled in) before any work starts; return the resolved copy.
+
+        Raises ``ValueError`` naming the setting, the allowed range and the value given: a NaN or infinite
+        margin, L1 or learning rate, a seed numpy cannot take, more tasks than the benchmark has, an
+        unknown method or a misspelled method option (``extra``) are refused here, not tasks later.
+        """
+        from ..data.benchmarks import BENCHMARKS, check_n_tasks
+        from ..methods import METHODS, check_options
+
+        r = self.resolved()
+        if r.method not in METHODS:
+            raise ValueError(f"unknown method {r.method!r}; expected one of: {', '.join(sorted(METHODS))}")
+        check_n_tasks(r.benchmark, r.tasks)
+        _check_int("seed", r.seed, 0, MAX_SEED)
+        _check_int("epochs", r.epochs, 1, MAX_EPOCHS)
+        _check_int("finetune_epochs", r.finetune_epochs, 0, MAX_EPOCHS)
+        _check_int("batch_size", r.batch_size, 1, None)
+        if r.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {r.optimizer!r}")
+        _check_number("lr", r.lr, "> 0 and finite", lambda v: v > 0)
+        _check_number("weight_decay", r.weight_decay, ">= 0 and finite", lambda v: v >= 0)
+        if r.method == "clnp":
+            _check_number("l1", r.l1, ">= 0 and finite", lambda v: v >= 0)
+            _check_number("margin", r.margin, ">= 0 and <= 100 (validation accuracy points, finite)",
+                          lambda v: 0 <= v <= 100)
+        else:  # not read by this method, but a NaN would still make the run's settings unequal to themselves
+            for name in ("l1", "margin"):
+                value = getattr(r, name)
+                if value is not None:
+                    _check_number(name, value, "finite", lambda v: True)
+        if not isinstance(r.extra, dict):
+            raise ValueError(f"extra must be a mapping of {r.method} options, got {r.extra!r}")
+        r.extra = check_options(r.method, r.extra)
+        _check_model(r.model, BENCHMARKS[r.benchmark].input_shape)
+        return r
+
     def train_config(self) -> TrainConfig:
         """The training settings every method reads (benchmark defaults filled in)."""
         r = self.resolved()
@@ -73,6 +111,41 @@ class RunConfig:
         if r.method == "clnp":
             options.update({k: getattr(r, k) for k in ("l1", "margin") if getattr(r, k) is not None})
         return options
+
+
+MAX_SEED = 2**32 - 1
+"""Seeds numpy and scikit-learn accept (the data splits are seeded through them)."""
+MAX_EPOCHS = 100_000
+MAX_LAYER_WIDTH = 100_000
+"""Widest layer a model spec may ask for (a typo such as ``mlp:20000000`` would try to allocate terabytes)."""
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None) -> None:
+    rng = f">= {low}" + ("" if high is None else f" and <= {high}")
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        raise ValueError(f"{name} must be {rng}, got {value}")
+
+
+def _check_number(name: str, value: Any, allowed: str, ok: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number {allowed}, got {value!r}")
+    if not math.isfinite(value) or not ok(value):
+        raise ValueError(f"{name} must be {allowed}, got {value}")
+
+
+def _check_model(spec: Any, input_shape: tuple[int, ...]) -> None:
+    """Parse the model spec (building it, which is cheap) so a typo is refused before the data is read."""
+    from ..core.network import build_model
+
+    if not isinstance(spec, str):
+        raise ValueError(f"model must be a spec such as 'mlp:256,256', got {spec!r}")
+    widths = [int(w) for w in re.findall(r"\d+", spec.split(":", 2)[1] if spec.count(":") else "")]
+    if any(w > MAX_LAYER_WIDTH for w in widths):
+        raise ValueError(f"model spec {spec!r}: layer sizes must be <= {MAX_LAYER_WIDTH}")
+    if input_shape:
+        build_model(spec, input_shape)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -96,6 +169,20 @@ class _Loader(yaml.SafeLoader):
     """Safe YAML, plus floats written without a dot (``1e-3``), which YAML 1.1 reads as strings."""
 
 
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    loader.flatten_mapping(node)
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (line {seen[key] + 1} and line {key_node.start_mark.line + 1}): "
+                "write each key once", key_node.start_mark)
+        seen[key] = key_node.start_mark.line
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 _Loader.yaml_implicit_resolvers = {k: list(v) for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _Loader.add_implicit_resolver(
     "tag:yaml.org,2002:float", re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
@@ -195,6 +282,8 @@ def combine(preset: str | None = None, config_file: str | Path | None = None,
     if flags:
         values.update(check_values(flags, "command line"))
     out = values.pop("out", None)
+    if isinstance(values.get("data_dir"), str):  # stored absolute: a resume from another folder finds the data
+        values["data_dir"] = str(Path(values["data_dir"]).expanduser().absolute())
     return RunConfig(**values), out
 
 

@@ -16,9 +16,12 @@ learner's reports, the accuracy rows so far and the global random-number generat
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
+import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -27,8 +30,8 @@ import torch
 
 from ..data.benchmarks import get_benchmark
 from ..methods import build_method
+from ..methods.clnp import CapacityError
 from .checkpoint import (
-    META_NAME,
     CheckpointError,
     Resumable,
     atomic_write_text,
@@ -37,32 +40,41 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, dump_config, read_run_config
+from .integrity import check_clnp_state
 from .metrics import average_accuracy, backward_transfer, lower_triangle
+from .rundir import (
+    CHECKPOINT_DIR,
+    MARKER_NAME,
+    RunDirError,
+    RunLock,
+    check_fresh,
+    check_lock,
+    check_out_path,
+    inspect,
+    judge,
+    remove_own,
+    write_marker,
+)
 
-__all__ = ["LOG_COLUMNS", "RunConfig", "resume", "run", "unfinished_run"]
+__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "resume", "run", "unfinished_run"]
 
 LOG_COLUMNS = ("task", "phase", "epoch", "loss", "val_accuracy", "seconds")
-CHECKPOINT_DIR = "checkpoint"
 _IGNORED_ON_RESUME = ("progress", "data_dir")
 """Config fields that may differ between a run and its resumption (they do not change results)."""
 
 
-def run(config: RunConfig, out: str | Path | None = None) -> dict:
-    """Learn every task of the benchmark in order; return (and write into run directory ``out``) the results."""
-    cfg = config.resolved()
-    return _execute(cfg, None if out is None else Path(out), checkpoint=None)
+def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = False) -> dict:
+    """Learn every task of the benchmark in order; return (and write into run directory ``out``) the results.
 
-
-def _start_fresh(out: Path, cfg: RunConfig) -> None:
-    """Make ``out`` the directory of a new run: what an earlier run left must not pass for this run's state."""
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt = out / CHECKPOINT_DIR
-    if ckpt.is_dir():
-        (ckpt / META_NAME).unlink(missing_ok=True)  # the commit point first
-        for leftover in ckpt.iterdir():
-            leftover.unlink()
-    (out / "results.json").unlink(missing_ok=True)
-    atomic_write_text(out / "config.yaml", dump_config(cfg))
+    Every setting is checked first (:meth:`RunConfig.check`), then ``out``: a directory holding a
+    finished or unfinished run, or files clnp did not write, is refused (:class:`RunDirError`) unless
+    ``overwrite``, which removes exactly the files clnp wrote there (see :mod:`clnp.experiments.rundir`).
+    """
+    cfg = config.check()
+    out_path = None if out is None else Path(out)
+    if out_path is not None:
+        check_fresh(out_path, overwrite)  # read-only: refused before any data is read
+    return _execute(cfg, out_path, checkpoint=None, overwrite=overwrite)
 
 
 def unfinished_run(out: str | Path) -> bool:
@@ -71,10 +83,27 @@ def unfinished_run(out: str | Path) -> bool:
     return has_checkpoint(out / CHECKPOINT_DIR) and not (out / "results.json").is_file()
 
 
+def finished_run(out: str | Path) -> dict | None:
+    """The results of the finished run in ``out`` (its ``results.json`` covers every task), else None."""
+    path = Path(out) / "results.json"
+    if not path.is_file():
+        return None
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not isinstance(results, dict) or not isinstance(results.get("accuracy_matrix"), list):
+        return None
+    if len(results["accuracy_matrix"]) != results.get("n_tasks"):
+        return None
+    return results
+
+
 def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None) -> dict:
     """Continue the run in directory ``out`` from its last finished task (or from the start if none finished).
 
     The configuration is read from ``out/config.yaml``; ``progress`` and ``data_dir`` may be changed.
+    A run that has finished is left as it is (its ``results.json`` is returned, not rewritten).
     Raises :class:`~clnp.checkpoint.CheckpointError` for a damaged checkpoint or one that does not
     match the configuration, ``ValueError`` for a method whose learner cannot be checkpointed.
     """
@@ -82,14 +111,13 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     config_path = out_path / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {out_path} a run directory written by 'clnp run'?")
+    check_lock(out_path)
     cfg = read_run_config(config_path)
     if progress is not None:
         cfg.progress = progress
     if data_dir is not None:
-        cfg.data_dir = data_dir
-    cfg = cfg.resolved()
-    for leftover in out_path.glob(".*.tmp-*"):  # a write killed half-way (results.json, log.csv)
-        leftover.unlink(missing_ok=True)
+        cfg.data_dir = str(Path(data_dir).expanduser().absolute())
+    cfg = cfg.check()
     ckpt = out_path / CHECKPOINT_DIR
     state = load_checkpoint(ckpt) if has_checkpoint(ckpt) else None
     return _execute(cfg, out_path, checkpoint=state, resuming=True)
@@ -124,47 +152,131 @@ class _EpochLog:
         self._fh.close()
 
 
-def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False) -> dict:
+def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
+             overwrite: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
     assert cfg.model is not None
     input_shape = tuple(stream[0].train.x.shape[1:])
-    learner = build_method(cfg.method, cfg.model, input_shape, cfg.train_config(), cfg.method_options())
+    # Bars over epochs on a terminal; on a pipe or a file plain lines, one per finished task.
+    bars = cfg.progress and sys.stderr.isatty()
+    train = dataclasses.replace(cfg.train_config(), progress=bars)
+    learner = build_method(cfg.method, cfg.model, input_shape, train, cfg.method_options())
     resumable = isinstance(learner, Resumable)
     if resuming and not resumable:
         raise ValueError(
             f"method {cfg.method!r} cannot be resumed: its learner does not offer learner_state() / "
             "load_learner_state(); run it again from the start without --resume")
+    if resuming and out is not None:
+        done = finished_run(out)
+        if done is not None:  # nothing to do: results.json stays as it is
+            return done
     # Bad data is refused here, before anything in the run directory changes, not tasks later.
     for task in stream:
         task.validate(input_shape)
 
+    lock = None
+    if out is not None:
+        check_out_path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(out)
+        lock.acquire()
+    try:
+        return _execute_locked(cfg, out, checkpoint, resuming, overwrite, stream, input_shape, learner, resumable)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _differences(theirs: dict, ours: dict) -> str:
+    keys = sorted(set(theirs) | set(ours))
+    diff = [f"{k} {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} in config.yaml"
+            for k in keys if theirs.get(k) != ours.get(k)]
+    return "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
+
+
+def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, input_shape: tuple,
+             ckpt_file: Path | str) -> tuple[list, list, list, float, int]:
+    """Check the checkpoint against the run and load it into ``learner``; every mismatch is a CheckpointError."""
+    tensors, meta, rng_state = checkpoint
+    theirs = meta.get("config")
+    if not isinstance(theirs, dict) or _comparable(theirs) != _comparable(asdict(cfg)):
+        diff = _differences(_comparable(theirs), _comparable(asdict(cfg))) if isinstance(theirs, dict) else \
+            "no configuration recorded"
+        raise CheckpointError(
+            f"{ckpt_file}: the checkpoint was written with another configuration than config.yaml holds "
+            f"({diff}; was config.yaml edited?)")
+    done = meta.get("tasks")
+    if not isinstance(done, list) or len(done) != meta.get("step"):
+        raise CheckpointError(f"{ckpt_file}: 'tasks' must list the {meta.get('step')} finished tasks")
+    for i, info in enumerate(done):
+        if (not isinstance(info, dict) or i >= len(stream) or info.get("name") != stream[i].name
+                or info.get("n_classes") != stream[i].n_classes):
+            raise CheckpointError(
+                f"{ckpt_file}: finished task {i} ({info}) does not match the benchmark's task stream")
+    n = len(done)
+    rows, task_info = meta.get("accuracy_rows"), meta.get("task_info")
+    if not isinstance(rows, list) or len(rows) != n or any(
+            not isinstance(row, list) or len(row) != i + 1
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in row)
+            for i, row in enumerate(rows)):
+        raise CheckpointError(f"{ckpt_file}: 'accuracy_rows' must hold {n} rows of 1..{n} accuracies in [0, 1]")
+    if not isinstance(task_info, list) or len(task_info) != n or not all(isinstance(t, dict) for t in task_info):
+        raise CheckpointError(f"{ckpt_file}: 'task_info' must hold one report per finished task ({n})")
+    learner_meta = meta.get("learner")
+    if not isinstance(learner_meta, dict):
+        raise CheckpointError(f"{ckpt_file}: 'learner' is missing or not an object")
+    if cfg.method == "clnp":
+        check_clnp_state(tensors, learner_meta, cfg.model, input_shape, [t.n_classes for t in stream[:n]],
+                         str(ckpt_file))
+    try:
+        learner.load_learner_state(tensors, learner_meta)
+        if hasattr(learner, "restore_tasks"):
+            learner.restore_tasks(list(stream[:n]))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the learner found, it is this checkpoint's fault
+        raise CheckpointError(f"{ckpt_file}: the learner's state does not fit this run ({_one_line(exc)})") from None
+    try:
+        torch.set_rng_state(rng_state)
+    except (RuntimeError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{ckpt_file}: the random-number state cannot be restored ({_one_line(exc)})") from None
+    resumed_at = meta.get("resumed_at_tasks", [])
+    if not isinstance(resumed_at, list) or not all(isinstance(t, int) for t in resumed_at):
+        raise CheckpointError(f"{ckpt_file}: 'resumed_at_tasks' must be a list of task counts")
+    seconds = meta.get("train_seconds", 0.0)
+    if not isinstance(seconds, (int, float)):
+        raise CheckpointError(f"{ckpt_file}: 'train_seconds' must be a number")
+    return rows, task_info, list(resumed_at), float(seconds), n
+
+
+def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool, overwrite: bool,
+                    stream: Sequence, input_shape: tuple, learner: Any, resumable: bool) -> dict:
     rows: list[list[float]] = []
     task_info: list[dict] = []
     resumed_at: list[int] = []
     seconds_before = 0.0
     start = 0
-    if checkpoint is not None:
-        tensors, meta, rng_state = checkpoint
-        ckpt_file = out / CHECKPOINT_DIR if out is not None else "checkpoint"
-        if _comparable(meta.get("config", {})) != _comparable(asdict(cfg)):
-            raise CheckpointError(
-                f"{ckpt_file}: the checkpoint was written with another configuration than config.yaml holds "
-                "(was config.yaml edited?)")
-        done = meta.get("tasks", [])
-        for i, info in enumerate(done):
-            if i >= len(stream) or info.get("name") != stream[i].name or info.get("n_classes") != stream[i].n_classes:
-                raise CheckpointError(
-                    f"{ckpt_file}: finished task {i} ({info}) does not match the benchmark's task stream")
-        learner.load_learner_state(tensors, meta["learner"])  # type: ignore[union-attr]
-        rows = meta["accuracy_rows"]
-        task_info = meta["task_info"]
-        resumed_at = list(meta.get("resumed_at_tasks", []))
-        seconds_before = float(meta.get("train_seconds", 0.0))
-        start = len(done)
-        torch.set_rng_state(rng_state)
     if out is not None and not resuming:
-        _start_fresh(out, cfg)
+        state = inspect(out)  # again, now that the directory is locked
+        judge(state, overwrite)
+        remove_own(state)
+        write_marker(out)
+        atomic_write_text(out / "config.yaml", dump_config(cfg))
+    if out is not None and resuming:
+        for leftover in out.glob(".*.tmp-*"):  # a write killed half-way (results.json, log.csv)
+            leftover.unlink(missing_ok=True)
+        if not (out / MARKER_NAME).exists():
+            write_marker(out)
+    if checkpoint is not None:
+        ckpt_file = out / CHECKPOINT_DIR if out is not None else "checkpoint"
+        rows, task_info, resumed_at, seconds_before, start = _restore(learner, checkpoint, cfg, stream, input_shape,
+                                                                      ckpt_file)
     if resuming:
         resumed_at.append(start)
 
@@ -172,11 +284,15 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     if log is not None and hasattr(learner, "on_epoch"):
         learner.on_epoch = log  # type: ignore[attr-defined]
     started = time.perf_counter()
+    n = len(stream)
     try:
-        for i in range(start, len(stream)):
+        for i in range(start, n):
             task = stream[i]
             t0 = time.perf_counter()
-            report = learner.learn(task)
+            try:
+                report = learner.learn(task)
+            except CapacityError as exc:
+                raise CapacityError(f"{exc} {_how_to_go_on(out, i)}") from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
             info = dict(report) if isinstance(report, dict) else report.to_dict()
             info.pop("epoch_log", None)
@@ -184,16 +300,21 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
             task_info.append(info)
             if out is not None and resumable:
                 _save(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
-                      seconds_before + time.perf_counter() - started)
+                      seconds_before + time.perf_counter() - started, input_shape)
+            if cfg.progress:
+                mean = sum(rows[-1]) / len(rows[-1])
+                print(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
+                      f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
+                      f"{100 * mean:.1f} %", file=sys.stderr, flush=True)
     finally:
         if log is not None:
             log.close()
 
-    matrix = lower_triangle(rows, len(stream))
+    matrix = lower_triangle(rows, n)
     results = {
         "benchmark": cfg.benchmark,
         "method": cfg.method,
-        "n_tasks": len(stream),
+        "n_tasks": n,
         "seed": cfg.seed,
         "model": cfg.model,
         "accuracy_matrix": matrix,
@@ -210,16 +331,28 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     return results
 
 
-def _save(learner: Any, directory: Path, cfg: RunConfig, stream: list, rows: list, task_info: list,
-          resumed_at: list[int], train_seconds: float) -> None:
+def _how_to_go_on(out: Path | None, finished: int) -> str:
+    if out is None:
+        return ""
+    kept = f"The {finished} finished task{'s are' if finished != 1 else ' is'} kept in {out / CHECKPOINT_DIR}"
+    return (f"{kept} ('clnp report {out}' shows {'them' if finished != 1 else 'it'}). A resume would stop here "
+            "again (it continues with the same network and settings): to go on, run again with a wider model or "
+            f"a larger margin, with --overwrite (replaces this run) or another --out.")
+
+
+def _save(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, rows: list, task_info: list,
+          resumed_at: list[int], train_seconds: float, input_shape: tuple) -> None:
     tensors, learner_meta = learner.learner_state()
     n = len(rows)
     meta = {
         "config": asdict(cfg),
         "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in stream[:n]],
+        "n_tasks": len(stream),
+        "input_shape": list(input_shape),
         "learner": learner_meta,
         "accuracy_rows": rows,
         "task_info": task_info,
+        "capacity": learner.capacity(),
         "resumed_at_tasks": resumed_at,
         "train_seconds": train_seconds,
     }

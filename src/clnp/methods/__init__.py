@@ -22,8 +22,10 @@ options) -> learner``; ``options`` are the method's own settings (CLNP's ``l1``,
 
 from __future__ import annotations
 
+import difflib
+import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from torch import Tensor
@@ -60,6 +62,96 @@ def _clnp(model: str, input_shape: Sequence[int], config: TrainConfig, options: 
     return CLNP(build_model(model, input_shape), CLNPConfig(**asdict(config.training()), **own))
 
 
+@dataclass(frozen=True)
+class Option:
+    """One of a method's own settings (``--option METHOD.NAME=VALUE``, ``extra:`` in YAML): its kind and range."""
+
+    kind: str
+    """``number``, ``int`` or ``choice``."""
+    default: Any
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    def range_text(self) -> str:
+        if self.kind == "choice":
+            return "one of " + ", ".join(repr(c) for c in self.choices)
+        what = "an integer" if self.kind == "int" else "a finite number"
+        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
+        bounds = " and ".join(b for b in (lo, hi) if b)
+        return what + (f" {bounds}" if bounds else "")
+
+    def check(self, method: str, name: str, value: Any) -> Any:
+        """The value, converted (``"5"`` -> 5.0); ``ValueError`` with the allowed range when it does not fit."""
+        bad = ValueError(f"option {method}.{name} must be {self.range_text()}, got {value!r}")
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise bad
+            return value
+        if isinstance(value, bool):
+            raise bad
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise bad from None
+        if not math.isfinite(number):
+            raise bad
+        if self.kind == "int":
+            if number != int(number):
+                raise bad
+            number = int(number)
+        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
+            raise bad
+        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
+            raise bad
+        return number
+
+
+_STRENGTH = "strength of the penalty"
+OPTIONS: dict[str, dict[str, Option]] = {
+    "clnp": {"activity": Option("choice", "mean_abs", choices=("mean_abs", "firing_rate"),
+                                help="unit activity measure")},
+    "finetune": {},
+    "independent": {},
+    "joint": {},
+    "ewc": {"lambda": Option("number", ewc.DEFAULT_STRENGTH, low=0, help=_STRENGTH)},
+    "online-ewc": {"lambda": Option("number", online_ewc.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
+                   "gamma": Option("number", online_ewc.DEFAULT_GAMMA, low=0, high=1, help="Fisher decay")},
+    "si": {"lambda": Option("number", si.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
+           "xi": Option("number", si.DEFAULT_DAMPING, low=0, low_open=True, help="damping")},
+    "mas": {"lambda": Option("number", mas.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
+            "samples": Option("int", 1024, low=1, help="inputs for the importance estimate")},
+    "packnet": {"prune": Option("number", packnet.DEFAULT_PRUNE, low=0, high=1, low_open=True, high_open=True,
+                                help="fraction of a task's free weights pruned")},
+    "hat": {"smax": Option("number", hat.DEFAULT_SMAX, low=1, help="largest gate slope"),
+            "c": Option("number", hat.DEFAULT_C, low=0, help="strength of the capacity regulariser")},
+}
+"""Per method, the options its factory reads, with defaults and allowed ranges (checked before any run)."""
+
+
+def check_options(method: str, options: dict) -> dict:
+    """Refuse an unknown option of ``method`` (a misspelling would silently run the default) or a value out
+    of its range, naming the option, the allowed range or names; return the options converted."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of: {', '.join(sorted(METHODS))}")
+    if method not in OPTIONS:  # a method registered from outside, without a declared option list
+        return dict(options)
+    known = OPTIONS[method]
+    checked = {}
+    for name, value in options.items():
+        if name not in known:
+            close = difflib.get_close_matches(str(name), list(known), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            allowed = ", ".join(known) if known else "none"
+            raise ValueError(f"unknown option {method}.{name}{hint}; {method} options: {allowed}")
+        checked[name] = known[name].check(method, name, value)
+    return checked
+
+
 METHODS: dict[str, MethodFactory] = {
     "clnp": _clnp,
     "finetune": finetune.build,
@@ -83,4 +175,5 @@ def build_method(name: str, model: str, input_shape: Sequence[int], config: Trai
     return METHODS[name](model, input_shape, config, options or {})
 
 
-__all__ = ["CLNP_OPTIONS", "METHODS", "ContinualLearner", "MethodFactory", "TrainConfig", "build_method"]
+__all__ = ["CLNP_OPTIONS", "METHODS", "OPTIONS", "ContinualLearner", "MethodFactory", "Option", "TrainConfig",
+           "build_method", "check_options"]

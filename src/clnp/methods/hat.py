@@ -19,7 +19,7 @@ tasks' outputs are bit-identical after later tasks. Needs a model without batch 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -27,7 +27,14 @@ from torch import Tensor, nn
 from ..data.tasks import Task
 from .config import TrainConfig
 from .plain_net import PlainNet, count_parameters
-from .sequential import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
+from .sequential import (
+    BYTES_PER_FLOAT,
+    SequentialLearner,
+    check_consumed,
+    options_float,
+    require_no_batch_norm,
+    tensor_list,
+)
 
 DEFAULT_SMAX = 400.0
 DEFAULT_C = 0.75
@@ -133,6 +140,24 @@ class HAT(SequentialLearner):
                 layer.bias.copy_(torch.where(bk > 0, layer.bias, b0))
         for e in self.embeddings[task_id]:
             e.clamp_(-EMBEDDING_CLAMP, EMBEDDING_CLAMP)
+
+    # ------------------------------------------------------------------------- checkpoint
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {f"used.{i}": u for i, u in enumerate(self.used)}
+        for t, (emb, mask) in enumerate(zip(self.embeddings, self.masks, strict=True)):
+            out.update({f"embeddings.{t}.{i}": e.detach() for i, e in enumerate(emb)})
+            out.update({f"masks.{t}.{i}": m for i, m in enumerate(mask)})
+        return out
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: dict, n_tasks: int) -> None:
+        like = [torch.zeros(u) for u in self.units]
+        self.used = tensor_list(tensors, "used", like)
+        self.embeddings = [nn.ParameterList([nn.Parameter(e) for e in tensor_list(tensors, f"embeddings.{t}", like)])
+                           for t in range(n_tasks)]
+        self.masks = [tensor_list(tensors, f"masks.{t}", like) for t in range(n_tasks)]
+        check_consumed(tensors, {f"used.{i}" for i in range(len(like))}
+                       | {f"{kind}.{t}.{i}" for kind in ("embeddings", "masks") for t in range(n_tasks)
+                          for i in range(len(like))}, self.method)
 
     # ---------------------------------------------------------------------------- public
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:

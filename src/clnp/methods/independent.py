@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from ..data.tasks import Task
 from .config import TrainConfig
@@ -36,6 +36,27 @@ class Independent(SequentialLearner):
 
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         return self.nets[task_id], 0
+
+    def _heads(self) -> list[int]:
+        return [int(net.heads[0].out_features) for net in self.nets]
+
+    def _net_state(self) -> dict[str, Tensor]:
+        return {f"{t}.{k}": v for t, net in enumerate(self.nets) for k, v in net.state_dict().items()}
+
+    def _load_net(self, state: dict[str, Tensor], heads: list[int]) -> None:
+        nets = []
+        for t, n_classes in enumerate(heads):
+            net = self.net if t == 0 else PlainNet(self.model, self.net.input_shape)
+            net.add_head(n_classes)
+            prefix = f"{t}."
+            net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)
+            nets.append(net)
+        stray = [k for k in state if not k.split(".", 1)[0].isdigit() or int(k.split(".", 1)[0]) >= len(heads)]
+        if stray:
+            raise ValueError(f"unexpected tensors in an independent state: net.{stray[0]}")
+        self.nets = nets
+        if nets:
+            self.net = nets[-1]
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         return super()._val_accuracy(task, len(self.nets) - 1)  # the network being trained

@@ -43,6 +43,12 @@ class Joint(SequentialLearner):
         self._fit(task, task_id, self.config.epochs, list(self.net.parameters()), generator, data=(x, y, owner))
         return {"union_examples": int(y.shape[0])}
 
+    def restore_tasks(self, tasks: list[Task]) -> None:
+        """After :meth:`load_learner_state`: the tasks learned so far (joint training reads their data again)."""
+        if len(tasks) != len(self.reports):
+            raise ValueError(f"joint: {len(tasks)} tasks given for a state of {len(self.reports)}")
+        self.seen = list(tasks)
+
     def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
         return self._union_loss(*batch)
 

@@ -22,7 +22,7 @@ batch norm.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +31,14 @@ from torch.func import functional_call
 from ..data.tasks import Task
 from .config import TrainConfig
 from .plain_net import PlainNet, count_parameters
-from .sequential import BYTES_PER_FLOAT, SequentialLearner, options_float, require_no_batch_norm
+from .sequential import (
+    BYTES_PER_FLOAT,
+    SequentialLearner,
+    check_consumed,
+    options_float,
+    require_no_batch_norm,
+    tensor_list,
+)
 
 FREE = -1
 DEFAULT_PRUNE = 0.75
@@ -124,6 +131,18 @@ class PackNet(SequentialLearner):
             layer.weight.masked_fill_(f & ~k, 0.0)
             keep.append(k)
         return keep
+
+    # ------------------------------------------------------------------------- checkpoint
+    def state_tensors(self) -> dict[str, Tensor]:
+        return {f"owner.{i}": o for i, o in enumerate(self.owner)}
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: dict, n_tasks: int) -> None:
+        owner = tensor_list(tensors, "owner", self.owner)
+        for i, o in enumerate(owner):
+            if o.numel() and (int(o.min()) < FREE or int(o.max()) >= n_tasks):
+                raise ValueError(f"packnet: owner.{i} holds task ids outside {FREE}..{n_tasks - 1}")
+        check_consumed(tensors, {f"owner.{i}" for i in range(len(owner))}, self.method)
+        self.owner = owner
 
     # ---------------------------------------------------------------------------- public
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:

@@ -10,7 +10,7 @@ EWC, SI and MAS keep one running term anchored at the latest weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ from torch.func import functional_call, grad, vmap
 
 from .config import TrainConfig
 from .plain_net import PlainNet
-from .sequential import SequentialLearner
+from .sequential import SequentialLearner, check_consumed, tensor_list
 
 
 class QuadraticLearner(SequentialLearner):
@@ -50,6 +50,26 @@ class QuadraticLearner(SequentialLearner):
 
     def anchor(self) -> list[Tensor]:
         return [p.detach().clone() for p in self.net.trunk_parameters()]
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        out = {}
+        for t, (importance, anchor) in enumerate(self.terms):
+            out.update({f"terms.{t}.importance.{i}": w for i, w in enumerate(importance)})
+            out.update({f"terms.{t}.anchor.{i}": a for i, a in enumerate(anchor)})
+        return out
+
+    def state_meta(self) -> dict:
+        return {"terms": len(self.terms)}
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: dict, n_tasks: int) -> None:
+        n_terms = meta.get("terms")
+        if not isinstance(n_terms, int) or not 0 <= n_terms <= max(1, n_tasks):
+            raise ValueError(f"{self.method}: 'terms' must be a count of penalty terms, got {n_terms!r}")
+        like = self.net.trunk_parameters()
+        self.terms = [(tensor_list(tensors, f"terms.{t}.importance", like),
+                       tensor_list(tensors, f"terms.{t}.anchor", like)) for t in range(n_terms)]
+        check_consumed(tensors, {f"terms.{t}.{kind}.{i}" for t in range(n_terms) for kind in ("importance", "anchor")
+                                 for i in range(len(like))}, self.method)
 
 
 def per_sample_gradient_mean(net: PlainNet, task_id: int, x: Tensor, score: Callable[[Tensor], Tensor],

@@ -8,7 +8,7 @@ order (``seed * 1_000_003 + task``).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
@@ -86,6 +86,62 @@ class SequentialLearner(LoopHooks):
         """Unit capacity does not apply to this method."""
         return []
 
+    # ------------------------------------------------------------------- checkpoint (data only)
+    def learner_state(self) -> tuple[dict[str, Tensor], dict]:
+        """Everything learned so far, as data: tensors (the network, the method's own state) and JSON.
+
+        Valid between tasks. :meth:`load_learner_state` restores it into a learner freshly built with
+        the same model and settings, which then continues exactly as this one would (``clnp run --resume``).
+        """
+        tensors = {f"net.{k}": v.detach().clone() for k, v in self._net_state().items()}
+        tensors.update({k: v.detach().clone() for k, v in self.state_tensors().items()})
+        meta = {"method": self.method, "heads": self._heads(), "reports": list(self.reports), **self.state_meta()}
+        return tensors, meta
+
+    def load_learner_state(self, tensors: Mapping[str, Tensor], meta: dict) -> None:
+        """Restore :meth:`learner_state` into this learner (freshly built with the same model and settings).
+
+        Raises ``ValueError`` (or the ``RuntimeError`` of ``load_state_dict``) when the state does not fit.
+        """
+        if self.reports:
+            raise RuntimeError("load_learner_state needs a fresh learner; this one has already learned tasks")
+        if meta.get("method") != self.method:
+            raise ValueError(f"the state is of method {meta.get('method')!r}, this learner is {self.method!r}")
+        heads, reports = meta.get("heads"), meta.get("reports")
+        if not isinstance(heads, list) or not isinstance(reports, list) or len(reports) != len(heads):
+            raise ValueError("the state needs one head size and one report per finished task")
+        if not all(isinstance(r, dict) for r in reports):
+            raise ValueError("every report must be a JSON object")
+        used = {k for k in tensors if k.startswith("net.")}
+        self._load_net({k[4:]: tensors[k] for k in used}, [int(h) for h in heads])
+        own = {k: v for k, v in tensors.items() if k not in used}
+        self.load_state_tensors(own, meta, len(heads))
+        self.reports = [dict(r) for r in reports]
+
+    def _heads(self) -> list[int]:
+        return [int(h.out_features) for h in self.net.heads]
+
+    def _net_state(self) -> dict[str, Tensor]:
+        return self.net.state_dict()
+
+    def _load_net(self, state: dict[str, Tensor], heads: list[int]) -> None:
+        for n_classes in heads:
+            self.net.add_head(n_classes)
+        self.net.load_state_dict(state, strict=True)
+
+    def state_tensors(self) -> dict[str, Tensor]:
+        """The method's own tensors besides the network (penalty terms, masks); none here."""
+        return {}
+
+    def state_meta(self) -> dict:
+        """The method's own JSON-able state besides the reports; none here."""
+        return {}
+
+    def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: dict, n_tasks: int) -> None:
+        """Restore :meth:`state_tensors` (and :meth:`state_meta`); refuse tensors the method does not know."""
+        if tensors:
+            raise ValueError(f"unexpected tensors in a {self.method} state: {', '.join(sorted(tensors)[:3])}")
+
     def footprint(self) -> dict:
         """Parameters, and bytes needed to store the model for every task learned so far (float32)."""
         n = count_parameters(self.net)
@@ -135,6 +191,26 @@ class SequentialLearner(LoopHooks):
 
     def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         return None
+
+
+def tensor_list(tensors: Mapping[str, Tensor], prefix: str, like: Sequence[Tensor]) -> list[Tensor]:
+    """``prefix.0``, ``prefix.1``, ... from ``tensors``, each the shape and dtype of ``like[i]`` (else ValueError)."""
+    out = []
+    for i, ref in enumerate(like):
+        name = f"{prefix}.{i}"
+        if name not in tensors:
+            raise ValueError(f"the state lacks tensor {name}")
+        t = tensors[name]
+        if t.shape != ref.shape or t.dtype != ref.dtype:
+            raise ValueError(f"tensor {name} is {tuple(t.shape)} {t.dtype}, expected {tuple(ref.shape)} {ref.dtype}")
+        out.append(t.clone())
+    return out
+
+
+def check_consumed(tensors: Mapping[str, Tensor], used: set[str], method: str) -> None:
+    extra = sorted(set(tensors) - used)
+    if extra:
+        raise ValueError(f"unexpected tensors in a {method} state: {', '.join(extra[:3])}")
 
 
 def sample_inputs(task: Task, n: int, generator: torch.Generator) -> Tensor:

@@ -1,0 +1,86 @@
+"""Consistency of a CLNP checkpoint's tensors with its configuration and with its own metadata.
+
+Checksums prove that the files are the ones clnp wrote; these checks prove that what they hold can
+be the state of this run's network, before any of it is loaded (loading re-derives the masks and
+would silently zero weights under a wrong owner vector):
+
+* the tensor names, shapes and dtypes are exactly those of the configured model with one head per
+  finished task, each head as wide as its task has classes;
+* every owner vector holds task ids of finished tasks or ``FREE``; head *k* is owned by task *k*;
+* per layer, the units each task owns and the units left free agree with the learner's reports;
+* every cut weight (from a free unit, or from a later task's unit, into an owned unit or a head)
+  is exactly zero, as the partition holds it; a shuffled owner vector breaks this.
+
+Every failure is a :class:`~clnp.experiments.checkpoint.CheckpointError` naming the checkpoint,
+the tensor and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import Tensor
+
+from ..core.network import build_model
+from ..core.partition import FREE, cut_mask, expand_owner
+from .checkpoint import CheckpointError
+
+
+def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: str, input_shape: Sequence[int],
+                     n_classes: Sequence[int], source: str) -> None:
+    """Refuse a CLNP learner state that cannot be this run's network after ``len(n_classes)`` tasks."""
+    n = len(n_classes)
+    heads = learner_meta.get("heads")
+    if not isinstance(heads, list) or [h for h in heads] != list(n_classes):
+        raise CheckpointError(f"{source}: the learner has heads {heads!r}; the {n} finished tasks have "
+                              f"{list(n_classes)} classes")
+    reports = learner_meta.get("reports")
+    if not isinstance(reports, list) or len(reports) != n or not all(isinstance(r, dict) for r in reports):
+        raise CheckpointError(f"{source}: 'learner.reports' must hold one report per finished task ({n})")
+    template = build_model(model, input_shape)
+    for k in n_classes:
+        template.add_head(int(k))
+    expected = template.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+            [f"unexpected {', '.join(extra[:3])}"] if extra else [])
+        raise CheckpointError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
+    for name, want in expected.items():
+        got = tensors[name]
+        if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
+            raise CheckpointError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
+                                  f"needs {tuple(want.shape)} {want.dtype}")
+    blocks = len(template.blocks)
+    owners = [tensors[f"blocks.{i}.layer.owner"] for i in range(blocks)]
+    for i, owner in enumerate(owners):
+        if owner.numel() and (int(owner.min()) < FREE or int(owner.max()) >= n):
+            raise CheckpointError(f"{source}: blocks.{i}.layer.owner holds task ids {int(owner.min())}.."
+                                  f"{int(owner.max())}; expected {FREE} (free) or 0..{n - 1}")
+        for k, report in enumerate(reports):
+            owned = report.get("owned")
+            if not isinstance(owned, list) or len(owned) != blocks or int((owner == k).sum()) != owned[i]:
+                raise CheckpointError(
+                    f"{source}: layer {i} has {int((owner == k).sum())} units owned by task {k}; its report says "
+                    f"{owned[i] if isinstance(owned, list) and len(owned) == blocks else owned!r}")
+        if reports:
+            free = reports[-1].get("free_after")
+            if not isinstance(free, list) or len(free) != blocks or int((owner == FREE).sum()) != free[i]:
+                raise CheckpointError(f"{source}: layer {i} has {int((owner == FREE).sum())} free units; the last "
+                                      f"report says {free!r}")
+    for k in range(n):
+        head_owner = tensors[f"heads.{k}.owner"]
+        if not bool((head_owner == k).all()):
+            raise CheckpointError(f"{source}: heads.{k}.owner must be {k} throughout (head {k} belongs to task {k})")
+    consumers = [(f"blocks.{i}.layer.weight", owners[i - 1], owners[i]) for i in range(1, blocks)]
+    consumers += [(f"heads.{k}.weight", owners[-1], tensors[f"heads.{k}.owner"]) for k in range(n)]
+    for name, owner_in, owner_out in consumers:
+        weight = tensors[name]
+        cut = cut_mask(expand_owner(owner_in, weight.shape[1]), owner_out)
+        if weight.dim() == 4:
+            cut = cut[:, :, None, None].expand_as(weight)
+        if bool(torch.any(weight[cut] != 0)):
+            raise CheckpointError(f"{source}: {name} has non-zero weights where the owner vectors say they are cut: "
+                                  "the owners do not belong to these weights")
