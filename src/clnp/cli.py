@@ -20,6 +20,10 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: handled as an interrupt (the task in progress is rolled back), exit code 143."""
 
 
+METHOD_NAMES = ("clnp", "finetune", "independent", "joint", "ewc", "online-ewc", "si", "mas", "packnet", "hat")
+"""The methods' names, for the help (importing the registry would import torch: `clnp --help` stays fast;
+tests/test_cli_friction.py checks it equals ``clnp.methods.METHODS``)."""
+
 _RUN_DIR: list[Path | None] = [None]
 """The run directory of the command being run, for the messages of an interrupt."""
 
@@ -60,15 +64,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="continue the run in directory OUT from its last finished task (reads OUT/config.yaml)")
     p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS),
                    help="task stream (default: split-digits)")
-    p.add_argument("--method", default=None, help="continual-learning method (default: clnp)")
+    p.add_argument("--method", default=None, metavar="METHOD",
+                   help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: clnp)")
     p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
     p.add_argument("--model", help="network spec, e.g. mlp:256,256 or cnn:32,32,64,64/512[:bn]")
     p.add_argument("--epochs", type=int, help="training epochs per task")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--optimizer", choices=["adam", "sgd"])
+    p.add_argument("--batch-size", type=int, help="training minibatch size")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (a fresh one per task and phase)")
     p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--weight-decay", type=float)
+    p.add_argument("--weight-decay", type=float, help="weight decay (L2)")
     p.add_argument("--l1", type=float, help="L1 coefficient on hidden activations")
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
@@ -119,12 +124,23 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
         for name in args.download:
             print(f"{name}: data ready ({', '.join(fetch_data(name, args.data_dir))})")
         return 0
-    print(f"{'benchmark':<24}{'data here':<11}description / how to get the data")
+    print(f"{'benchmark':<24}{'data here':<11}description / how to get the data / defaults of a run")
     for spec in BENCHMARKS.values():
         present = "yes" if spec.data_present(args.data_dir) else "no"
         print(f"{spec.name:<24}{present:<11}{spec.description}")
         print(f"{'':<35}get: {spec.how_to_get()}")
+        print(f"{'':<35}defaults: {_defaults_text(spec)}")
     return 0
+
+
+def _defaults_text(spec: object) -> str:
+    """A benchmark's default run settings as flags (what `clnp run --benchmark NAME` uses unless told)."""
+    values = dict(spec.defaults)  # type: ignore[attr-defined]
+    tasks = spec.default_tasks if spec.default_tasks is not None else spec.max_tasks  # type: ignore[attr-defined]
+    parts = [f"--tasks {tasks} (at most {spec.max_tasks})"]  # type: ignore[attr-defined]
+    parts += [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
+              for k, v in values.items()]
+    return " ".join(parts)
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -144,14 +160,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
+    from .experiments.config import combine
 
+    shared = ("benchmark", "tasks", "model", "epochs", "finetune_epochs", "batch_size", "optimizer", "lr",
+              "weight_decay", "l1", "margin", "data_dir")
+    flags = {k: getattr(args, k) for k in shared if getattr(args, k) is not None}
+    base, _ = combine(args.preset, args.config, flags)  # preset < config file < flags, checked as for `run`
     config = CompareConfig(
-        benchmark=args.benchmark, methods=[m.strip() for m in args.methods.split(",") if m.strip()],
-        seeds=args.seeds, tasks=args.tasks, model=args.model, epochs=args.epochs,
-        finetune_epochs=args.finetune_epochs, batch_size=args.batch_size, lr=args.lr, l1=args.l1, margin=args.margin,
-        data_dir=args.data_dir, options=parse_options(args.option or []), run_missing=not args.no_run,
+        methods=[m.strip() for m in args.methods.split(",") if m.strip()], seeds=args.seeds,
+        **{k: getattr(base, k) for k in shared}, options=parse_options(args.option or []),
+        run_missing=not args.no_run, overwrite=args.overwrite,
     )
-    out = Path(args.out or f"runs/compare-{args.benchmark}")
+    out = Path(args.out or f"runs/compare-{config.benchmark}")
     compare(config, out, log=lambda msg: print(msg, flush=True))
     print()
     print((out / MARKDOWN_NAME).read_text())
@@ -161,24 +181,34 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     from .data.benchmarks import BENCHMARKS
+    from .experiments.config import PRESETS
 
     p = sub.add_parser("compare", help="run several methods on the same stream and seeds; tabulate and plot them")
-    p.add_argument("--benchmark", default="split-digits", choices=sorted(BENCHMARKS))
+    p.add_argument("--config", metavar="FILE.yaml",
+                   help="YAML file with the shared settings (the keys of 'clnp run --config'); flags override it")
+    p.add_argument("--preset", choices=sorted(PRESETS),
+                   help="a published setting (overridden by --config, then by flags)")
+    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS), help="task stream (default: split-digits)")
     p.add_argument("--methods", default="clnp,finetune,ewc,si",
-                   help="comma-separated methods (see clnp.methods.METHODS; default: clnp,finetune,ewc,si)")
+                   help=f"comma-separated methods, of: {', '.join(METHOD_NAMES)} (default: clnp,finetune,ewc,si)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default: 1)")
     p.add_argument("--out", help="output directory (default: runs/compare-BENCHMARK)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace runs of other settings in --out, and a table of more runs by this one")
     p.add_argument("--tasks", type=int, help="number of tasks")
     p.add_argument("--model", help="network spec shared by every method, e.g. mlp:1000,1000")
     p.add_argument("--epochs", type=int, help="training epochs per task, for every method")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (clnp, packnet)")
-    p.add_argument("--batch-size", type=int)
+    p.add_argument("--batch-size", type=int, help="training minibatch size, for every method")
+    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser for every method")
     p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--weight-decay", type=float, help="weight decay (L2) for every method")
     p.add_argument("--l1", type=float, help="CLNP's L1 coefficient (other methods ignore it)")
     p.add_argument("--margin", type=float, help="CLNP's graceful-forgetting margin in points (others ignore it)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
-                   help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable)")
+                   help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable; checked for every "
+                        "method before anything runs)")
     p.add_argument("--no-run", action="store_true",
                    help="tabulate the runs already finished in --out; run nothing (e.g. after a cut-off)")
     p.set_defaults(func=_cmd_compare)

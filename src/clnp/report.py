@@ -39,8 +39,11 @@ def load_results(run_dir: str | Path) -> tuple[dict, Path]:
     if path.is_dir():
         directory, path = path, path / RESULTS_FILE
         if not path.is_file():
+            if (directory / "checkpoint" / "meta.json").exists():
+                return unfinished_results(directory), directory
             raise FileNotFoundError(
-                f"no {RESULTS_FILE} in {directory}: expected a run directory written by 'clnp run --out {directory}'")
+                f"no {RESULTS_FILE} in {directory}: expected a run directory written by 'clnp run --out {directory}'"
+                " (a run that stopped before finishing its first task has nothing to report)")
     else:
         directory = path.parent
     try:
@@ -53,6 +56,35 @@ def load_results(run_dir: str | Path) -> tuple[dict, Path]:
         raise ValueError(f"{path} is not a UTF-8 text file; expected the JSON written by 'clnp run'") from None
     check_results(results, str(path))
     return results, directory
+
+
+def unfinished_results(directory: str | Path) -> dict:
+    """The results of the tasks an unfinished run (stopped, killed) has finished, from its checkpoint.
+
+    The checkpoint is verified (checksums) but no model is built: the accuracy rows, per-task reports
+    and capacity are in its metadata. The dict has the keys of ``results.json`` plus ``unfinished``.
+    """
+    from .experiments.checkpoint import load_checkpoint
+    from .experiments.metrics import average_accuracy, backward_transfer, lower_triangle
+
+    directory = Path(directory)
+    _, meta, _ = load_checkpoint(directory / "checkpoint")
+    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+    rows = meta.get("accuracy_rows") or []
+    if not rows:
+        raise ValueError(f"{directory}: the checkpoint holds no finished task")
+    n_tasks = meta.get("n_tasks") or config.get("tasks") or len(rows)
+    matrix = lower_triangle(rows, int(n_tasks))
+    results = {
+        "benchmark": config.get("benchmark", "?"), "method": config.get("method", "?"), "n_tasks": int(n_tasks),
+        "seed": config.get("seed"), "model": config.get("model"), "accuracy_matrix": matrix,
+        "average_accuracy": average_accuracy(matrix), "backward_transfer": backward_transfer(matrix),
+        "capacity": meta.get("capacity") or [], "tasks": meta.get("task_info") or [],
+        "train_seconds": meta.get("train_seconds"), "resumed_at_tasks": meta.get("resumed_at_tasks", []),
+        "config": config, "unfinished": {"finished_tasks": len(rows), "n_tasks": int(n_tasks)},
+    }
+    check_results(results, str(directory / "checkpoint" / "meta.json"))
+    return results
 
 
 def check_results(results: object, source: str = RESULTS_FILE) -> None:
@@ -164,8 +196,13 @@ def summary(results: dict) -> str:
     seed = f", seed {results['seed']}" if "seed" in results else ""
     n = _n_tasks(results)
     model = f", {results['model']}" if results.get("model") else ""
-    lines = [
-        f"{results['method']} on {results['benchmark']} ({n} task{'s' if n != 1 else ''}{model}{seed})",
+    lines = [f"{results['method']} on {results['benchmark']} ({n} task{'s' if n != 1 else ''}{model}{seed})"]
+    unfinished = results.get("unfinished")
+    if unfinished:
+        k = unfinished["finished_tasks"]
+        lines.append(f"UNFINISHED run: {k} of {unfinished['n_tasks']} tasks finished (read from its checkpoint); "
+                     "the averages below are over the finished tasks")
+    lines += [
         "test accuracy (%), row = after learning task i; 'change' = final minus right after learning:",
         accuracy_table(results),
         "",
@@ -238,6 +275,8 @@ def _title(results: dict) -> str:
     bits = [f"{results['method']} on {results['benchmark']}"]
     if results.get("model"):
         bits.append(str(results["model"]))
+    if results.get("unfinished"):
+        bits.append(f"unfinished: {results['unfinished']['finished_tasks']} of {results['n_tasks']} tasks")
     if results.get("average_accuracy") is not None:
         bits.append(f"ACC {100 * results['average_accuracy']:.1f} %")
     if results.get("backward_transfer") is not None:

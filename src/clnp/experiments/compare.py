@@ -15,6 +15,7 @@ run again; an unfinished run of the same configuration with a checkpoint (CLNP) 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import statistics
@@ -47,7 +48,9 @@ class CompareConfig:
     epochs: int | None = None
     finetune_epochs: int | None = None
     batch_size: int | None = None
+    optimizer: str | None = None
     lr: float | None = None
+    weight_decay: float | None = None
     l1: float | None = None
     """CLNP's L1 coefficient (other methods ignore it)."""
     margin: float | None = None
@@ -57,6 +60,9 @@ class CompareConfig:
     """Per method, options for its factory, e.g. ``{"ewc": {"lambda": 1000}}``."""
     run_missing: bool = True
     """False: tabulate the runs already finished in the output directory, run nothing."""
+    overwrite: bool = False
+    """Replace runs of other settings in the output directory, and let a table with fewer runs replace a
+    larger one; without it both are refused before anything runs."""
 
     def __post_init__(self) -> None:
         from ..methods import METHODS
@@ -77,8 +83,13 @@ class CompareConfig:
     def run_config(self, method: str, seed: int) -> RunConfig:
         return RunConfig(benchmark=self.benchmark, method=method, tasks=self.tasks, model=self.model,
                          epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
-                         lr=self.lr, l1=self.l1, margin=self.margin, seed=seed, data_dir=self.data_dir, progress=False,
+                         optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, l1=self.l1,
+                         margin=self.margin, seed=seed, data_dir=self.data_dir, progress=False,
                          extra=dict(self.options.get(method, {})))
+
+    def check(self) -> dict[str, RunConfig]:
+        """Every method's settings checked (options included) before anything runs; the resolved config per method."""
+        return {m: self.run_config(m, 0).check() for m in self.methods}
 
 
 def parse_options(items: Sequence[str]) -> dict[str, dict]:
@@ -105,14 +116,85 @@ FINETUNE_READERS = ("clnp", "packnet")
 """Methods that read ``finetune_epochs``."""
 
 
-def same_run(config: dict, other: dict) -> bool:
-    """Whether two resolved run configurations (dicts) give the same results, for their method."""
+def _ignored(config: dict) -> set[str]:
     ignored = set(NOT_RESULTS)
     if config.get("method") != "clnp":
         ignored.update(CLNP_ONLY)
     if config.get("method") not in FINETUNE_READERS:
         ignored.add("finetune_epochs")
+    return ignored
+
+
+def same_run(config: dict, other: dict) -> bool:
+    """Whether two resolved run configurations (dicts) give the same results, for their method."""
+    ignored = _ignored(config)
     return all(other.get(k) == v for k, v in config.items() if k not in ignored)
+
+
+def run_differences(config: dict, other: dict) -> str:
+    """The settings in which run ``other`` differs from ``config`` (``epochs 1 there, 2 here``)."""
+    ignored = _ignored(config)
+    diff = [f"{k} {other.get(k)!r} there, {v!r} here" for k, v in config.items()
+            if k not in ignored and other.get(k) != v]
+    return ", ".join(diff[:3]) + (", ..." if len(diff) > 3 else "")
+
+
+def _theirs(directory: Path) -> dict | None:
+    """The resolved configuration of the run in ``directory`` (finished or not), or None without one."""
+    from .config import read_run_config
+
+    results = directory / "results.json"
+    if results.is_file():
+        try:
+            data = json.loads(results.read_text())
+        except (OSError, ValueError):
+            data = None
+        if isinstance(data, dict) and isinstance(data.get("config"), dict):
+            return data["config"]
+    if (directory / "config.yaml").is_file():
+        try:
+            return asdict(read_run_config(directory / "config.yaml").resolved())
+        except (OSError, ValueError):
+            return None
+    return None
+
+
+def _door(config: CompareConfig, resolved: dict[str, RunConfig], out: Path) -> None:
+    """Refuse, before anything runs, to replace runs of other settings or a table with more runs."""
+    conflicts = []
+    for seed in range(config.seeds):
+        for method in config.methods:
+            directory = out / method / f"s{seed}"
+            theirs = _theirs(directory)
+            ours = asdict(dataclasses.replace(resolved[method], seed=seed))
+            if theirs is not None and not same_run(ours, theirs):
+                conflicts.append(f"{directory} holds a run with other settings ({run_differences(ours, theirs)})")
+    if conflicts and not config.overwrite:
+        more = f" (and {len(conflicts) - 1} more)" if len(conflicts) > 1 else ""
+        raise ValueError(f"{conflicts[0]}{more}: choose another --out to keep both, or --overwrite to replace them")
+    planned = {(m, s) for m in config.methods for s in range(config.seeds)}
+    if config.run_missing:  # with --no-run nothing runs: refused at the end, if the table would shrink
+        _refuse_smaller_table(out, planned, config.overwrite)
+
+
+def _refuse_smaller_table(out: Path, kept: set[tuple[str, int]], overwrite: bool) -> None:
+    dropped = sorted(_tabulated(out) - kept)
+    if dropped and not overwrite:
+        names = ", ".join(f"{m} seed {s}" for m, s in dropped[:4]) + (" ..." if len(dropped) > 4 else "")
+        raise ValueError(f"{out / JSON_NAME} tabulates runs this comparison leaves out ({names}): give the same "
+                         "--methods and --seeds, choose another --out, or --overwrite to write the smaller table")
+
+
+def _tabulated(out: Path) -> set[tuple[str, int]]:
+    """(method, seed) of every run in the comparison table already in ``out``."""
+    path = out / JSON_NAME
+    if not path.is_file():
+        return set()
+    try:
+        summary = json.loads(path.read_text())
+        return {(m, int(s)) for m, info in summary.get("methods", {}).items() for s in info.get("seeds", [])}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return set()
 
 
 def _reusable(path: Path, config: RunConfig) -> dict | None:
@@ -232,59 +314,109 @@ def plot(summary: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _clock(seconds: float) -> str:
+    seconds = int(round(seconds))
+    if seconds >= 3600:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
 def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] | None = None) -> dict:
-    """Run every method on every seed; write comparison.json/.md and the plot into ``out``; return the summary."""
+    """Run every method on every seed; write comparison.json/.md and the plot into ``out``; return the summary.
+
+    Before anything runs, every method's settings and options are checked, and a directory of ``out``
+    holding a run of other settings, or a table of runs this comparison leaves out, is refused
+    (``ValueError``) unless ``config.overwrite``. Progress goes to ``log``: runs done of the total,
+    method and seed, time elapsed and an estimate of the time left.
+    """
     from ..data.benchmarks import get_benchmark
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     log = log or (lambda _msg: None)
-    resolved = config.run_config(config.methods[0], 0).resolved()
+    checked = config.check()
+    resolved = checked[config.methods[0]]
+    _door(config, checked, out)
     stream = get_benchmark(config.benchmark, n_tasks=config.tasks, seed=0, data_dir=config.data_dir)
+    out.mkdir(parents=True, exist_ok=True)
     input_shape = tuple(stream[0].train.x.shape[1:])
     n_classes = [t.n_classes for t in stream]
     runs: dict[str, list[dict]] = {m: [] for m in config.methods}
     footprints: dict[str, dict] = {}
     summary: dict = {}
     failures: dict[str, list[dict]] = {}
+    old_table = _tabulated(out)
+    total = config.seeds * len(config.methods)
+    done = 0
+    began = time.perf_counter()
+    ran_seconds: list[float] = []
+
+    def progress() -> str:
+        elapsed = time.perf_counter() - began
+        left = total - done
+        if ran_seconds and left:
+            eta = f", about {_clock(left * sum(ran_seconds) / len(ran_seconds))} left"
+        else:
+            eta = ""
+        return f"[{done}/{total} done, {_clock(elapsed)} elapsed{eta}]"
+
+    def write() -> None:
+        nonlocal summary
+        summary = _summary(config, resolved, len(stream), runs, footprints, out, failures)
+        now = {(m, r["seed"]) for m, rs in runs.items() for r in rs}
+        if now >= old_table or config.overwrite:  # never replace a table by one with fewer runs mid-way
+            _write(summary, out)
+
     for seed in range(config.seeds):  # seed-major: a cut-off comparison still has every method's first seeds
         for method in config.methods:
             rc = config.run_config(method, seed)
             directory = out / method / f"s{seed}"
             results = _reusable(directory / "results.json", rc)
             if results is None and not config.run_missing:
-                log(f"{method} seed {seed}: no finished run in {directory}, left out")
+                done += 1
+                log(f"{progress()} {method} seed {seed}: no finished run in {directory}, left out")
                 continue
             if results is None:
                 t0 = time.perf_counter()
+                replace = config.overwrite and _theirs(directory) is not None
                 if _resumable(directory, rc):
-                    log(f"{method} seed {seed}: resuming the unfinished run in {directory}")
+                    log(f"{progress()} {method} seed {seed}: resuming the unfinished run in {directory}")
                     try:
                         results = resume(directory, progress=False)
                     except (CheckpointError, ValueError) as exc:
                         log(f"{method} seed {seed}: cannot resume ({exc}); running it again")
-                        results = run(rc, directory)
+                        results = run(rc, directory, overwrite=True)
                 else:
-                    log(f"{method} seed {seed}: running into {directory}")
+                    log(f"{progress()} {method} seed {seed}: running into {directory}"
+                        + (" (replacing the run of other settings there)" if replace else ""))
                     try:
-                        results = run(rc, directory)
+                        results = run(rc, directory, overwrite=True) if replace else run(rc, directory)
                     except (CapacityError, FloatingPointError) as exc:
                         # The method cannot finish this stream; record why and go on with the others.
+                        done += 1
+                        ran_seconds.append(time.perf_counter() - t0)
                         log(f"{method} seed {seed}: stopped: {exc}")
                         failures.setdefault(method, []).append({"seed": seed, "error": str(exc)})
-                        summary = _summary(config, resolved, len(stream), runs, footprints, out, failures)
-                        _write(summary, out)
+                        write()
                         continue
-                log(f"{method} seed {seed}: ACC {100 * results['average_accuracy']:.2f}%, "
+                ran_seconds.append(time.perf_counter() - t0)
+                done += 1
+                log(f"{progress()} {method} seed {seed}: ACC {100 * results['average_accuracy']:.2f}%, "
                     f"BWT {100 * results['backward_transfer']:+.2f} ({time.perf_counter() - t0:.0f} s)")
             else:
-                log(f"{method} seed {seed}: reusing {directory / 'results.json'}")
+                done += 1
+                log(f"{progress()} {method} seed {seed}: reusing {directory / 'results.json'}")
             runs[method].append(results)
             footprints[method] = footprint(results, input_shape, n_classes)
-            summary = _summary(config, resolved, len(stream), runs, footprints, out, failures)
-            _write(summary, out)
+            write()
     if not summary:
         raise FileNotFoundError(f"no finished run of these methods and seeds in {out}: nothing to tabulate")
+    now = {(m, r["seed"]) for m, rs in runs.items() for r in rs}
+    if not config.run_missing:
+        _refuse_smaller_table(out, now, config.overwrite)
+    if not now >= old_table:
+        lost = ", ".join(f"{m} seed {s}" for m, s in sorted(old_table - now))
+        log(f"note: {out / JSON_NAME} now leaves out {lost}, which the previous table held (not finished here)")
+        _write(summary, out)
     return summary
 
 
