@@ -251,6 +251,11 @@ def load_config_file(path: str | Path) -> dict:
         raise ConfigError(f"config file {path} cannot be read: {exc}") from None
     try:
         data = yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        if "duplicate key" in str(exc.problem):
+            raise ConfigError(f"config file {path}: {exc.problem}") from None
+        problem = str(exc).replace("\n", " ")
+        raise ConfigError(f"config file {path} is not valid YAML: {problem}") from None
     except yaml.YAMLError as exc:
         problem = str(exc).replace("\n", " ")
         raise ConfigError(f"config file {path} is not valid YAML: {problem}") from None
