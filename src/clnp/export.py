@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -204,6 +205,15 @@ def build(layers: Sequence[dict]) -> nn.Sequential:
     return nn.Sequential(*modules).eval()
 
 
+def _readable(paths: list[Path]) -> list[Path]:
+    """Give exported files the mode of any file the user creates (0644 under the usual umask), not 0600."""
+    umask = os.umask(0)
+    os.umask(umask)
+    for p in paths:
+        os.chmod(p, 0o666 & ~umask)
+    return paths
+
+
 def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: Sequence[int]) -> list[Path]:
     """Write an exported model; return the files written.
 
@@ -218,7 +228,7 @@ def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: S
         with warnings.catch_warnings():  # torch.jit is deprecated in recent torch, but still works
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(torch.jit.trace(model, example), str(path))
-        return [path]
+        return _readable([path])
     if fmt == "onnx":
         try:
             import onnx  # noqa: F401
@@ -227,16 +237,24 @@ def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: S
             raise RuntimeError(
                 "ONNX export needs the onnx and onnxscript packages: pip install 'clnp[onnx]', "
                 "or choose --format torchscript or state_dict") from None
-        torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["logits"],
-                          dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
-        return [path]
+        with warnings.catch_warnings():  # the exporter's FutureWarning / DeprecationWarning noise
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["logits"],
+                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
+        # Large models keep their weights beside the graph (``task-K.onnx.data``): both files are the model.
+        data = path.with_name(path.name + ".data")
+        return _readable([path, data] if data.is_file() else [path])
     if fmt == "state_dict":
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
-        save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(path))
+        from .experiments.checkpoint import atomic_write_bytes
+
+        atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
         meta = path.with_suffix(".json")
-        meta.write_text(json.dumps({"input_shape": list(input_shape), "layers": describe(model)}, indent=1) + "\n")
-        return [path, meta]
+        atomic_write_bytes(meta, (json.dumps({"input_shape": list(input_shape), "layers": describe(model)},
+                                             indent=1) + "\n").encode())
+        return _readable([path, meta])
     raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
 
 
@@ -260,7 +278,11 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     run_dir = Path(run_dir)
     ckpt = run_dir / CHECKPOINT_DIR
     if not has_checkpoint(ckpt):
-        raise FileNotFoundError(f"no checkpoint in {ckpt}: expected a run directory written by 'clnp run --out'")
+        method = _results_method(run_dir)
+        if method is not None and method != "clnp":
+            raise ValueError(f"{run_dir} is a run of method {method!r}; only CLNP networks can be exported")
+        raise FileNotFoundError(f"no checkpoint in {ckpt}: expected a run directory written by 'clnp run --out'"
+                                + (" (this run wrote none)" if method else ""))
     tensors, meta, _ = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}
     cfg = RunConfig(**{k: v for k, v in meta.get("config", {}).items() if k in names}).resolved()
@@ -287,6 +309,13 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
             "units": [o.numel() for o in net.owners], "parameters": n_parameters(model), "parameters_full": full}
 
 
+def _results_method(run_dir: Path) -> str | None:
+    try:
+        return str(json.loads((run_dir / "results.json").read_text())["method"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def load_state_dict_export(path: str | Path) -> nn.Sequential:
     """Read a model written by :func:`save_export` with ``fmt='state_dict'`` (data only, nothing unpickled)."""
     from safetensors.torch import load_file
@@ -297,6 +326,10 @@ def load_state_dict_export(path: str | Path) -> nn.Sequential:
     model.load_state_dict(load_file(str(path)), strict=True)
     return model.eval()
 
+
+# ``clnp.export`` is this module's :func:`export` (the package exports the function under the module's
+# name), so ``clnp.export.load_state_dict_export(path)`` reaches the loader through the function too.
+export.load_state_dict_export = load_state_dict_export  # type: ignore[attr-defined]
 
 __all__ = ["FORMATS", "build", "describe", "export", "export_run", "load_state_dict_export", "n_parameters",
            "save_export", "used_units"]
