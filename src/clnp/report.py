@@ -447,7 +447,13 @@ def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
         for phase in dict.fromkeys(row["phase"] for row in log if row["task"] == t):
             rows = [row for row in log if row["task"] == t and row["phase"] == phase]
             xs = list(range(x + 1, x + len(rows) + 1))
-            kw = dict(color=colours(t % 10), linestyle=styles.get(phase, ":"), marker="o", markersize=3)
+            # Training: solid with small dots; fine-tuning: dashed, thicker, with small open markers, drawn on top,
+            # so that its dashes are not hidden under markers (it is often only one or two epochs long).
+            if phase == "train":
+                kw = dict(color=colours(t % 10), linestyle="-", marker="o", markersize=2.5, linewidth=1.2, zorder=2)
+            else:
+                kw = dict(color=colours(t % 10), linestyle=styles.get(phase, ":"), dashes=(2.5, 1.2), marker="D",
+                          markersize=2.8, markerfacecolor="white", linewidth=1.8, zorder=3)
             ax_loss.plot(xs, [row["loss"] for row in rows], **kw)
             ax_acc.plot(xs, [100 * row["val_accuracy"] for row in rows], **kw)
             x += len(rows)
@@ -463,7 +469,9 @@ def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
     from matplotlib.lines import Line2D
 
-    handles = [Line2D([], [], color="black", linestyle=styles.get(p, ":"), label=p)
+    handles = [Line2D([], [], color="black", linestyle="-", marker="o", markersize=2.5, label=p) if p == "train"
+               else Line2D([], [], color="black", dashes=(3, 1.5), marker="D", markersize=3.5, markerfacecolor="white",
+                           linewidth=1.8, label=p)
                for p in dict.fromkeys(row["phase"] for row in log)]
     ax_acc.legend(handles=handles, fontsize=8, loc="lower right", title="phase", title_fontsize=8)
     fig.suptitle(f"Training, epoch by epoch\n{_title(results)}", fontsize=10)

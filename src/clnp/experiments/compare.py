@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -257,6 +256,8 @@ def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
             "train_seconds": _mean_std([r["train_seconds"] for r in results]),
             **footprints[method],
             "final_accuracy_per_task": [statistics.fmean(col) for col in zip(*finals, strict=True)],
+            "final_accuracy_per_task_std": [statistics.stdev(col) if len(col) > 1 else 0.0
+                                            for col in zip(*finals, strict=True)],
             "seeds": [r["seed"] for r in results],
         }
     return methods
@@ -264,17 +265,22 @@ def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
 
 def markdown_table(summary: dict) -> str:
     """The comparison as a Markdown table (accuracies and BWT in points)."""
+    several = any(m["average_accuracy"]["n"] > 1 for m in summary["methods"].values())
+    spread = "mean ± std over seeds" if several else "one seed"
     head = (f"Benchmark `{summary['benchmark']}`, model `{summary['model']}`, {summary['n_tasks']} tasks, "
-            f"{summary['epochs']} epochs per task, seeds {summary['seeds']}. ACC and BWT in % (mean ± std over "
-            "seeds); seconds: training time per run.\n\n")
+            f"{summary['epochs']} epochs per task, seeds {summary['seeds']}. ACC and BWT in % ({spread}); "
+            "seconds: training time per run.\n\n")
     lines = ["| method | ACC (%) | BWT (points) | train s | parameters | storage (MB) | seeds |",
              "|---|---:|---:|---:|---:|---:|---:|"]
     for method, m in summary["methods"].items():
         acc, bwt, sec = m["average_accuracy"], m["backward_transfer"], m["train_seconds"]
+
+        def spread(stat: dict) -> str:  # no "± 0.00" for a single seed: there is no spread to show
+            return f" ± {100 * stat['std']:.2f}" if stat["n"] > 1 else ""
+
         lines.append(
-            f"| {method} | {100 * acc['mean']:.2f} ± {100 * acc['std']:.2f} | {100 * bwt['mean']:+.2f} ± "
-            f"{100 * bwt['std']:.2f} | {sec['mean']:.0f} | {m['parameters']:,} | {m['storage_bytes'] / 1e6:.2f} | "
-            f"{acc['n']} |")
+            f"| {method} | {100 * acc['mean']:.2f}{spread(acc)} | {100 * bwt['mean']:+.2f}{spread(bwt)} | "
+            f"{sec['mean']:.0f} | {m['parameters']:,} | {m['storage_bytes'] / 1e6:.2f} | {acc['n']} |")
     per_task = ["", "Final test accuracy per task (%, mean over seeds):", "",
                 "| method | " + " | ".join(f"T{j}" for j in range(summary["n_tasks"])) + " |",
                 "|---|" + "---:|" * summary["n_tasks"]]
@@ -288,7 +294,8 @@ def markdown_table(summary: dict) -> str:
 
 
 def plot(summary: dict, path: Path) -> None:
-    """Grouped bars: final test accuracy per task (x) for every method (colour)."""
+    """Grouped bars from 0 %: final test accuracy per task (x) for every method (colour), with the standard
+    deviation over seeds as error bars where there are several seeds; the legend sits above the axes."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -297,18 +304,27 @@ def plot(summary: dict, path: Path) -> None:
     methods = list(summary["methods"])
     n_tasks = summary["n_tasks"]
     width = 0.8 / max(1, len(methods))
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_tasks + 2), 4.0))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * n_tasks + 2), 4.4))
+    seeds = 1
     for k, method in enumerate(methods):
-        values = [100 * v for v in summary["methods"][method]["final_accuracy_per_task"]]
-        ax.bar([j - 0.4 + width * (k + 0.5) for j in range(n_tasks)], values, width, label=method)
-    lows = [100 * v for m in summary["methods"].values() for v in m["final_accuracy_per_task"]]
-    ax.set_ylim(max(0.0, math.floor(min(lows, default=0.0) / 5) * 5 - 5), 100.5)
+        m = summary["methods"][method]
+        values = [100 * v for v in m["final_accuracy_per_task"]]
+        n = m["average_accuracy"]["n"]
+        seeds = max(seeds, n)
+        std = [100 * v for v in m.get("final_accuracy_per_task_std", [0.0] * n_tasks)] if n > 1 else None
+        ax.bar([j - 0.4 + width * (k + 0.5) for j in range(n_tasks)], values, width, yerr=std, capsize=2,
+               error_kw={"elinewidth": 0.8, "ecolor": "#333333"}, label=f"{method} (n={n})" if n > 1 else method)
+    ax.set_ylim(0, 105)
     ax.set_xticks(range(n_tasks), [f"T{j}" for j in range(n_tasks)])
     ax.set_xlabel("task")
     ax.set_ylabel("test accuracy after the last task (%)")
-    ax.set_title(f"{summary['benchmark']}: final accuracy per task")
+    ax.grid(True, axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    note = f"mean over {seeds} seeds, bars: ± 1 std" if seeds > 1 else "one seed"
+    ax.set_title(f"{summary['benchmark']}: final accuracy per task ({note})", fontsize=10, pad=28)
     if methods:
-        ax.legend(fontsize="small", ncol=min(5, len(methods)), loc="lower left")
+        ax.legend(fontsize="small", ncol=min(6, len(methods)), loc="lower center", bbox_to_anchor=(0.5, 1.0),
+                  frameon=False)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
