@@ -267,7 +267,8 @@ def test_a_task_that_fails_part_way_leaves_the_learner_as_before_and_retrying_gi
 
 
 # ------------------------------------------------------------------------------------------ CLI
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "1", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "2", "--lr", "0.01", "--finetune-epochs", "0",
+         "--no-progress"]
 
 
 @pytest.fixture

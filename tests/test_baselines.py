@@ -117,7 +117,7 @@ def test_masking_baselines_refuse_batch_norm_models():
 def test_every_method_writes_the_same_results_keys(tmp_path):
     keys = {}
     for name in sorted(METHODS):
-        config = RunConfig(benchmark="split-digits", method=name, tasks=2, model="mlp:16,16", epochs=1,
+        config = RunConfig(benchmark="split-digits", method=name, tasks=2, model="mlp:16,16", epochs=2, lr=0.01,
                            finetune_epochs=1, progress=False)
         results = run(config, tmp_path / name)
         keys[name] = set(results)

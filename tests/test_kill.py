@@ -32,7 +32,9 @@ from clnp.cli import main
 
 from .conftest import DETERMINISTIC_TASK_KEYS, read_results, reference_run
 
-ARGS = ["--benchmark", "split-digits", "--tasks", "3", "--model", "mlp:32,32", "--epochs", "2",
+# lr 0.01: at the default 1e-3, two epochs trained task 1 to 39.5 % validation accuracy (below chance), which
+# clnp now refuses to freeze (TrainingFailedError) instead of going on silently.
+ARGS = ["--benchmark", "split-digits", "--tasks", "3", "--model", "mlp:32,32", "--epochs", "2", "--lr", "0.01",
         "--finetune-epochs", "1", "--seed", "1", "--no-progress"]
 
 DRIVER = r'''
@@ -82,11 +84,11 @@ elif where == "prune":
     def choose_pruning(net, task, activity, evaluate, margin):
         calls = [0]
 
-        def counted(keep):
+        def counted(*args):
             calls[0] += 1
             if task == target and calls[0] == int(detail):
                 die()
-            return evaluate(keep)
+            return evaluate(*args)
 
         return real_choose(net, task, activity, counted, margin)
 

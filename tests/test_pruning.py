@@ -11,7 +11,7 @@ from .conftest import quick_config
 def _learn_first(task, margin):
     torch.manual_seed(0)
     net = clnp.mlp(64, (64, 64), input_shape=(1, 8, 8))
-    learner = clnp.CLNP(net, quick_config(margin=margin, l1=3e-3))
+    learner = clnp.CLNP(net, quick_config(margin=margin, l1=1e-4))
     return learner.learn(task)
 
 

@@ -1,10 +1,11 @@
-"""Unit activity on held-out data (what pruning reads) and the accuracy of a task's head."""
+"""Unit activity on held-out data (what pruning reads) and the accuracy (and loss) of a task's head."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .network import CLNPNet
@@ -53,3 +54,20 @@ def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tenso
         correct += int((logits.argmax(1) == y[start:start + batch_size]).sum())
     net.train(was_training)
     return correct / max(1, x.shape[0])
+
+
+@torch.no_grad()
+def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = None,
+                      keep: Sequence[Tensor | None] | None = None, batch_size: int = 1024) -> tuple[Tensor, float]:
+    """Predicted classes of task ``task``'s head on ``x`` and, with labels ``y``, the mean cross-entropy."""
+    was_training = net.training
+    net.eval()
+    predictions = []
+    total = torch.zeros((), dtype=torch.float64)
+    for start in range(0, x.shape[0], batch_size):
+        logits = net(x[start:start + batch_size], task, keep)
+        predictions.append(logits.argmax(1))
+        if y is not None:
+            total += F.cross_entropy(logits, y[start:start + batch_size], reduction="sum").double().cpu()
+    net.train(was_training)
+    return torch.cat(predictions), float(total) / max(1, x.shape[0])

@@ -105,21 +105,25 @@ class MaskedMixin:
             self.bias.index_copy_(0, self.frozen_index, self.frozen_bias)
         self._versions = self._param_versions()
 
-    def _effective(self, param: Tensor, frozen: Tensor) -> Tensor:
-        if torch.is_grad_enabled() and param.requires_grad and self._frozen_intact():
+    def _effective(self, param: Tensor, frozen: Tensor, from_snapshot: bool) -> Tensor:
+        if not from_snapshot and torch.is_grad_enabled() and param.requires_grad and self._frozen_intact():
             return _FrozenRowsGrad.apply(param, self.frozen_index)
         return param.index_copy(0, self.frozen_index, frozen)  # out of place: the parameter is untouched
 
-    def effective_weight(self) -> Tensor:
-        """The weight the layer computes with: the parameter, its frozen rows at their frozen values."""
+    def effective_weight(self, from_snapshot: bool = False) -> Tensor:
+        """The weight the layer computes with: the parameter, its frozen rows at their frozen values.
+
+        ``from_snapshot`` always reads frozen rows from the snapshot (a learned task's forward pass,
+        in any grad mode), so not even an edit through ``param.data`` reaches an old task.
+        """
         if self._all_free:
             return self.weight
-        return self._effective(self.weight, self.frozen_rows)
+        return self._effective(self.weight, self.frozen_rows, from_snapshot)
 
-    def effective_bias(self) -> Tensor | None:
+    def effective_bias(self, from_snapshot: bool = False) -> Tensor | None:
         if self.bias is None or self._all_free:
             return self.bias
-        return self._effective(self.bias, self.frozen_bias)
+        return self._effective(self.bias, self.frozen_bias, from_snapshot)
 
     def in_features_count(self) -> int:
         return self.weight.shape[1]
@@ -169,8 +173,8 @@ class MaskedLinear(MaskedMixin, nn.Linear):
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
         self._init_masks(out_features)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return F.linear(x, self.effective_weight(), self.effective_bias())
+    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
+        return F.linear(x, self.effective_weight(from_snapshot), self.effective_bias(from_snapshot))
 
 
 class MaskedConv2d(MaskedMixin, nn.Conv2d):
@@ -185,8 +189,8 @@ class MaskedConv2d(MaskedMixin, nn.Conv2d):
     def in_features_count(self) -> int:
         return self.in_channels
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self._conv_forward(x, self.effective_weight(), self.effective_bias())
+    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
+        return self._conv_forward(x, self.effective_weight(from_snapshot), self.effective_bias(from_snapshot))
 
 
 class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -214,9 +218,13 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     @torch.no_grad()
     def consolidate_(self) -> None:
-        if self.affine and not self._all_free:
+        if self._all_free:
+            return
+        if self.affine:
             self.weight.copy_(torch.where(self.train_rows, self.weight, self.frozen_weight))
             self.bias.copy_(torch.where(self.train_rows, self.bias, self.frozen_bias))
+        self.running_mean.copy_(torch.where(self.train_rows, self.running_mean, self.frozen_mean))
+        self.running_var.copy_(torch.where(self.train_rows, self.running_var, self.frozen_var))
 
     @torch.no_grad()
     def refresh_(self, owner: Tensor) -> None:
@@ -248,8 +256,10 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
             w = torch.where(self.train_rows, self.weight, self.frozen_weight)
             b = torch.where(self.train_rows, self.bias, self.frozen_bias)
         if not self.training:
-            # Old channels' running statistics equal their frozen ones (restored after every step).
-            return F.batch_norm(x, self.running_mean, self.running_var, w, b, False, 0.0, self.eps)
+            # Old channels read their frozen statistics, whatever touched the running buffers.
+            mean = torch.where(self.train_rows, self.running_mean, self.frozen_mean)
+            var = torch.where(self.train_rows, self.running_var, self.frozen_var)
+            return F.batch_norm(x, mean, var, w, b, False, 0.0, self.eps)
         old = F.batch_norm(x, self.frozen_mean, self.frozen_var, w, b, False, 0.0, self.eps)
         if self.momentum is None:  # cumulative average, restarted for each task's channels
             self.num_batches_tracked.add_(1)

@@ -3,9 +3,12 @@
 A network is a *stem* (modules before the first prunable layer, e.g. ``Flatten``), a list of
 :class:`Block` s and one output head per task. A block is one prunable layer (``Linear`` or
 ``Conv2d``: its output features or channels are the *units*), the batch-norm and activation
-modules right after it (their output is the unit *activity* that the L1 penalty and the pruning
-read), then pass-through modules (pooling, dropout, flatten). Build one with :func:`mlp`,
-:func:`cnn`, or from your own ``nn.Sequential`` with :class:`CLNPNet`.
+modules right after it (``post``), then the modules up to the next prunable layer (``tail``:
+pooling, dropout, flatten, more activations). The block's *output*, after its tail, is the unit
+*activity* that the L1 penalty and the pruning read, and where a pruned unit is silenced: it is
+exactly what freezing cuts (the weights out of a unit), so the search evaluates the network that
+will be frozen, whatever the tail maps zero to. Build one with :func:`mlp`, :func:`cnn`, or from
+your own ``nn.Sequential`` with :class:`CLNPNet`.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from .partition import FREE, expand_owner
+from .partition import FREE, expand_owner, live_units
 from .sparsity import add_l1_gradient
 
 ACTIVATIONS = (
@@ -38,10 +41,9 @@ class Block(nn.Module):
         self.post = nn.Sequential(*post)
         self.tail = nn.Sequential(*tail)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Return ``(activity, output)``: the units' activations and what the next block reads."""
-        a = self.post(self.layer(x))
-        return a, self.tail(a)
+    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
+        """The block's output (what the next block reads); ``from_snapshot``: owned rows from their snapshot."""
+        return self.tail(self.post(self.layer(x, from_snapshot)))
 
     def batch_norms(self) -> list[MaskedBatchNorm]:
         return [m for m in (*self.post, *self.tail) if isinstance(m, MaskedBatchNorm)]
@@ -125,7 +127,10 @@ class CLNPNet(nn.Module):
                 f"the trunk must end in flat features (add nn.Flatten()); it ends with shape {tuple(probe.shape[1:])}"
             )
         self.feature_dim = probe.shape[1]
-        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_masks())
+        # Loaded tensors are the truth: derive masks and snapshots from them (no consolidation first).
+        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_masks(consolidate=False))
+        # A user's own loop (AdamW, param.data edits) may have moved frozen rows: state_dict() holds the truth.
+        self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.consolidate_())
         self.refresh_masks()
 
     @staticmethod
@@ -175,8 +180,14 @@ class CLNPNet(nn.Module):
         return len(self.heads) - 1
 
     @torch.no_grad()
-    def refresh_masks(self) -> None:
-        """Derive every mask from the owner vectors (after an owner change or a load)."""
+    def refresh_masks(self, consolidate: bool = True) -> None:
+        """Derive every mask from the owner vectors (after an owner change or a load).
+
+        First puts frozen values back (``consolidate``), so snapshots are never retaken from drifted
+        parameters; a load passes ``consolidate=False``, as the loaded tensors are the truth.
+        """
+        if consolidate:
+            self.consolidate_()
         owner_in: Tensor | None = None
         for block in self.blocks:
             layer = block.layer
@@ -206,27 +217,42 @@ class CLNPNet(nn.Module):
     def features(self, x: Tensor, keep: Sequence[Tensor | None] | None = None) -> Tensor:
         return self._trunk(x, keep, None)
 
+    def is_learned(self, task: int) -> bool:
+        """Whether task ``task`` is learned and frozen (its head is owned), not the one being trained."""
+        return 0 <= task < len(self.heads) and bool(self.heads[task].owner[0] == task)
+
     def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None,
-               l1_weights: Sequence[Tensor | None] | None = None) -> Tensor:
+               l1_weights: Sequence[Tensor | None] | None = None, task: int | None = None) -> Tensor:
+        """Features after the last block. ``task`` (a learned one) computes it from that task's live units only."""
+        frozen = task is not None and self.is_learned(task)
         x = self.stem(x)
         nonnegative = self.nonnegative_activity() if l1_weights is not None else None
         for i, block in enumerate(self.blocks):
-            a = block.post(block.layer(x))
+            out = block(x, frozen)
+            units = block.layer.n_units
+            a = out if out.dim() != 2 or out.shape[1] == units else out.view(out.shape[0], units, -1)
+            shape = (1, units, *([1] * (a.dim() - 2)))
+            if frozen:
+                # Old tasks read only their own live units: a free unit that overflowed (0 * inf) cannot leak in.
+                live = live_units(block.layer.owner, task).view(shape)  # type: ignore[arg-type]
+                a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
             if keep is not None and keep[i] is not None:
-                k = keep[i]
-                a = a * k.view(-1, *([1] * (a.dim() - 2))).to(a.dtype)
+                a = a * keep[i].view(shape).to(a.dtype)  # type: ignore[union-attr]
             if l1_weights is not None and l1_weights[i] is not None:
                 assert nonnegative is not None
                 a = add_l1_gradient(a, l1_weights[i], nonnegative[i])  # type: ignore[arg-type]
             if taps is not None:
                 taps.append(a)
-            x = block.tail(a)
+            x = a.view_as(out) if a.dim() != out.dim() else a
         return x
 
     def forward(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None) -> Tensor:
-        """Logits of task ``task``. ``keep`` (per layer, optional) zeroes the activity of units."""
+        """Logits of task ``task``. ``keep`` (per layer, optional) zeroes the activity of units.
+
+        A learned task is computed from its frozen values and its live units only, in any grad mode.
+        """
         self.check_input(x, task)
-        return self.heads[task](self._trunk(x, keep, None))
+        return self.heads[task](self._trunk(x, keep, None, task=task), self.is_learned(task))
 
     def check_input(self, x: Tensor, task: int) -> None:
         """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]``."""
@@ -242,14 +268,14 @@ class CLNPNet(nn.Module):
         self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None,
         l1_weights: Sequence[Tensor | None] | None = None,
     ) -> tuple[Tensor, list[Tensor]]:
-        """Logits of task ``task`` and the activity of every prunable layer.
+        """Logits of task ``task`` and the activity of every prunable layer (block outputs, ``[N, units, ...]``).
 
         ``l1_weights`` (from :func:`clnp.sparsity.l1_unit_weights`) adds the L1 activity penalty's
         gradient to the backward pass; the caller then adds only the penalty's value to the loss.
         """
         self.check_input(x, task)
         taps: list[Tensor] = []
-        logits = self.heads[task](self._trunk(x, keep, taps, l1_weights))
+        logits = self.heads[task](self._trunk(x, keep, taps, l1_weights, task=task), self.is_learned(task))
         return logits, taps
 
     # --------------------------------------------------------------------------- task life cycle
@@ -272,15 +298,61 @@ class CLNPNet(nn.Module):
         self.heads[task].owner.fill_(task)
         self.refresh_masks()
 
+    @torch.no_grad()
+    def clear_free_units_(self) -> None:
+        """Zero the free units' incoming weights and biases (after a failed task: nothing it left can overflow)."""
+        self.refresh_masks()  # masks must follow the owners before their free rows are addressed
+        for block in self.blocks:
+            layer = block.layer
+            free = layer.train_rows
+            layer.weight[free] = 0.0
+            if layer.bias is not None:
+                layer.bias[free] = 0.0
+            for bn in block.batch_norms():
+                bn.reset_free_()
+        self.refresh_masks(consolidate=False)
+
+    @torch.no_grad()
+    def units_used_by(self, task: int) -> list[Tensor]:
+        """Per prunable layer, boolean per unit: the units task ``task``'s logits depend on.
+
+        Found backwards from the task's head through non-zero weights: a unit is used when it has a
+        non-zero weight into a used unit of the next layer (or into the head), directly or through
+        other used units (an old task's units the task reuses pull in what they read).
+        """
+        if not 0 <= task < self.n_tasks:
+            raise IndexError(f"unknown task id {task}: this network has {self.n_tasks} task heads")
+        needed: list[Tensor] = [torch.zeros(0, dtype=torch.bool)] * len(self.blocks)
+        consumer_w = self.heads[task].effective_weight().detach()
+        consumer_rows = torch.ones(consumer_w.shape[0], dtype=torch.bool, device=consumer_w.device)
+        for i in reversed(range(len(self.blocks))):
+            owner = self.blocks[i].layer.owner
+            w = consumer_w[consumer_rows].abs()
+            if w.dim() > 2:
+                w = w.flatten(2).sum(2)
+            per_unit = w.sum(0).view(owner.numel(), -1).sum(1)  # dense after Flatten: channel-major
+            alive = live_units(owner, task) if self.is_learned(task) else torch.ones_like(owner, dtype=torch.bool)
+            needed[i] = alive & (per_unit > 0)
+            consumer_w = self.blocks[i].layer.effective_weight().detach()
+            consumer_rows = needed[i]
+        return needed
+
     def free_units(self) -> list[int]:
         return [int((o == FREE).sum()) for o in self.owners]
 
     def nonnegative_activity(self) -> list[bool]:
-        """Per prunable layer: whether its activity can never be negative (it ends in a ReLU-like module).
+        """Per prunable layer: whether its output can never be negative (its last activation is ReLU-like,
+        followed only by pooling, dropout or flatten, which keep the sign).
 
         The L1 penalty skips the ``abs`` of such layers (a saving of two passes per step).
         """
-        return [len(b.post) > 0 and isinstance(b.post[-1], NONNEGATIVE) for b in self.blocks]
+        out = []
+        for b in self.blocks:
+            modules = [*b.post, *b.tail]
+            last = max((j for j, m in enumerate(modules) if not isinstance(m, (*PASS_THROUGH, MaskedBatchNorm))),
+                       default=None)
+            out.append(last is not None and isinstance(modules[last], NONNEGATIVE))
+        return out
 
     def trainable_parameters(self, task: int) -> list[nn.Parameter]:
         """Parameters the current task trains: the trunk's (masked) and its own head's."""

@@ -11,12 +11,15 @@ from torch import Tensor
 def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float],
                         trainable: Sequence[Tensor] | None = None,
                         nonnegative: Sequence[bool] | None = None) -> Tensor:
-    """Sum over layers of ``coefficient * mean |activation|`` of the layer's trainable units.
+    """Sum over layers of ``coefficient * sum over trainable units of mean |activation|``.
 
-    The mean runs over the batch, the units and (for conv layers) the positions, so one coefficient
-    suits layers of any width. Units of earlier tasks are left out: nothing the current task trains
-    can change them. ``nonnegative[i]`` (e.g. the layer ends in a ReLU) skips the ``abs``, which
-    would change nothing there but cost two passes over the activations.
+    The mean runs over the batch and (for conv layers) the positions; the sum runs over the units,
+    so each unit feels the same pull ``coefficient``, whatever the layer's width and however many
+    of its units are still free (a mean over units would weaken the pull as a layer widens and
+    strengthen it as the layer fills: 16x for a conv layer with 1 of 16 units free). Units of earlier
+    tasks are left out: nothing the current task trains can change them. ``nonnegative[i]`` (e.g.
+    the layer ends in a ReLU) skips the ``abs``, which would change nothing there but cost two
+    passes over the activations.
     """
     if len(activity) != len(coefficients):
         raise ValueError(f"{len(activity)} layers of activity but {len(coefficients)} L1 coefficients")
@@ -27,30 +30,28 @@ def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float
         if nonnegative is None or not nonnegative[i]:
             a = a.abs()
         rows = None if trainable is None else trainable[i]
-        if rows is None or bool(rows.all()):
-            total = total + coef * a.mean()
-            continue
-        n = int(rows.sum())
-        if n == 0:
-            continue
-        # One reduction to per-unit sums, then the trainable units' share of the mean.
-        per_unit = a.sum(dim=[d for d in range(a.dim()) if d != 1])
         positions = a.numel() // (a.shape[0] * a.shape[1])
-        scale = coef / (a.shape[0] * positions * n)
+        scale = coef / (a.shape[0] * positions)
+        if rows is None or bool(rows.all()):
+            total = total + scale * a.sum()
+            continue
+        if not rows.any():
+            continue
+        # One reduction to per-unit sums, then the trainable units' share.
+        per_unit = a.sum(dim=[d for d in range(a.dim()) if d != 1])
         total = total + scale * per_unit[rows].sum()
     return total
 
 
 def l1_unit_weights(coefficients: Sequence[float], trainable: Sequence[Tensor]) -> list[Tensor | None]:
-    """Per layer, per unit: ``coefficient / n_trainable`` for trainable units, 0 for the others.
+    """Per layer, per unit: ``coefficient`` for trainable units, 0 for the others.
 
     Divided by batch x positions, this is the gradient of :func:`l1_activity_penalty` with respect
     to a (non-negative) activation; :func:`add_l1_gradient` adds it in the backward pass.
     """
     out: list[Tensor | None] = []
     for coef, rows in zip(coefficients, trainable, strict=True):
-        n = int(rows.sum())
-        out.append(None if coef == 0.0 or n == 0 else rows.to(torch.get_default_dtype()) * (coef / n))
+        out.append(None if coef == 0.0 or not bool(rows.any()) else rows.to(torch.get_default_dtype()) * coef)
     return out
 
 

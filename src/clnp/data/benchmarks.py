@@ -203,23 +203,22 @@ def _split_cifar10_100(n_tasks: int | None, seed: int, data_dir: str | None, dow
     return tasks
 
 
+L1_DEFAULT = 1e-3
+"""The L1 pull on each unit (``clnp.core.sparsity``: a sum over units, so it means the same at every width and
+fill). One value for every benchmark, measured with ``bench/l1_sweep.py`` (bench/RESULTS.md, "One L1
+coefficient"): split-digits mlp:256,256, permuted-fashion-mnist mlp:100,100 at batch 10 and mlp:1000,1000
+at batch 256."""
 DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "finetune_epochs": 5, "batch_size": 32,
-                   "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1e-2, "margin": 1.0}
-# L1 measured on Fashion-MNIST (2-3 epochs per task). The penalty is a mean over units, so its pull on
-# each unit weakens as a layer widens. mlp:256,256 (permuted): at 1e-2..3e-2 task 0 kept 72-83% of the
-# units and later tasks found the layers nearly full; at 1.0 it kept 16% / 29% at equal accuracy.
-# mlp:1000,1000 (permuted): 1.0 and 3.0 gave the same test accuracy (86.2 / 87.1 on two tasks) but at 3.0
-# task 0 kept 262 units of the second layer instead of 454; 10.0 cost 2.4 points. Split with
-# cnn:16,16/64: at 1.0 the dense layer kept 5 of 64 units instead of 21 (1e-3), 0.3 points more accurate.
+                   "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
 MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                           "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 3.0, "margin": 1.0}
+                           "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
 # Split tasks are binary and ~99% accurate; with batch norm (cnn:16,16/64:bn) a 1-point margin was spent on
 # the last layers and task 0 kept 14-16 of the 16 channels of the first conv layer (L1 0.1, 1.0, 3.0), so
 # the layer was full by task 1 or 2; a 2-point margin left 6 free after three tasks, 99.0% average accuracy.
 MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1.0, "margin": 2.0}
+                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 2.0}
 CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                  "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": 1.0, "margin": 1.0}
+                  "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "split-digits": BenchmarkSpec(

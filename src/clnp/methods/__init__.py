@@ -53,12 +53,14 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity")
+CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
 def _clnp(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> ContinualLearner:
-    own = {k: v for k, v in options.items() if k in CLNP_OPTIONS}
+    # A CLNPConfig given as the training settings keeps its own CLNP settings; options override them.
+    own = {k: getattr(config, k) for k in CLNP_OPTIONS} if isinstance(config, CLNPConfig) else {}
+    own.update({k: v for k, v in options.items() if k in CLNP_OPTIONS})
     return CLNP(build_model(model, input_shape), CLNPConfig(**asdict(config.training()), **own))
 
 
@@ -114,7 +116,9 @@ class Option:
 _STRENGTH = "strength of the penalty"
 OPTIONS: dict[str, dict[str, Option]] = {
     "clnp": {"activity": Option("choice", "mean_abs", choices=("mean_abs", "firing_rate"),
-                                help="unit activity measure")},
+                                help="unit activity measure"),
+             "min_gain": Option("number", 0.1, low=0, high=1,
+                                help="how far from chance towards 100 % a task must train before it is frozen")},
     "finetune": {},
     "independent": {},
     "joint": {},

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.activity import accuracy, unit_activity
+from ..core.activity import accuracy, predict_with_loss, unit_activity
 from ..core.network import CLNPNet
 from ..core.partition import FREE, expand_owner
-from ..core.pruning import choose_pruning
+from ..core.pruning import Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
 from ..data.tasks import Task
 from .config import ConfigTypeError, TrainConfig, check_field_types, is_number
@@ -30,6 +30,21 @@ from .loop import EpochCallback, LoopHooks, fit
 
 class CapacityError(RuntimeError):
     """A layer has no free unit left for a new task."""
+
+
+class TrainingFailedError(FloatingPointError):
+    """A task's network trained to about chance (or diverged): it is not pruned or frozen.
+
+    A ``FloatingPointError`` like a diverged loss, so callers that stop a run on one stop on both.
+    """
+
+
+LOSS_GAIN = 0.05
+"""A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
+
+SEARCH_INPUTS = 1000
+"""The pruning search compares predictions with the dense network's on at least this many inputs."""
+
 
 
 @dataclass
@@ -47,10 +62,16 @@ class CLNPConfig(TrainConfig):
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     activity: str = "mean_abs"
     """Unit activity measure: ``mean_abs`` or ``firing_rate``."""
+    min_gain: float = 0.1
+    """How far from chance (the most frequent class) towards 100 % the dense network's validation accuracy
+    must get before its task is pruned and frozen, as a fraction; otherwise :class:`TrainingFailedError`.
+    0 turns the check off (for data that is not meant to be learnable, as in tests)."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str"})
+        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number"})
+        if not 0 <= self.min_gain <= 1:
+            raise ValueError(f"min_gain must lie in [0, 1], got {self.min_gain}")
         l1 = self.l1
         if not (is_number(l1) or (isinstance(l1, (list, tuple)) and l1 and all(is_number(v) for v in l1))):
             raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
@@ -86,7 +107,7 @@ class TaskReport:
         return asdict(self)
 
 
-__all__ = ["CLNP", "CLNPConfig", "CapacityError", "ConfigTypeError", "TaskReport"]
+__all__ = ["CLNP", "CLNPConfig", "CapacityError", "ConfigTypeError", "TaskReport", "TrainingFailedError"]
 
 
 class CLNP(LoopHooks):
@@ -118,6 +139,7 @@ class CLNP(LoopHooks):
         self._check_capacity()
         task_id = self.net.n_tasks
         seed = self.config.seed * 1_000_003 + task_id
+        was_training = self.net.training
         try:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
@@ -126,6 +148,8 @@ class CLNP(LoopHooks):
         except BaseException:
             self._rollback(task_id)
             raise
+        finally:
+            self.net.train(was_training)  # the network leaves in the mode it came in
 
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
@@ -195,22 +219,19 @@ class CLNP(LoopHooks):
     def _rollback(self, task_id: int) -> None:
         """Undo a task that failed part-way: drop its head and give back any units it took.
 
-        Earlier tasks never changed (their units are frozen); free units are re-initialised by the
-        next task anyway. Afterwards the learner can learn the next task as if nothing had happened.
+        Earlier tasks never changed (their units are frozen). The free units are zeroed, so nothing
+        the failed task left in them (an overflow, say) lingers; the next task re-initialises them.
+        Afterwards the learner can learn the next task as if nothing had happened.
         """
         net = self.net
         if net.n_tasks <= task_id:
             return
-        net.consolidate_()  # frozen rows back to their frozen values (an optimiser may have drifted them)
-        for block in net.blocks:
-            for bn in block.batch_norms():
-                bn.running_mean.copy_(torch.where(bn.train_rows, bn.running_mean, bn.frozen_mean))
-                bn.running_var.copy_(torch.where(bn.train_rows, bn.running_var, bn.frozen_var))
+        net.consolidate_()  # frozen rows and statistics back to their frozen values
         for owner in net.owners:
             owner[owner >= task_id] = FREE
         while net.n_tasks > task_id:
             del net.heads[net.n_tasks - 1]
-        net.refresh_masks()
+        net.clear_free_units_()
         del self.reports[task_id:]
 
     def _check_capacity(self) -> None:
@@ -233,24 +254,29 @@ class CLNP(LoopHooks):
         t0 = time.perf_counter()
         self._train(task, task_id, cfg.epochs, "train", generator, keep=None, l1=True, log=log)
         seconds["train"] = time.perf_counter() - t0
+        self._check_trained(task, task_id)
 
         t0 = time.perf_counter()
         activity = unit_activity(net, task_id, task.val.x, cfg.activity, cfg.eval_batch_size)
         seconds["activity"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        decision = choose_pruning(
-            net, task_id, activity,
-            lambda keep: accuracy(net, task_id, task.val.x, task.val.y, keep, cfg.eval_batch_size),
-            cfg.margin,
-        )
+        probe = self._search_inputs(task)
+        reference = None if probe is None else predict_with_loss(net, task_id, probe, batch_size=cfg.eval_batch_size)[0]
+        decision = choose_pruning(net, task_id, activity,
+                                  lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
+                                  cfg.margin)
         seconds["search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
+        reuse_cut = self._reuse_cut_masks(task_id, decision.reuse_cut)
+        with torch.no_grad():
+            for weight, mask in reuse_cut:
+                weight.masked_fill_(mask, 0.0)  # the old features the task does without: cut for good
         if cfg.finetune_epochs:
             snapshot = copy.deepcopy(net.state_dict(keep_vars=False))
             self._train(task, task_id, cfg.finetune_epochs, "finetune", generator, keep=decision.keep,
-                        l1=False, log=log)
+                        l1=False, log=log, reuse_cut=reuse_cut)
             tuned = accuracy(net, task_id, task.val.x, task.val.y, decision.keep, cfg.eval_batch_size)
             if tuned < decision.val_accuracy_after:
                 # Fine-tuning lost accuracy: return to the pruned network, which met the margin.
@@ -279,14 +305,98 @@ class CLNP(LoopHooks):
         self.reports.append(report)
         return report
 
+    def _reuse_cut_masks(self, task_id: int, cut: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """(weight, mask) pairs: the connections from the old units ``cut`` into the task's units or head."""
+        net = self.net
+        pairs = []
+        for i, c in enumerate(cut):
+            if not c.any():
+                continue
+            if i + 1 < len(net.blocks):
+                consumer = net.blocks[i + 1].layer
+                rows = consumer.train_rows
+            else:
+                consumer = net.heads[task_id]
+                rows = torch.ones(consumer.n_units, dtype=torch.bool, device=c.device)
+            cols = expand_owner(c.long(), consumer.weight.shape[1]).bool()
+            mask = rows[:, None] & cols[None, :]
+            pairs.append((consumer.weight, mask.view(*mask.shape, *([1] * (consumer.weight.dim() - 2)))
+                          .expand_as(consumer.weight)))
+        return pairs
+
+    @staticmethod
+    def _search_inputs(task: Task) -> Tensor | None:
+        """Where the validation split is too small for accuracy to resolve the margin (under
+        :data:`SEARCH_INPUTS` inputs): the validation inputs, then evenly spaced training inputs up to
+        that many, on which the search compares predictions with the dense network's (no labels needed).
+        None for a validation split large enough on its own."""
+        extra = min(len(task.train), SEARCH_INPUTS - len(task.val))
+        if extra <= 0:
+            return None
+        index = torch.linspace(0, len(task.train) - 1, extra).round().long()
+        return torch.cat([task.val.x, task.train.x[index]])
+
+    @torch.no_grad()
+    def _score(self, task: Task, task_id: int, keep: list[Tensor], cut: list[Tensor] | None, probe: Tensor | None,
+               reference: Tensor | None) -> Score:
+        """Validation accuracy and loss, and agreement with the dense network's predictions on ``probe``
+        (1.0 without one), with units ``~keep`` silenced and the old units ``cut`` disconnected from the task."""
+        pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
+        saved = [weight.detach().clone() for weight, _ in pairs]
+        n_val = len(task.val)
+        try:
+            for weight, mask in pairs:
+                weight.masked_fill_(mask, 0.0)
+            predicted, loss = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
+                                                self.config.eval_batch_size)
+            if probe is not None:
+                more, _ = predict_with_loss(self.net, task_id, probe[n_val:], None, keep, self.config.eval_batch_size)
+                predicted = torch.cat([predicted, more])
+        finally:
+            for (weight, _), value in zip(pairs, saved, strict=True):
+                weight.copy_(value)
+        acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
+        agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
+        return Score(acc, loss, agreement)
+
+    def _check_trained(self, task: Task, task_id: int) -> None:
+        """Refuse to prune and freeze a task whose dense network learned nothing.
+
+        Nothing learned: validation accuracy about chance (below ``min_gain`` of the way from the most
+        frequent class to 100 %) *and* a validation loss no better than predicting the class frequencies
+        (within 5 % of their entropy). The loss tells a collapsed network (L1 too strong: 2.305 against
+        an entropy of 2.292 on permuted digits) from one that is merely young (2 epochs on split-digits:
+        accuracy at chance, but loss 0.62 against 0.69), which goes on to learn.
+        """
+        if self.config.min_gain <= 0:
+            return
+        predicted, loss = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
+                                            batch_size=self.config.eval_batch_size)
+        acc = float((predicted == task.val.y).sum()) / len(task.val)
+        prior = torch.bincount(task.val.y, minlength=task.n_classes).double() / len(task.val)
+        chance = float(prior.max())
+        entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+        if acc < chance + self.config.min_gain * (1.0 - chance) and loss >= (1 - LOSS_GAIN) * entropy:
+            raise TrainingFailedError(
+                f"task {task_id} ({task.name}): after training, validation accuracy is {100 * acc:.1f} %, about "
+                f"chance ({100 * chance:.1f} %, the most frequent class), and the loss {loss:.3f} no better than "
+                f"guessing the class frequencies ({entropy:.3f}): nothing was learned, so nothing is frozen. "
+                f"Likely causes: an L1 penalty too strong for this network (l1={self.config.l1}; try a tenth of "
+                f"it) or a learning rate too high or too low (lr={self.config.lr})")
+
     def _train(self, task: Task, task_id: int, epochs: int, phase: str, generator: torch.Generator,
-               keep: Sequence[Tensor] | None, l1: bool, log: list[dict]) -> None:
-        """One phase (``train`` with the L1 penalty, or ``finetune`` with ``keep``) through the one loop."""
+               keep: Sequence[Tensor] | None, l1: bool, log: list[dict],
+               reuse_cut: Sequence[tuple[Tensor, Tensor]] = ()) -> None:
+        """One phase (``train`` with the L1 penalty, or ``finetune`` with ``keep``) through the one loop.
+
+        ``reuse_cut``: (weight, mask) pairs held at zero after every step (old features the task does without).
+        """
         net = self.net
         trainable = [block.layer.train_rows for block in net.blocks]
         self._phase = _Phase(task=task, keep=keep, l1=l1, trainable=trainable,
                              nonnegative=net.nonnegative_activity(),
-                             l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None)
+                             l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None,
+                             reuse_cut=list(reuse_cut))
         try:
             log += fit(self, net, net.trainable_parameters(task_id), (task.train.x, task.train.y), self.config,
                        generator, epochs=epochs, head=task_id, task=task_id, phase=phase,
@@ -316,6 +426,10 @@ class CLNP(LoopHooks):
 
     def after_step(self, head: int) -> None:
         self.net.restore_frozen_()  # weight decay moves frozen rows too: put them back
+        phase = self._phase
+        if phase is not None:
+            for weight, mask in phase.reuse_cut:
+                weight.detach().masked_fill_(mask, 0.0)
 
     def validate(self, head: int) -> float:
         phase = self._phase
@@ -324,28 +438,9 @@ class CLNP(LoopHooks):
 
     @torch.no_grad()
     def _reused(self, task_id: int) -> list[int]:
-        """Per layer: old units with a non-zero weight into a unit (or the head) of ``task_id``."""
-        net = self.net
-        counts = []
-        for i, block in enumerate(net.blocks):
-            owner = block.layer.owner
-            old = (owner != FREE) & (owner < task_id)
-            if i + 1 < len(net.blocks):
-                consumer = net.blocks[i + 1].layer
-                rows = consumer.owner == task_id
-            else:
-                consumer = net.heads[task_id]
-                rows = torch.ones(consumer.n_units, dtype=torch.bool)
-            w = consumer.weight[rows].abs()
-            if w.dim() > 2:
-                w = w.flatten(2).sum(2)
-            per_input = w.sum(0)
-            n_in = per_input.numel()
-            expand_owner(owner, n_in)  # checks the layout
-            per_unit = per_input.view(owner.numel(), n_in // owner.numel()).sum(1)
-            counts.append(int((old & (per_unit > 0)).sum()))
-        return counts
-
+        """Per layer: old units the task's logits depend on, directly or through other reused units."""
+        used = self.net.units_used_by(task_id)
+        return [int((u & (o != FREE) & (o < task_id)).sum()) for u, o in zip(used, self.net.owners, strict=True)]
 
 @dataclass
 class _Phase:
@@ -357,3 +452,4 @@ class _Phase:
     trainable: list[Tensor]
     nonnegative: list[bool]
     l1_weights: list[Tensor | None] | None
+    reuse_cut: list[tuple[Tensor, Tensor]] = field(default_factory=list)

@@ -65,9 +65,15 @@ class LoopHooks:
 
 def shuffled_batches(data: Sequence[Tensor], batch_size: int,
                      generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
-    """Minibatches of the aligned tensors ``data`` (inputs, labels, ...) in an order set by ``generator``."""
+    """Minibatches of the aligned tensors ``data`` (inputs, labels, ...) in an order set by ``generator``.
+
+    A last batch of a single input joins the one before it: batch norm cannot train on one input.
+    """
     order = torch.randperm(int(data[0].shape[0]), generator=generator)
-    for idx in order.split(batch_size):
+    chunks = list(order.split(batch_size))
+    if len(chunks) > 1 and chunks[-1].numel() == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    for idx in chunks:
         yield tuple(t[idx] for t in data)
 
 
@@ -81,7 +87,7 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
     """
     optimizer = make_optimizer(list(params), config)
     n = int(data[0].shape[0])
-    n_steps = -(-n // config.batch_size)
+    n_steps = -(-n // config.batch_size) - (1 if n > config.batch_size and n % config.batch_size == 1 else 0)
     rows: list[dict] = []
     epochs_iter: range | object = range(epochs)
     if config.progress:
