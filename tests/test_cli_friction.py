@@ -14,7 +14,7 @@ from clnp.cli import METHOD_NAMES, build_parser, main
 from clnp.data.benchmarks import BENCHMARKS
 from clnp.methods import METHODS
 
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "1", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "4", "--finetune-epochs", "0", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clnp.cli import main
 
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "1", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "4", "--finetune-epochs", "0", "--no-progress"]
 
 
 def _snapshot(root: Path) -> dict:
@@ -83,7 +83,7 @@ def test_a_fresh_run_refuses_a_finished_run_and_overwrite_removes_exactly_its_ow
 
 
 def _compare(out: Path, *extra: str) -> int:
-    return main(["compare", "--methods", "clnp,finetune", "--tasks", "2", "--model", "mlp:8", "--epochs", "1",
+    return main(["compare", "--methods", "clnp,finetune", "--tasks", "2", "--model", "mlp:32", "--epochs", "10",
                  "--finetune-epochs", "0", "--out", str(out), *extra])
 
 
@@ -92,15 +92,15 @@ def test_compare_with_other_settings_refuses_to_overwrite_the_earlier_runs(tmp_p
     assert _compare(out) == 0
     before = _snapshot(out)
     capsys.readouterr()
-    assert _compare(out, "--epochs", "2") == 2
+    assert _compare(out, "--epochs", "11") == 2
     err = capsys.readouterr().err
     _one_line_error(err)
-    assert "holds a run with other settings (epochs 1 there, 2 here)" in err
+    assert "holds a run with other settings (epochs 10 there, 11 here)" in err
     assert _snapshot(out) == before  # nothing ran, nothing was rewritten
-    assert _compare(out, "--epochs", "2", "--no-run") == 2
+    assert _compare(out, "--epochs", "11", "--no-run") == 2
     assert _snapshot(out) == before
-    assert _compare(out, "--epochs", "2", "--overwrite") == 0
-    assert json.loads((out / "clnp" / "s0" / "results.json").read_text())["config"]["epochs"] == 2
+    assert _compare(out, "--epochs", "11", "--overwrite") == 0
+    assert json.loads((out / "clnp" / "s0" / "results.json").read_text())["config"]["epochs"] == 11
 
 
 def test_compare_never_rewrites_a_table_with_fewer_runs_silently(tmp_path, capsys):
