@@ -136,12 +136,16 @@ def test_sigterm_and_ctrl_c_say_how_to_resume(tmp_path):
         assert not (out / ".clnp.lock").exists()  # released on the way out
 
 
-def test_progress_on_a_pipe_is_plain_lines_one_per_finished_task(tmp_path):
+def test_progress_on_a_pipe_is_plain_lines_per_epoch_search_and_finished_task(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "clnp.cli", "run", *QUICK[:-1], "--out", str(out)], env=ENV,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    assert [line.split(" (")[0] for line in lines] == ["task 1/2", "task 2/2"]
-    assert "test accuracy" in lines[0] and "learned in" in lines[0]
+    per_task = ([f"train epoch {e}/4" for e in range(1, 5)] + ["choosing the pruning"] + ["learned in"])
+    assert len(lines) == 2 * len(per_task), lines
+    for i, line in enumerate(lines):
+        task = i // len(per_task) + 1
+        assert line.startswith(f"task {task}/2") and per_task[i % len(per_task)] in line, line
+    assert "test accuracy" in lines[len(per_task) - 1] and "validation" in lines[0]

@@ -152,6 +152,29 @@ class _EpochLog:
         self._fh.close()
 
 
+class _EpochReporter:
+    """After every epoch: the row into ``log.csv``, and with progress on a line on stderr where there is no
+    bar to show it (stderr not a terminal), plus a line when CLNP's threshold search starts (it shows no bar)."""
+
+    def __init__(self, log: _EpochLog | None, cfg: RunConfig, n_tasks: int) -> None:
+        self.log, self.cfg, self.n_tasks = log, cfg, n_tasks
+        self.plain = cfg.progress and not sys.stderr.isatty()
+
+    def __call__(self, row: dict) -> None:
+        if self.log is not None:
+            self.log(row)
+        if not self.cfg.progress:
+            return
+        task, phase, epoch = int(row["task"]), row["phase"], int(row["epoch"])
+        total = self.cfg.epochs if phase == "train" else self.cfg.finetune_epochs
+        if self.plain:
+            print(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
+                  f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+        if self.cfg.method == "clnp" and phase == "train" and epoch == total:
+            print(f"task {task + 1}/{self.n_tasks}: choosing the pruning within the {self.cfg.margin:g}-point margin "
+                  "(threshold search)", file=sys.stderr, flush=True)
+
+
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
              overwrite: bool = False) -> dict:
     torch.manual_seed(cfg.seed)
@@ -281,10 +304,10 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         resumed_at.append(start)
 
     log = _EpochLog(out / "log.csv", keep_before_task=start) if out is not None else None
-    if log is not None and hasattr(learner, "on_epoch"):
-        learner.on_epoch = log  # type: ignore[attr-defined]
-    started = time.perf_counter()
     n = len(stream)
+    if hasattr(learner, "on_epoch") and (log is not None or cfg.progress):
+        learner.on_epoch = _EpochReporter(log, cfg, n)  # type: ignore[attr-defined]
+    started = time.perf_counter()
     try:
         for i in range(start, n):
             task = stream[i]
