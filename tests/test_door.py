@@ -75,3 +75,26 @@ def test_nan_and_inf_are_refused_by_the_library_configs(field, value):
         clnp.CLNPConfig(**{field: value})
     with pytest.raises(ValueError, match=f"{field} must be"):
         RunConfig(**{field: value}).check()
+
+
+@pytest.mark.parametrize("option, expected", [
+    ("lamda=5", "unknown option ewc.lamda (did you mean 'lambda'?)"),
+    ("ewc.lambda=-1", "option ewc.lambda must be a finite number >= 0, got -1.0"),
+    ("si.xi=1", "--option si.xi=1: an option of si, but this run's method is ewc"),
+])
+def test_run_option_is_checked_against_the_methods_options(tmp_path, capsys, option, expected):
+    out = tmp_path / "never"
+    assert main(["run", "--method", "ewc", "--option", option, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and expected in err, err
+    assert not out.exists()
+
+
+def test_a_run_option_reaches_the_method(tmp_path):
+    out = tmp_path / "ewc"
+    assert main(["run", "--method", "ewc", "--option", "lambda=7", "--tasks", "2", "--model", "mlp:8", "--epochs",
+                 "1", "--no-progress", "--out", str(out)]) == 0
+    import json
+
+    results = json.loads((out / "results.json").read_text())
+    assert results["config"]["extra"] == {"lambda": 7.0} and results["tasks"][-1]["strength"] == 7.0

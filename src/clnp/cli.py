@@ -77,6 +77,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l1", type=float, help="L1 coefficient on hidden activations")
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
+    p.add_argument("--option", action="append", metavar="[METHOD.]NAME=VALUE",
+                   help="a method option, e.g. lambda=1000 for --method ewc (repeatable; overrides 'extra:' of "
+                        "--config; checked against the method's options before anything runs)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED); it must be "
                    "new or empty unless --overwrite")
@@ -107,12 +110,29 @@ def _cmd_run(args: argparse.Namespace) -> int:
             return 0
     else:
         config, out_given = from_namespace(args)
+        if args.option:
+            config.extra = {**config.extra, **_run_options(args.option, config.method)}
         out = Path(out_given or f"runs/{config.benchmark}-{config.method}-s{config.seed}")
         _RUN_DIR[0] = out
         results = run(config, out, overwrite=args.overwrite)
     print(summary(results))
     print(f"\nresults written to {out / 'results.json'}")
     return 0
+
+
+def _run_options(items: Sequence[str], method: str) -> dict:
+    """``--option lambda=5`` or ``--option ewc.lambda=5`` for a run of ``method``: ``{"lambda": 5.0}``."""
+    from .experiments.compare import parse_options
+
+    out: dict = {}
+    for item in items:
+        key = item.partition("=")[0]
+        parsed = parse_options([item if "." in key else f"{method}.{item}"])
+        for name, options in parsed.items():
+            if name != method:
+                raise UsageError(f"--option {item}: an option of {name}, but this run's method is {method}")
+            out.update(options)
+    return out
 
 
 def _cmd_benchmarks(args: argparse.Namespace) -> int:
