@@ -149,3 +149,25 @@ def test_progress_on_a_pipe_is_plain_lines_per_epoch_search_and_finished_task(tm
         task = i // len(per_task) + 1
         assert line.startswith(f"task {task}/2") and per_task[i % len(per_task)] in line, line
     assert "test accuracy" in lines[len(per_task) - 1] and "validation" in lines[0]
+
+
+def test_the_parser_offers_exactly_the_registered_names_and_builds_without_torch():
+    from clnp.cli import BENCHMARK_NAMES, EXPORT_FORMATS, PRESET_NAMES
+    from clnp.experiments.config import PRESETS
+    from clnp.export import FORMATS
+
+    assert sorted(BENCHMARK_NAMES) == sorted(BENCHMARKS) and sorted(PRESET_NAMES) == sorted(PRESETS)
+    assert tuple(EXPORT_FORMATS) == tuple(FORMATS)
+    # The package's __init__ imports the library (torch); the command line itself does not need it.
+    src = Path(__file__).resolve().parent.parent / "src" / "clnp"
+    code = ("import sys, types\n"
+            f"pkg = types.ModuleType('clnp'); pkg.__path__ = [{str(src)!r}]; sys.modules['clnp'] = pkg\n"
+            "import clnp.cli\n"
+            "for argv in (['run', '--help'], ['compare', '--help'], ['export', '--help'], ['--help']):\n"
+            "    try:\n"
+            "        clnp.cli.build_parser().parse_args(argv)\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "assert 'torch' not in sys.modules, 'the parser imported torch'\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -20,9 +20,13 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM: handled as an interrupt (the task in progress is rolled back), exit code 143."""
 
 
+BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist", "split-cifar10-100", "split-digits",
+                   "split-fashion-mnist", "split-mnist")
+PRESET_NAMES = ("paper-pmnist", "split-cifar")
+EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
 METHOD_NAMES = ("clnp", "finetune", "independent", "joint", "ewc", "online-ewc", "si", "mas", "packnet", "hat")
-"""The methods' names, for the help (importing the registry would import torch: `clnp --help` stays fast;
-tests/test_cli_friction.py checks it equals ``clnp.methods.METHODS``)."""
+"""The names the parser offers. Building the parser imports nothing heavy (the registries import torch),
+so the help needs no torch; tests/test_cli_friction.py checks these equal the registries."""
 
 _RUN_DIR: list[Path | None] = [None]
 """The run directory of the command being run, for the messages of an interrupt."""
@@ -53,16 +57,13 @@ def _resume_hint(command: str) -> str:
 
 
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
-    from .data.benchmarks import BENCHMARKS
-    from .experiments.config import PRESETS
-
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML file with the same keys as these flags (snake_case); flags override it")
-    p.add_argument("--preset", choices=sorted(PRESETS),
+    p.add_argument("--preset", choices=PRESET_NAMES,
                    help="a published setting (overridden by --config, then by flags)")
     p.add_argument("--resume", metavar="OUT",
                    help="continue the run in directory OUT from its last finished task (reads OUT/config.yaml)")
-    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS),
+    p.add_argument("--benchmark", default=None, choices=BENCHMARK_NAMES,
                    help="task stream (default: split-digits)")
     p.add_argument("--method", default=None, metavar="METHOD",
                    help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: clnp)")
@@ -200,15 +201,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
-    from .data.benchmarks import BENCHMARKS
-    from .experiments.config import PRESETS
-
     p = sub.add_parser("compare", help="run several methods on the same stream and seeds; tabulate and plot them")
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML file with the shared settings (the keys of 'clnp run --config'); flags override it")
-    p.add_argument("--preset", choices=sorted(PRESETS),
+    p.add_argument("--preset", choices=PRESET_NAMES,
                    help="a published setting (overridden by --config, then by flags)")
-    p.add_argument("--benchmark", default=None, choices=sorted(BENCHMARKS), help="task stream (default: split-digits)")
+    p.add_argument("--benchmark", default=None, choices=BENCHMARK_NAMES, help="task stream (default: split-digits)")
     p.add_argument("--methods", default="clnp,finetune,ewc,si",
                    help=f"comma-separated methods, of: {', '.join(METHOD_NAMES)} (default: clnp,finetune,ewc,si)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default: 1)")
@@ -250,12 +248,10 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 
 def _add_export_parser(sub: argparse._SubParsersAction) -> None:
-    from .export import FORMATS
-
     p = sub.add_parser("export", help="write one task's units as a plain, compact model (no masks)")
     p.add_argument("run_dir", help="run directory written by 'clnp run --out' (reads its checkpoint/)")
     p.add_argument("--task", type=int, required=True, help="task id (0-based) to export")
-    p.add_argument("--format", choices=FORMATS, default="torchscript", help="file format (default: torchscript)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript", help="file format (default: torchscript)")
     p.add_argument("--output", help="file to write (default: RUN_DIR/export/task-K.pt|.onnx|.safetensors)")
     p.add_argument("--keep-batch-norm", action="store_true",
                    help="keep batch norm as plain BatchNorm layers instead of folding it into the layer before")
