@@ -58,16 +58,22 @@ def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tenso
 
 @torch.no_grad()
 def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = None,
-                      keep: Sequence[Tensor | None] | None = None, batch_size: int = 1024) -> tuple[Tensor, float]:
-    """Predicted classes of task ``task``'s head on ``x`` and, with labels ``y``, the mean cross-entropy."""
+                      keep: Sequence[Tensor | None] | None = None,
+                      batch_size: int = 1024) -> tuple[Tensor, float, float]:
+    """Predicted classes of task ``task``'s head on ``x`` and, with labels ``y``, the mean cross-entropy and the
+    mean probability given to the true class (a continuous stand-in for accuracy; 0.0 without labels)."""
     was_training = net.training
     net.eval()
     predictions = []
     total = torch.zeros((), dtype=torch.float64)
+    confidence = torch.zeros((), dtype=torch.float64)
     for start in range(0, x.shape[0], batch_size):
         logits = net(x[start:start + batch_size], task, keep)
         predictions.append(logits.argmax(1))
         if y is not None:
-            total += F.cross_entropy(logits, y[start:start + batch_size], reduction="sum").double().cpu()
+            yb = y[start:start + batch_size]
+            total += F.cross_entropy(logits, yb, reduction="sum").double().cpu()
+            confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double().cpu()
     net.train(was_training)
-    return torch.cat(predictions), float(total) / max(1, x.shape[0])
+    n = max(1, x.shape[0])
+    return torch.cat(predictions), float(total) / n, float(confidence) / n

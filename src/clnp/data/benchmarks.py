@@ -203,7 +203,7 @@ def _split_cifar10_100(n_tasks: int | None, seed: int, data_dir: str | None, dow
     return tasks
 
 
-L1_DEFAULT = 1e-3
+L1_DEFAULT = 3e-3
 """The L1 pull on each unit (``clnp.core.sparsity``: a sum over units, so it means the same at every width and
 fill). One value for every benchmark, measured with ``bench/l1_sweep.py`` (bench/RESULTS.md, "One L1
 coefficient"): split-digits mlp:256,256, permuted-fashion-mnist mlp:100,100 at batch 10 and mlp:1000,1000

@@ -347,17 +347,18 @@ class CLNP(LoopHooks):
         try:
             for weight, mask in pairs:
                 weight.masked_fill_(mask, 0.0)
-            predicted, loss = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
-                                                self.config.eval_batch_size)
+            predicted, loss, confidence = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
+                                                            self.config.eval_batch_size)
             if probe is not None:
-                more, _ = predict_with_loss(self.net, task_id, probe[n_val:], None, keep, self.config.eval_batch_size)
+                more, _, _ = predict_with_loss(self.net, task_id, probe[n_val:], None, keep,
+                                               self.config.eval_batch_size)
                 predicted = torch.cat([predicted, more])
         finally:
             for (weight, _), value in zip(pairs, saved, strict=True):
                 weight.copy_(value)
         acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
-        return Score(acc, loss, agreement)
+        return Score(acc, loss, agreement, None if reference is None else confidence)
 
     def _check_trained(self, task: Task, task_id: int) -> None:
         """Refuse to prune and freeze a task whose dense network learned nothing.
@@ -370,8 +371,8 @@ class CLNP(LoopHooks):
         """
         if self.config.min_gain <= 0:
             return
-        predicted, loss = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
-                                            batch_size=self.config.eval_batch_size)
+        predicted, loss, _ = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
+                                               batch_size=self.config.eval_batch_size)
         acc = float((predicted == task.val.y).sum()) / len(task.val)
         prior = torch.bincount(task.val.y, minlength=task.n_classes).double() / len(task.val)
         chance = float(prior.max())
