@@ -98,3 +98,9 @@ def test_a_run_option_reaches_the_method(tmp_path):
 
     results = json.loads((out / "results.json").read_text())
     assert results["config"]["extra"] == {"lambda": 7.0} and results["tasks"][-1]["strength"] == 7.0
+
+
+def test_an_unknown_benchmark_is_one_line_naming_the_benchmarks(tmp_path, capsys):
+    assert main(["run", "--benchmark", "split-digit", "--out", str(tmp_path / "never")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown benchmark 'split-digit'; expected one of: split-digits" in err and err.count("\n") == 1

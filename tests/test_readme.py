@@ -6,6 +6,7 @@ import shlex
 from pathlib import Path
 
 import torch
+
 from clnp.cli import build_parser
 from clnp.experiments.config import load_config_file
 

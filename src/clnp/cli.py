@@ -63,8 +63,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="a published setting (overridden by --config, then by flags)")
     p.add_argument("--resume", metavar="OUT",
                    help="continue the run in directory OUT from its last finished task (reads OUT/config.yaml)")
-    p.add_argument("--benchmark", default=None, choices=BENCHMARK_NAMES,
-                   help="task stream (default: split-digits)")
+    p.add_argument("--benchmark", default=None, metavar="NAME",
+                   help=f"task stream, one of: {', '.join(BENCHMARK_NAMES)} (default: split-digits)")
     p.add_argument("--method", default=None, metavar="METHOD",
                    help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: clnp)")
     p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
@@ -206,7 +206,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
                    help="YAML file with the shared settings (the keys of 'clnp run --config'); flags override it")
     p.add_argument("--preset", choices=PRESET_NAMES,
                    help="a published setting (overridden by --config, then by flags)")
-    p.add_argument("--benchmark", default=None, choices=BENCHMARK_NAMES, help="task stream (default: split-digits)")
+    p.add_argument("--benchmark", default=None, metavar="NAME",
+                   help=f"task stream, one of: {', '.join(BENCHMARK_NAMES)} (default: split-digits)")
     p.add_argument("--methods", default="clnp,finetune,ewc,si",
                    help=f"comma-separated methods, of: {', '.join(METHOD_NAMES)} (default: clnp,finetune,ewc,si)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds, 0..N-1 (default: 1)")
