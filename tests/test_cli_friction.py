@@ -14,7 +14,7 @@ from clnp.cli import METHOD_NAMES, build_parser, main
 from clnp.data.benchmarks import BENCHMARKS
 from clnp.methods import METHODS
 
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "4", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:32", "--epochs", "8", "--finetune-epochs", "0", "--l1", "0", "--no-progress"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -143,7 +143,8 @@ def test_progress_on_a_pipe_is_plain_lines_per_epoch_search_and_finished_task(tm
     assert proc.returncode == 0, proc.stderr
     assert "\r" not in proc.stderr
     lines = proc.stderr.strip().splitlines()
-    per_task = ([f"train epoch {e}/4" for e in range(1, 5)] + ["choosing the pruning"] + ["learned in"])
+    epochs = int(QUICK[QUICK.index("--epochs") + 1])
+    per_task = [f"train epoch {e}/{epochs}" for e in range(1, epochs + 1)] + ["choosing the pruning", "learned in"]
     assert len(lines) == 2 * len(per_task), lines
     for i, line in enumerate(lines):
         task = i // len(per_task) + 1

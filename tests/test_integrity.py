@@ -22,7 +22,7 @@ from clnp.experiments.checkpoint import CheckpointError, load_checkpoint
 from clnp.experiments.config import RunConfig
 from clnp.experiments.runner import resume, run
 
-CFG = dict(tasks=3, model="mlp:32,32", epochs=15, finetune_epochs=1, progress=False)
+CFG = dict(tasks=3, model="mlp:32,32", epochs=15, finetune_epochs=1, l1=0.0, margin=1.0, progress=False)
 
 
 @pytest.fixture(scope="module")

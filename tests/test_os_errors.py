@@ -13,7 +13,7 @@ import pytest
 from clnp.cli import main
 from clnp.experiments.checkpoint import load_checkpoint
 
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "4", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:32", "--epochs", "8", "--finetune-epochs", "0", "--l1", "0", "--no-progress"]
 
 
 def _one_line(err: str, *expected: str) -> None:

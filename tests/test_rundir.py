@@ -16,7 +16,7 @@ from pathlib import Path
 
 from clnp.cli import main
 
-QUICK = ["--tasks", "2", "--model", "mlp:16", "--epochs", "4", "--finetune-epochs", "0", "--no-progress"]
+QUICK = ["--tasks", "2", "--model", "mlp:32", "--epochs", "8", "--finetune-epochs", "0", "--l1", "0", "--no-progress"]
 
 
 def _snapshot(root: Path) -> dict:
@@ -84,7 +84,7 @@ def test_a_fresh_run_refuses_a_finished_run_and_overwrite_removes_exactly_its_ow
 
 def _compare(out: Path, *extra: str) -> int:
     return main(["compare", "--methods", "clnp,finetune", "--tasks", "2", "--model", "mlp:32", "--epochs", "10",
-                 "--finetune-epochs", "0", "--out", str(out), *extra])
+                 "--finetune-epochs", "0", "--l1", "0", "--out", str(out), *extra])
 
 
 def test_compare_with_other_settings_refuses_to_overwrite_the_earlier_runs(tmp_path, capsys):
