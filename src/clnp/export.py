@@ -268,8 +268,9 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     from dataclasses import fields
 
     from .data.benchmarks import get_benchmark
-    from .experiments.checkpoint import has_checkpoint, load_checkpoint
+    from .experiments.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
     from .experiments.config import RunConfig
+    from .experiments.integrity import check_clnp_state
     from .experiments.runner import CHECKPOINT_DIR
     from .methods import build_method
 
@@ -296,7 +297,15 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
         shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].train.x.shape[1:]
     assert cfg.model is not None
     learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
-    learner.load_learner_state(tensors, meta["learner"])  # type: ignore[attr-defined]
+    learner_meta = meta.get("learner") if isinstance(meta.get("learner"), dict) else {}
+    # The same consistency checks as a resume: owners, heads and shapes must fit the model and each other.
+    check_clnp_state(tensors, learner_meta, cfg.model, tuple(shape),
+                     [int(t.get("n_classes", 0)) for t in meta.get("tasks", []) if isinstance(t, dict)], str(ckpt))
+    try:
+        learner.load_learner_state(tensors, learner_meta)  # type: ignore[attr-defined]
+    except Exception as exc:  # noqa: BLE001 - whatever does not fit is this checkpoint's fault
+        raise CheckpointError(f"{ckpt}: the learner's state does not fit this run ({type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()
     model = export(net, task, fold_batch_norm=fold_batch_norm)
