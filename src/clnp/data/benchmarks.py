@@ -212,11 +212,12 @@ DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "finetune_epochs": 5, "
                    "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
 MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
                            "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
-# Split tasks are binary and ~99% accurate; with batch norm (cnn:16,16/64:bn) a 1-point margin was spent on
-# the last layers and task 0 kept 14-16 of the 16 channels of the first conv layer (L1 0.1, 1.0, 3.0), so
-# the layer was full by task 1 or 2; a 2-point margin left 6 free after three tasks, 99.0% average accuracy.
+# Split tasks are binary and 98-99.9 % accurate: a 2-point margin (the stop-gap of the search before the
+# rounds) let split-fashion-mnist's tasks keep 1-7 units of the first layer and lose 1-2 validation
+# points each (ACC 98.82 %, seed 0, mlp:1000,1000, 5 epochs), with 985 of 1000 units still free; half a
+# point suits error rates of 0.1-3 %.
 MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 2.0}
+                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 0.5}
 CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
                   "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
 
