@@ -91,7 +91,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.config import from_namespace
-    from .experiments.runner import finished_run, resume, run
+    from .experiments.runner import finished_run, finished_run_of, resume, run
     from .report import summary
 
     if args.resume:
@@ -115,6 +115,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
             config.extra = {**config.extra, **_run_options(args.option, config.method)}
         out = Path(out_given or f"runs/{config.benchmark}-{config.method}-s{config.seed}")
         _RUN_DIR[0] = out
+        same = None if args.overwrite else finished_run_of(out, config)
+        if same is not None:  # the same run again: its results exist, nothing is run or rewritten
+            print(summary(same))
+            print(f"\n{out} already holds this run, finished, with the same settings: nothing was run or rewritten "
+                  f"(results in {out / 'results.json'}; --overwrite runs it again)")
+            return 0
         results = run(config, out, overwrite=args.overwrite)
     print(summary(results))
     print(f"\nresults written to {out / 'results.json'}")

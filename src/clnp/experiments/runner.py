@@ -56,7 +56,8 @@ from .rundir import (
     write_marker,
 )
 
-__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "resume", "run", "unfinished_run"]
+__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "finished_run_of", "resume", "run",
+           "unfinished_run"]
 
 LOG_COLUMNS = ("task", "phase", "epoch", "loss", "val_accuracy", "seconds")
 _IGNORED_ON_RESUME = ("progress", "data_dir")
@@ -97,6 +98,14 @@ def finished_run(out: str | Path) -> dict | None:
     if len(results["accuracy_matrix"]) != results.get("n_tasks"):
         return None
     return results
+
+
+def finished_run_of(out: str | Path, config: RunConfig) -> dict | None:
+    """The results in ``out`` if it holds a finished run of exactly ``config`` (progress and data dir aside)."""
+    done = finished_run(out)
+    if done is None or not isinstance(done.get("config"), dict):
+        return None
+    return done if _comparable(done["config"]) == _comparable(asdict(config.check())) else None
 
 
 def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None) -> dict:
