@@ -172,3 +172,25 @@ def test_the_parser_offers_exactly_the_registered_names_and_builds_without_torch
             "assert 'torch' not in sys.modules, 'the parser imported torch'\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+def test_an_interrupted_compare_says_that_running_it_again_continues(tmp_path, monkeypatch, capsys):
+    from clnp.experiments import runner
+
+    real_call = runner._EpochLog.__call__
+
+    def interrupt(self, row):
+        real_call(self, row)
+        if row["task"] == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner._EpochLog, "__call__", interrupt)
+    argv = ["compare", "--methods", "ewc", "--tasks", "2", "--epochs", "1", "--model", "mlp:8", "--out",
+            str(tmp_path / "cmp")]
+    assert main(argv) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("clnp compare: interrupted; run the same 'clnp compare' again to continue") and \
+        err.count("\n") == 1
+    monkeypatch.undo()
+    assert main(argv) == 0
+    assert "resuming the unfinished run" in capsys.readouterr().out

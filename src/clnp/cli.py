@@ -41,6 +41,8 @@ def _os_error_text(exc: OSError) -> str:
 
 
 def _resume_hint(command: str) -> str:
+    if command == "compare":
+        return "; run the same 'clnp compare' again to continue (finished runs are reused, the interrupted one resumed)"
     out = _RUN_DIR[0]
     if command != "run" or out is None:
         return ""
