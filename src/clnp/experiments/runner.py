@@ -180,8 +180,18 @@ class _EpochReporter:
             print(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
                   f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
         if self.cfg.method == "clnp" and phase == "train" and epoch == total:
-            print(f"task {task + 1}/{self.n_tasks}: choosing the pruning within the {self.cfg.margin:g}-point margin "
-                  "(threshold search)", file=sys.stderr, flush=True)
+            _say(f"task {task + 1}/{self.n_tasks}: choosing the pruning within the {self.cfg.margin:g}-point margin "
+                 "(threshold search)")
+
+
+def _say(line: str) -> None:
+    """A progress line on stderr; on a terminal through tqdm, so that it does not break a bar being drawn."""
+    if sys.stderr.isatty():
+        from tqdm.auto import tqdm
+
+        tqdm.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
 
 
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
@@ -335,9 +345,9 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
                       seconds_before + time.perf_counter() - started, input_shape)
             if cfg.progress:
                 mean = sum(rows[-1]) / len(rows[-1])
-                print(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
-                      f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
-                      f"{100 * mean:.1f} %", file=sys.stderr, flush=True)
+                _say(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
+                     f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
+                     f"{100 * mean:.1f} %")
     finally:
         if log is not None:
             log.close()
