@@ -64,11 +64,20 @@ def unfinished_results(directory: str | Path) -> dict:
     The checkpoint is verified (checksums) but no model is built: the accuracy rows, per-task reports
     and capacity are in its metadata. The dict has the keys of ``results.json`` plus ``unfinished``.
     """
-    from .experiments.checkpoint import load_checkpoint
+    from .experiments.checkpoint import CheckpointError, load_checkpoint
     from .experiments.metrics import average_accuracy, backward_transfer, lower_triangle
 
     directory = Path(directory)
-    _, meta, _ = load_checkpoint(directory / "checkpoint")
+    for attempt in range(3):  # a run still writing may replace its checkpoint between our two reads
+        try:
+            _, meta, _ = load_checkpoint(directory / "checkpoint")
+            break
+        except CheckpointError:
+            if attempt == 2:
+                raise
+            import time
+
+            time.sleep(0.2)
     config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
     rows = meta.get("accuracy_rows") or []
     if not rows:
