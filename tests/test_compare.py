@@ -11,7 +11,7 @@ from clnp.experiments.compare import CompareConfig, compare, parse_options
 def test_compare_on_split_digits_writes_json_markdown_and_plot(tmp_path, capsys):
     out = tmp_path / "cmp"
     code = main(["compare", "--benchmark", "split-digits", "--methods", "clnp,finetune", "--seeds", "2",
-                 "--tasks", "2", "--epochs", "2", "--lr", "0.01", "--finetune-epochs", "1", "--model", "mlp:16,16",
+                 "--tasks", "2", "--epochs", "6", "--lr", "0.01", "--finetune-epochs", "1", "--model", "mlp:16,16",
                  "--out", str(out)])
     assert code == 0
     summary = json.loads((out / "comparison.json").read_text())
