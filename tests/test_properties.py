@@ -330,8 +330,9 @@ def test_cli_stops_with_exit_code_3_naming_the_full_layer_and_keeps_the_finished
 
     _greedy_in_layer(monkeypatch, layer=0, tasks={0})
     out = tmp_path / "full"
-    args = ["run", "--tasks", "3", "--model", "mlp:8", "--epochs", "1", "--finetune-epochs", "0", "--no-progress",
-            "--out", str(out)]
+    # lr 0.01: one epoch at 1e-3 learns nothing, which is refused before any capacity question arises.
+    args = ["run", "--tasks", "3", "--model", "mlp:8", "--epochs", "2", "--lr", "0.01", "--finetune-epochs", "0",
+            "--no-progress", "--out", str(out)]
     assert main(args) == 3
     err = capsys.readouterr().err
     assert err.startswith("clnp run: stopped: layer 0:Linear(64->8) has no free unit left for task 1")

@@ -193,7 +193,8 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
 
     def within(result: Score) -> Score | None:
         ok = result.accuracy >= floor - 1e-9 and result.agreement >= agree_floor - 1e-9
-        if result.confidence is not None and dense.confidence is not None:
+        if result.confidence is not None and dense.confidence is not None and margin > 0:
+            # At margin 0 no prediction may change: accuracy and agreement already hold the line.
             ok = ok and result.confidence >= dense.confidence - CONFIDENCE_SLACK * margin / 100.0 - 1e-9
         return result if ok else None
 
