@@ -89,13 +89,13 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
     n = int(data[0].shape[0])
     n_steps = -(-n // config.batch_size) - (1 if n > config.batch_size and n % config.batch_size == 1 else 0)
     rows: list[dict] = []
-    epochs_iter: range | object = range(epochs)
-    if config.progress:
+    bar = None
+    if config.progress:  # one bar over every batch of the phase: a long epoch shows it is moving
         from tqdm.auto import tqdm
 
-        epochs_iter = tqdm(range(epochs), desc=f"task {task} {phase}", leave=False, unit="epoch")
+        bar = tqdm(total=epochs * n_steps, desc=f"task {task} {phase}", leave=False, unit="batch")
     module.train()
-    for epoch in epochs_iter:  # type: ignore[union-attr]
+    for epoch in range(epochs):
         started = time.perf_counter()
         running: Tensor | None = None
         for step, batch in enumerate(shuffled_batches(data, config.batch_size, generator)):
@@ -108,6 +108,8 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
             hooks.after_backward(head, step, n_steps)
             optimizer.step()
             hooks.after_step(head)
+            if bar is not None:
+                bar.update(1)
         mean_loss = float(running) / max(1, n) if running is not None else 0.0
         if not torch.isfinite(torch.tensor(mean_loss)):
             raise FloatingPointError(
@@ -119,6 +121,8 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
         rows.append(row)
         if on_epoch is not None:
             on_epoch(row)
-        if config.progress:
-            epochs_iter.set_postfix(loss=f"{mean_loss:.3f}", val=f"{100 * val:.1f}%")  # type: ignore[union-attr]
+        if bar is not None:
+            bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{mean_loss:.3f}", val=f"{100 * val:.1f}%")
+    if bar is not None:
+        bar.close()
     return rows
