@@ -364,16 +364,21 @@ def mlp(in_features: int, hidden: Sequence[int] = (256, 256), dropout: float = 0
         batch_norm: bool = False, input_shape: Sequence[int] | None = None) -> CLNPNet:
     """A multi-layer perceptron ``in -> hidden... `` with ReLU (inputs of any shape are flattened)."""
     layers: list[nn.Module] = [nn.Flatten()]
-    width = in_features
-    for h in hidden:
-        layers.append(nn.Linear(width, h))
+    _dense_layers(layers, in_features, hidden, batch_norm, dropout)
+    return CLNPNet(layers, input_shape or (in_features,))
+
+
+def _dense_layers(layers: list[nn.Module], width: int, sizes: Sequence[int], batch_norm: bool,
+                  dropout: float) -> None:
+    """Append ``Linear [-> BatchNorm1d] -> ReLU [-> Dropout]`` for each of ``sizes``, from ``width`` inputs."""
+    for size in sizes:
+        layers.append(nn.Linear(width, size))
         if batch_norm:
-            layers.append(nn.BatchNorm1d(h))
+            layers.append(nn.BatchNorm1d(size))
         layers.append(nn.ReLU())
         if dropout:
             layers.append(nn.Dropout(dropout))
-        width = h
-    return CLNPNet(layers, input_shape or (in_features,))
+        width = size
 
 
 def cnn(input_shape: Sequence[int], channels: Sequence[int] = (32, 32, 64, 64), dense: Sequence[int] = (512,),
@@ -394,15 +399,7 @@ def cnn(input_shape: Sequence[int], channels: Sequence[int] = (32, 32, 64, 64), 
             if dropout:
                 layers.append(nn.Dropout(dropout))
     layers.append(nn.Flatten())
-    width = c * h * w
-    for d in dense:
-        layers.append(nn.Linear(width, d))
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(d))
-        layers.append(nn.ReLU())
-        if dropout:
-            layers.append(nn.Dropout(dropout))
-        width = d
+    _dense_layers(layers, c * h * w, dense, batch_norm, dropout)
     return CLNPNet(layers, input_shape)
 
 
