@@ -104,3 +104,18 @@ def test_every_method_trains_through_the_one_loop(monkeypatch, digit_tasks):
         learner = build_method(name, "mlp:16", (1, 8, 8), quick_config(epochs=1, finetune_epochs=1))
         learner.learn(digit_tasks[0])
         assert calls, f"{name} learned a task without the one training loop"
+
+
+def test_importing_clnp_and_its_cli_parser_imports_no_torch():
+    """`clnp --help` answers at once: the package imports its public names lazily."""
+    import subprocess
+    import sys
+
+    code = ("import sys, clnp, clnp.cli; clnp.cli.build_parser(); "
+            "assert 'torch' not in sys.modules, 'torch imported'; print(clnp.__version__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    import clnp
+
+    assert callable(clnp.export) and callable(clnp.export.load_state_dict_export)
+    assert set(clnp.__all__) <= set(dir(clnp))

@@ -14,15 +14,35 @@ The packages, bottom to top (no import runs upwards):
 * :mod:`clnp.report`, :mod:`clnp.export`, :mod:`clnp.cli`: on top.
 """
 
-from .core.network import CLNPNet, build_model, cnn, mlp
-from .core.partition import FREE
-from .data.benchmarks import get_benchmark, permuted_digits, split_digits
-from .data.tasks import Split, Task
-from .experiments.metrics import average_accuracy, backward_transfer
-from .export import export
-from .methods.clnp import CLNP, CapacityError, CLNPConfig, TaskReport
-from .methods.config import TrainConfig
+from importlib import import_module
+from typing import Any
+
 from .version import __version__
+
+_LAZY = {
+    "CLNPNet": "core.network", "build_model": "core.network", "cnn": "core.network", "mlp": "core.network",
+    "FREE": "core.partition",
+    "get_benchmark": "data.benchmarks", "permuted_digits": "data.benchmarks", "split_digits": "data.benchmarks",
+    "Split": "data.tasks", "Task": "data.tasks",
+    "average_accuracy": "experiments.metrics", "backward_transfer": "experiments.metrics",
+    "export": "export",
+    "CLNP": "methods.clnp", "CapacityError": "methods.clnp", "CLNPConfig": "methods.clnp", "TaskReport": "methods.clnp",
+    "TrainConfig": "methods.config",
+}
+"""Public name -> the module that defines it, imported on first use: ``clnp --help`` needs no torch."""
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'clnp' has no attribute {name!r}")
+    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "CLNP", "CLNPConfig", "CLNPNet", "CapacityError", "FREE", "Split", "Task", "TaskReport", "TrainConfig",

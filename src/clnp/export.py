@@ -19,9 +19,12 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
+import types
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -336,9 +339,19 @@ def load_state_dict_export(path: str | Path) -> nn.Sequential:
     return model.eval()
 
 
-# ``clnp.export`` is this module's :func:`export` (the package exports the function under the module's
-# name), so ``clnp.export.load_state_dict_export(path)`` reaches the loader through the function too.
+# ``clnp.export`` names both this module and its :func:`export` (the package's public function). The
+# import system sets the package attribute to the module whenever the module is first imported, so the
+# module is made callable: ``clnp.export(net, 2)`` and ``clnp.export.load_state_dict_export(path)`` both
+# work, whichever was imported first.
 export.load_state_dict_export = load_state_dict_export  # type: ignore[attr-defined]
+
+
+class _CallableModule(types.ModuleType):
+    def __call__(self, *args: Any, **kwargs: Any) -> nn.Sequential:
+        return export(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
 
 __all__ = ["FORMATS", "build", "describe", "export", "export_run", "load_state_dict_export", "n_parameters",
            "save_export", "used_units"]
