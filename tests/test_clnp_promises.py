@@ -47,12 +47,14 @@ def test_a_users_own_adamw_loop_cannot_reach_old_tasks_through_state_dict_learn_
         loss.backward()
         optimizer.step()
 
+    assert torch.equal(clnp.export(learner.net, 0)(x).detach(), exported_before)  # export consolidates first
+    for p in learner.net.parameters():  # and state_dict() too
+        p.data.add_(0.5)
     fresh = clnp.mlp(64, (32, 32), input_shape=SHAPE)
     fresh.add_head(2)
     fresh.load_state_dict(learner.net.state_dict())
     with torch.no_grad():
         assert torch.equal(fresh(x, 0), before)
-    assert torch.equal(clnp.export(learner.net, 0)(x).detach(), exported_before)
     learner.learn(digit_tasks[1])
     assert torch.equal(_logits(learner, 0, x), before)
 

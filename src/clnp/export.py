@@ -31,31 +31,18 @@ from torch import Tensor, nn
 
 from .core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from .core.network import CLNPNet
-from .core.partition import live_units
 
 FORMATS = ("torchscript", "onnx", "state_dict")
 
 
 def used_units(net: CLNPNet, task: int) -> list[Tensor]:
-    """Per prunable layer, boolean per unit: the units task ``task``'s logits depend on."""
-    if not 0 <= task < net.n_tasks:
-        raise IndexError(f"unknown task id {task}: this network has {net.n_tasks} task heads")
-    blocks = net.blocks
-    needed: list[Tensor] = [torch.zeros(0, dtype=torch.bool)] * len(blocks)
-    consumer_w = net.heads[task].weight.detach()
-    consumer_rows = torch.ones(consumer_w.shape[0], dtype=torch.bool)
-    for i in reversed(range(len(blocks))):
-        owner = blocks[i].layer.owner
-        w = consumer_w[consumer_rows].abs()
-        if w.dim() > 2:
-            w = w.flatten(2).sum(2)
-        per_input = w.sum(0)
-        per_unit = per_input.view(owner.numel(), -1).sum(1)  # dense after Flatten: channel-major
-        needed[i] = live_units(owner, task) & (per_unit > 0)
-        if not needed[i].any():  # keep one unit so the layer exists; its outgoing weights are zero
-            needed[i][0] = True
-        consumer_w = blocks[i].layer.weight.detach()
-        consumer_rows = needed[i]
+    """Per prunable layer, boolean per unit: the units task ``task``'s logits depend on
+    (:meth:`CLNPNet.units_used_by`), with at least one unit per layer so that every layer exists in the
+    exported model (a unit the task does not read has zero weights into it)."""
+    needed = net.units_used_by(task)
+    for k in needed:
+        if not k.any():
+            k[0] = True
     return needed
 
 
@@ -120,8 +107,9 @@ def export(net: CLNPNet, task: int, fold_batch_norm: bool = True) -> nn.Sequenti
 
     ``fold_batch_norm`` folds each batch norm that directly follows a ``Linear``/``Conv2d`` into it;
     other batch norms are kept as plain ``BatchNorm1d/2d`` over the kept channels. Call it between
-    tasks (the network consolidated, as after ``CLNP.learn``).
+    tasks; frozen values a user's own loop moved are put back first.
     """
+    net.consolidate_()
     keep = used_units(net, task)
     modules: list[nn.Module] = [copy.deepcopy(m) for m in net.stem]
     prev: Tensor | None = None
