@@ -42,18 +42,11 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     return [s / count for s in sums]
 
 
-@torch.no_grad()
 def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tensor | None] | None = None,
              batch_size: int = 1024) -> float:
     """Accuracy (a fraction in [0, 1]) of task ``task``'s head on ``(x, y)`` in evaluation mode."""
-    was_training = net.training
-    net.eval()
-    correct = 0
-    for start in range(0, x.shape[0], batch_size):
-        logits = net(x[start:start + batch_size], task, keep)
-        correct += int((logits.argmax(1) == y[start:start + batch_size]).sum())
-    net.train(was_training)
-    return correct / max(1, x.shape[0])
+    predicted, _, _ = predict_with_loss(net, task, x, None, keep, batch_size)
+    return float((predicted == y.to(predicted.device)).sum()) / max(1, x.shape[0])
 
 
 @torch.no_grad()
@@ -76,4 +69,5 @@ def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = Non
             confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double().cpu()
     net.train(was_training)
     n = max(1, x.shape[0])
-    return torch.cat(predictions), float(total) / n, float(confidence) / n
+    predicted = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long, device=x.device)
+    return predicted, float(total) / n, float(confidence) / n

@@ -1,12 +1,12 @@
 """The choice of what a task gives up under the graceful-forgetting margin: units, then old features.
 
 :func:`choose_pruning` takes the trained network of the current task, its units' activity on the
-validation split and an ``evaluate(keep, cut)`` callable (validation accuracy and loss with the
-units where ``keep`` is False silenced and the old units where ``cut`` is True disconnected from the
-task), and returns a :class:`PruneDecision`. One margin serves the whole task: every configuration
-the search accepts is one it has evaluated, with validation accuracy at least ``dense - margin``
-and, where ``evaluate`` reports it, predictions equal to the dense network's on at least
-``1 - margin`` of the search's inputs.
+validation split and an ``evaluate(keep, cut)`` callable (validation accuracy, and finer measures
+for small validation splits, with the units where ``keep`` is False silenced and the old units
+where ``cut`` is True disconnected from the task), and returns a :class:`PruneDecision`. One
+margin serves the whole task: every configuration the search accepts is one it has evaluated,
+with validation accuracy at least ``dense - margin`` and, where ``evaluate`` reports them, the finer
+measures below within the margin too.
 
 **Small validation sets.** Accuracy on 37 validation inputs moves in steps of 2.7 points: a 1-point
 margin then allows no error, and a search on accuracy alone prunes until the first validation
@@ -64,8 +64,6 @@ class Score(NamedTuple):
 
     accuracy: float
     """Validation accuracy, a fraction in [0, 1]."""
-    loss: float
-    """Mean validation cross-entropy."""
     agreement: float = 1.0
     """Fraction of the search's inputs on which the predictions equal the dense network's."""
     confidence: float | None = None
@@ -88,8 +86,6 @@ class PruneDecision:
     """Per layer: the highest activity among the task's pruned units (0 where none was pruned)."""
     val_accuracy_before: float
     val_accuracy_after: float
-    val_loss_before: float = 0.0
-    val_loss_after: float = 0.0
     evaluations: int = 0
     history: list[tuple[str, float]] = field(default_factory=list)
 
@@ -161,8 +157,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
                    margin: float) -> PruneDecision:
     """Units to prune and old units to disconnect, as much as the ``margin`` (accuracy points) allows.
 
-    See the module docstring for the search. ``evaluate`` may also return a bare accuracy (a float);
-    the loss then counts as 0 and the search orders by accuracy alone.
+    See the module docstring for the search. ``evaluate`` may also return a bare accuracy (a float).
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")
@@ -173,7 +168,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         nonlocal evaluations
         evaluations += 1
         result = evaluate(keep, cut)
-        return result if isinstance(result, Score) else Score(float(result), 0.0)  # type: ignore[arg-type]
+        return result if isinstance(result, Score) else Score(float(result))  # type: ignore[arg-type]
 
     owners = net.owners
     candidates = [trainable_units(o) for o in owners]
@@ -217,5 +212,4 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         pruned = cand & ~k
         thresholds.append(float(a[pruned].max()) if pruned.any() else 0.0)
     return PruneDecision(keep=keep, reuse_cut=cut, thresholds=thresholds, val_accuracy_before=dense.accuracy,
-                         val_accuracy_after=current.accuracy, val_loss_before=dense.loss,
-                         val_loss_after=current.loss, evaluations=evaluations, history=history)
+                         val_accuracy_after=current.accuracy, evaluations=evaluations, history=history)

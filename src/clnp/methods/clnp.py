@@ -339,15 +339,16 @@ class CLNP(LoopHooks):
     @torch.no_grad()
     def _score(self, task: Task, task_id: int, keep: list[Tensor], cut: list[Tensor] | None, probe: Tensor | None,
                reference: Tensor | None) -> Score:
-        """Validation accuracy and loss, and agreement with the dense network's predictions on ``probe``
-        (1.0 without one), with units ``~keep`` silenced and the old units ``cut`` disconnected from the task."""
+        """Validation accuracy; with a ``probe`` (a small validation split), agreement with the dense
+        network's predictions on it and the mean true-class probability. Units ``~keep`` are silenced
+        and the old units ``cut`` disconnected from the task."""
         pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
         saved = [weight.detach().clone() for weight, _ in pairs]
         n_val = len(task.val)
         try:
             for weight, mask in pairs:
                 weight.masked_fill_(mask, 0.0)
-            predicted, loss, confidence = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
+            predicted, _, confidence = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
                                                             self.config.eval_batch_size)
             if probe is not None:
                 more, _, _ = predict_with_loss(self.net, task_id, probe[n_val:], None, keep,
@@ -358,7 +359,7 @@ class CLNP(LoopHooks):
                 weight.copy_(value)
         acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
-        return Score(acc, loss, agreement, None if reference is None else confidence)
+        return Score(acc, agreement, None if reference is None else confidence)
 
     def _check_trained(self, task: Task, task_id: int) -> None:
         """Refuse to prune and freeze a task whose dense network learned nothing.
