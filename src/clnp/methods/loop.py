@@ -22,6 +22,7 @@ not wait for the device at every step.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterator, Sequence
 
@@ -111,7 +112,7 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
             if bar is not None:
                 bar.update(1)
         mean_loss = float(running) / max(1, n) if running is not None else 0.0
-        if not torch.isfinite(torch.tensor(mean_loss)):
+        if not math.isfinite(mean_loss):
             raise FloatingPointError(
                 f"{label}: the loss became {mean_loss} in epoch {epoch + 1}; {hooks.divergence_hint}")
         val = hooks.validate(head)
