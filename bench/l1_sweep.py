@@ -3,6 +3,10 @@
     python bench/l1_sweep.py --l1 1e-4,3e-4,1e-3 --case digits    # split-digits, mlp:256,256, defaults
     python bench/l1_sweep.py --l1 1e-4,1e-3 --case pfm-1000  # permuted-fashion-mnist: 2 tasks, 2x1000, 5 ep, batch 256
     python bench/l1_sweep.py --l1 1e-4,1e-3 --case pfm-100   # permuted-fashion-mnist: 1 task, 2x100, 2 ep, batch 10
+    python bench/l1_sweep.py --l1 3e-3/1e-2 --case pfm-1000 --tasks 10 --finetune-epochs 5 --margin 0.5
+
+A coefficient written ``a/b`` is one per layer (``a`` for the first hidden layer, ``b`` for the second).
+``--tasks`` and ``--finetune-epochs`` override the case's.
 
 For each coefficient it prints, per task: validation accuracy of the dense network, test accuracy
 at the end, and the units the task kept per layer; then the average accuracy and the free units
@@ -36,16 +40,24 @@ def main() -> None:
     parser.add_argument("--l1", default="1e-4,3e-4,1e-3")
     parser.add_argument("--case", choices=sorted(CASES), default="digits")
     parser.add_argument("--margin", type=float, default=None)
+    parser.add_argument("--tasks", type=int, default=None)
+    parser.add_argument("--finetune-epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    for l1 in (float(v) for v in args.l1.split(",")):
+    case = dict(CASES[args.case])
+    for key in ("tasks", "finetune_epochs"):
+        if getattr(args, key) is not None:
+            case[key] = getattr(args, key)
+    for spec in args.l1.split(","):
+        values = tuple(float(v) for v in spec.split("/"))
+        l1 = values[0] if len(values) == 1 else list(values)
         started = time.perf_counter()
-        cfg = RunConfig(**CASES[args.case], l1=l1, margin=args.margin, seed=args.seed, progress=False)
+        cfg = RunConfig(**case, l1=l1, margin=args.margin, seed=args.seed, progress=False)
         results = run(cfg)
         final = results["accuracy_matrix"][-1]
-        print(f"case {args.case} l1 {l1:g} margin {results['config']['margin']}: "
+        print(f"case {args.case} l1 {spec} margin {results['config']['margin']}: "
               f"ACC {100 * results['average_accuracy']:.2f} BWT {results['backward_transfer']:+.4f}"
               f"  ({time.perf_counter() - started:.0f} s)")
         for t, info in enumerate(results["tasks"]):

@@ -58,6 +58,15 @@ def _resume_hint(command: str) -> str:
     return f" ({kept}); continue with: clnp run --resume {out}"
 
 
+def _l1(text: str) -> float | list[float]:
+    """``--l1``: one coefficient, or one per hidden layer (``3e-3,1e-2``)."""
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or numbers separated by commas, got {text!r}") from None
+    return values[0] if len(values) == 1 else values
+
+
 def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE.yaml",
                    help="YAML file with the same keys as these flags (snake_case); flags override it")
@@ -77,7 +86,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (a fresh one per task and phase)")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2)")
-    p.add_argument("--l1", type=float, help="L1 coefficient on hidden activations")
+    p.add_argument("--l1", type=_l1, help="per-unit L1 coefficient on hidden activations; one number, "
+                   "or one per hidden layer separated by commas (e.g. 3e-3,1e-2)")
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     p.add_argument("--option", action="append", metavar="[METHOD.]NAME=VALUE",
@@ -230,7 +240,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser for every method")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2) for every method")
-    p.add_argument("--l1", type=float, help="CLNP's L1 coefficient (other methods ignore it)")
+    p.add_argument("--l1", type=_l1, help="CLNP's L1 coefficient, or one per hidden layer separated by commas "
+                   "(other methods ignore it)")
     p.add_argument("--margin", type=float, help="CLNP's graceful-forgetting margin in points (others ignore it)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",

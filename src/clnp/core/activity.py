@@ -27,10 +27,12 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     net.eval()
     sums: list[Tensor] | None = None
     count = 0
+    device = net.device
     for start in range(0, x.shape[0], batch_size):
-        _, taps = net.forward_with_activity(x[start:start + batch_size], task)
+        _, taps = net.forward_with_activity(x[start:start + batch_size].to(device, non_blocking=True), task)
         stats = []
         for a in taps:
+            a = a.float()  # sums in float32 also under autocast
             v = a.abs() if measure == "mean_abs" else (a > 0).to(a.dtype)
             if v.dim() > 2:
                 v = v.flatten(2).mean(2)
@@ -46,28 +48,30 @@ def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tenso
              batch_size: int = 1024) -> float:
     """Accuracy (a fraction in [0, 1]) of task ``task``'s head on ``(x, y)`` in evaluation mode."""
     predicted, _, _ = predict_with_loss(net, task, x, None, keep, batch_size)
-    return float((predicted == y.to(predicted.device)).sum()) / max(1, x.shape[0])
+    return float((predicted == y).sum()) / max(1, x.shape[0])
 
 
 @torch.no_grad()
 def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = None,
                       keep: Sequence[Tensor | None] | None = None,
                       batch_size: int = 1024) -> tuple[Tensor, float, float]:
-    """Predicted classes of task ``task``'s head on ``x`` and, with labels ``y``, the mean cross-entropy and the
-    mean probability given to the true class (a continuous stand-in for accuracy; 0.0 without labels)."""
+    """Predicted classes (on the CPU) of task ``task``'s head on ``x`` and, with labels ``y``, the mean
+    cross-entropy and the mean probability given to the true class (a continuous stand-in for accuracy;
+    0.0 without labels). Batches go to the network's device; the sums stay there until the end."""
     was_training = net.training
     net.eval()
+    device = net.device
     predictions = []
-    total = torch.zeros((), dtype=torch.float64)
-    confidence = torch.zeros((), dtype=torch.float64)
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    confidence = torch.zeros((), dtype=torch.float64, device=device)
     for start in range(0, x.shape[0], batch_size):
-        logits = net(x[start:start + batch_size], task, keep)
+        logits = net(x[start:start + batch_size].to(device, non_blocking=True), task, keep).float()
         predictions.append(logits.argmax(1))
         if y is not None:
-            yb = y[start:start + batch_size]
-            total += F.cross_entropy(logits, yb, reduction="sum").double().cpu()
-            confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double().cpu()
+            yb = y[start:start + batch_size].to(device, non_blocking=True)
+            total += F.cross_entropy(logits, yb, reduction="sum").double()
+            confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double()
     net.train(was_training)
     n = max(1, x.shape[0])
-    predicted = torch.cat(predictions) if predictions else torch.zeros(0, dtype=torch.long, device=x.device)
+    predicted = torch.cat(predictions).cpu() if predictions else torch.zeros(0, dtype=torch.long)
     return predicted, float(total) / n, float(confidence) / n

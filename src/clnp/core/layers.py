@@ -163,7 +163,8 @@ class MaskedMixin:
         if self.bias is not None:
             fan_in = self.weight[0].numel()
             bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-            self.bias[free] = torch.empty(int(free.sum()), dtype=self.bias.dtype).uniform_(-bound, bound)
+            self.bias[free] = torch.empty(int(free.sum()), dtype=self.bias.dtype,
+                                          device=self.bias.device).uniform_(-bound, bound)
 
 
 class MaskedLinear(MaskedMixin, nn.Linear):

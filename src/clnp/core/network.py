@@ -177,7 +177,17 @@ class CLNPNet(nn.Module):
         head = MaskedLinear(self.feature_dim, n_classes).to(device)
         self.heads.append(head)
         head.refresh_(expand_owner(self.blocks[-1].layer.owner, self.feature_dim))
+        self._refresh_learned()
         return len(self.heads) - 1
+
+    @property
+    def device(self) -> torch.device:
+        """Where the network's parameters live (inputs are moved there for evaluation)."""
+        return self.blocks[0].layer.weight.device
+
+    def _refresh_learned(self) -> None:
+        # Read once per owner change, so that a forward pass never waits for the device to say it.
+        self._learned = [bool(h.owner[0] == t) for t, h in enumerate(self.heads)]
 
     @torch.no_grad()
     def refresh_masks(self, consolidate: bool = True) -> None:
@@ -198,6 +208,7 @@ class CLNPNet(nn.Module):
         assert owner_in is not None
         for head in self.heads:
             head.refresh_(expand_owner(owner_in, self.feature_dim))
+        self._refresh_learned()
 
     @torch.no_grad()
     def consolidate_(self) -> None:
@@ -219,7 +230,11 @@ class CLNPNet(nn.Module):
 
     def is_learned(self, task: int) -> bool:
         """Whether task ``task`` is learned and frozen (its head is owned), not the one being trained."""
-        return 0 <= task < len(self.heads) and bool(self.heads[task].owner[0] == task)
+        learned = getattr(self, "_learned", [])
+        if len(learned) != len(self.heads):  # heads added or removed since the last refresh
+            self._refresh_learned()
+            learned = self._learned
+        return 0 <= task < len(learned) and learned[task]
 
     def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None,
                l1_weights: Sequence[Tensor | None] | None = None, task: int | None = None) -> Tensor:

@@ -40,7 +40,8 @@ class RunConfig:
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
-    l1: float | None = None
+    l1: float | list[float] | None = None
+    """CLNP's per-unit L1 coefficient: one for every layer, or a list with one per hidden layer."""
     margin: float | None = None
     seed: int = 0
     data_dir: str | None = None
@@ -83,14 +84,22 @@ class RunConfig:
         _check_number("lr", r.lr, "> 0 and finite", lambda v: v > 0)
         _check_number("weight_decay", r.weight_decay, ">= 0 and finite", lambda v: v >= 0)
         if r.method == "clnp":
-            _check_number("l1", r.l1, ">= 0 and finite", lambda v: v >= 0)
+            if isinstance(r.l1, (list, tuple)):
+                if not r.l1:
+                    raise ValueError("l1 must be a number or a non-empty list of numbers (one per hidden layer)")
+                for value in r.l1:
+                    _check_number("l1", value, ">= 0 and finite", lambda v: v >= 0)
+                r.l1 = [float(v) for v in r.l1]  # a list, as JSON gives it back, so a resume compares equal
+            else:
+                _check_number("l1", r.l1, ">= 0 and finite", lambda v: v >= 0)
             _check_number("margin", r.margin, ">= 0 and <= 100 (validation accuracy points, finite)",
                           lambda v: 0 <= v <= 100)
         else:  # not read by this method, but a NaN would still make the run's settings unequal to themselves
             for name in ("l1", "margin"):
                 value = getattr(r, name)
-                if value is not None:
-                    _check_number(name, value, "finite", lambda v: True)
+                for v in value if isinstance(value, (list, tuple)) else [value]:
+                    if v is not None:
+                        _check_number(name, v, "finite", lambda v: True)
         if not isinstance(r.extra, dict):
             raise ValueError(f"extra must be a mapping of {r.method} options, got {r.extra!r}")
         r.extra = check_options(r.method, r.extra)

@@ -8,6 +8,7 @@ ones silenced, and freeze the kept units as the task's own (cutting their interf
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
@@ -24,7 +25,9 @@ from ..core.partition import FREE, expand_owner
 from ..core.pruning import Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
 from ..data.tasks import Task
+from . import distributed
 from .config import ConfigTypeError, TrainConfig, check_field_types, is_number
+from .devices import autocast, place
 from .loop import EpochCallback, LoopHooks, fit
 
 
@@ -126,6 +129,7 @@ class CLNP(LoopHooks):
                  on_epoch: EpochCallback | None = None) -> None:
         self.net = net
         self.config = config or CLNPConfig()
+        self.device = place(net, self.config.device)
         self.reports: list[TaskReport] = []
         self.on_epoch = on_epoch
         self.l1 = per_layer(self.config.l1, len(net.blocks))
@@ -154,18 +158,19 @@ class CLNP(LoopHooks):
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
         self._check_eval_inputs(task_id, x, y)
-        return accuracy(self.net, task_id, x, y, batch_size=self.config.eval_batch_size)
+        with self._precision():
+            return accuracy(self.net, task_id, x, y.cpu(), batch_size=self.config.eval_batch_size)
 
     @torch.no_grad()
     def predict(self, x: Tensor, task_id: int) -> Tensor:
         """Class predictions of task ``task_id`` (evaluation mode)."""
         self._check_eval_inputs(task_id, x)
-        was = self.net.training
-        self.net.eval()
-        out = torch.cat([self.net(x[i:i + self.config.eval_batch_size], task_id).argmax(1)
-                         for i in range(0, x.shape[0], self.config.eval_batch_size)])
-        self.net.train(was)
-        return out
+        with self._precision():
+            return predict_with_loss(self.net, task_id, x, batch_size=self.config.eval_batch_size)[0]
+
+    def _precision(self) -> contextlib.AbstractContextManager:
+        """Autocast in the run's precision: evaluation computes exactly as training did."""
+        return autocast(self.config.precision, self.device)
 
     def capacity(self) -> list[dict]:
         """Per prunable layer: units, and per task the units owned, free after and reused."""
@@ -254,18 +259,22 @@ class CLNP(LoopHooks):
         t0 = time.perf_counter()
         self._train(task, task_id, cfg.epochs, "train", generator, keep=None, l1=True, log=log)
         seconds["train"] = time.perf_counter() - t0
-        self._check_trained(task, task_id)
+        with self._precision():
+            self._check_trained(task, task_id)
 
-        t0 = time.perf_counter()
-        activity = unit_activity(net, task_id, task.val.x, cfg.activity, cfg.eval_batch_size)
-        seconds["activity"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            activity = unit_activity(net, task_id, task.val.x, cfg.activity, cfg.eval_batch_size)
+            seconds["activity"] = time.perf_counter() - t0
 
-        t0 = time.perf_counter()
-        probe = self._search_inputs(task)
-        reference = None if probe is None else predict_with_loss(net, task_id, probe, batch_size=cfg.eval_batch_size)[0]
-        decision = choose_pruning(net, task_id, activity,
-                                  lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
-                                  cfg.margin)
+            t0 = time.perf_counter()
+            probe = self._search_inputs(task)
+            reference = None if probe is None else predict_with_loss(net, task_id, probe,
+                                                                     batch_size=cfg.eval_batch_size)[0]
+            decision = choose_pruning(net, task_id, activity,
+                                      lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
+                                      cfg.margin)
+            # Every rank searched the same validation set; rank 0's masks are the partition, on all.
+            distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
@@ -277,8 +286,9 @@ class CLNP(LoopHooks):
             snapshot = copy.deepcopy(net.state_dict(keep_vars=False))
             self._train(task, task_id, cfg.finetune_epochs, "finetune", generator, keep=decision.keep,
                         l1=False, log=log, reuse_cut=reuse_cut)
-            tuned = accuracy(net, task_id, task.val.x, task.val.y, decision.keep, cfg.eval_batch_size)
-            if tuned < decision.val_accuracy_after:
+            with self._precision():
+                tuned = accuracy(net, task_id, task.val.x, task.val.y, decision.keep, cfg.eval_batch_size)
+            if distributed.agree(tuned < decision.val_accuracy_after):
                 # Fine-tuning lost accuracy: return to the pruned network, which met the margin.
                 with torch.no_grad():
                     for name, value in net.state_dict(keep_vars=True).items():
@@ -287,7 +297,8 @@ class CLNP(LoopHooks):
 
         net.zero_grad(set_to_none=True)
         net.assign_units_(task_id, decision.keep)
-        final = accuracy(net, task_id, task.val.x, task.val.y, batch_size=cfg.eval_batch_size)
+        with self._precision():
+            final = accuracy(net, task_id, task.val.x, task.val.y, batch_size=cfg.eval_batch_size)
         owners = net.owners
         report = TaskReport(
             task=task_id, name=task.name,
@@ -334,7 +345,7 @@ class CLNP(LoopHooks):
         if extra <= 0:
             return None
         index = torch.linspace(0, len(task.train) - 1, extra).round().long()
-        return torch.cat([task.val.x, task.train.x[index]])
+        return torch.cat([task.val.x, task.train.take(index)])
 
     @torch.no_grad()
     def _score(self, task: Task, task_id: int, keep: list[Tensor], cut: list[Tensor] | None, probe: Tensor | None,
@@ -375,6 +386,7 @@ class CLNP(LoopHooks):
         predicted, loss, _ = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
                                                batch_size=self.config.eval_batch_size)
         acc = float((predicted == task.val.y).sum()) / len(task.val)
+        acc, loss = distributed.agree((acc, loss))  # every rank raises, or none
         prior = torch.bincount(task.val.y, minlength=task.n_classes).double() / len(task.val)
         chance = float(prior.max())
         entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
@@ -413,7 +425,10 @@ class CLNP(LoopHooks):
         phase = self._phase
         assert phase is not None
         xb, yb = batch
-        logits, self._activity = self.net.forward_with_activity(xb, head, phase.keep, phase.l1_weights)
+        weights = phase.l1_weights
+        if weights is not None and self.loss_scale is not None:  # fp16: the L1 gradient is scaled as the loss is
+            weights = [None if w is None else w * self.loss_scale for w in weights]
+        logits, self._activity = self.net.forward_with_activity(xb, head, phase.keep, weights)
         return F.cross_entropy(logits, yb)
 
     def extra_loss(self, head: int) -> Tensor | None:
@@ -436,7 +451,9 @@ class CLNP(LoopHooks):
     def validate(self, head: int) -> float:
         phase = self._phase
         assert phase is not None
-        return accuracy(self.net, head, phase.task.val.x, phase.task.val.y, phase.keep, self.config.eval_batch_size)
+        with self._precision():
+            return accuracy(self.net, head, phase.task.val.x, phase.task.val.y, phase.keep,
+                            self.config.eval_batch_size)
 
     @torch.no_grad()
     def _reused(self, task_id: int) -> list[int]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, fields
 
 import torch
 
+from .devices import check_device_name, check_precision
+
 
 class ConfigTypeError(ValueError, TypeError):
     """A configuration value of the wrong type (a ``ValueError`` too, so callers refuse it as bad input)."""
@@ -52,12 +54,21 @@ class TrainConfig:
     eval_batch_size: int = 1024
     progress: bool = False
     """Show a progress bar over epochs."""
+    device: str | None = None
+    """``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``: the learner moves its network there. None
+    leaves the network where it is (the library's default; ``clnp run`` defaults to ``auto``)."""
+    precision: str = "32"
+    """``32``, ``bf16-mixed`` or ``16-mixed``: autocast for the forward passes of training and evaluation."""
 
     def __post_init__(self) -> None:
         check_field_types(self, {
             "epochs": "int", "finetune_epochs": "int", "batch_size": "int", "seed": "int", "eval_batch_size": "int",
             "lr": "number", "momentum": "number", "weight_decay": "number", "optimizer": "str", "progress": "bool",
+            "precision": "str",
         })
+        if self.device is not None:
+            check_device_name(self.device)
+        check_precision(self.precision)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):

@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from ..data.tasks import Task
 from .config import TrainConfig
+from .devices import evaluating
 from .plain_net import PlainNet, count_parameters
 from .sequential import (
     BYTES_PER_FLOAT,
@@ -62,7 +63,7 @@ class HAT(SequentialLearner):
         self.embeddings: list[nn.ParameterList] = []
         self.masks: list[list[Tensor]] = []
         """Binary mask (float 0/1) per learned task and layer."""
-        self.used = [torch.zeros(u) for u in self.units]
+        self.used = [torch.zeros(u, device=self.device) for u in self.units]
         """Union of the learned tasks' masks, per layer (float 0/1)."""
         self._s = 1.0
         self._gates: list[Tensor] = []
@@ -73,7 +74,7 @@ class HAT(SequentialLearner):
     # --------------------------------------------------------------------------- the task
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         self.net.add_head(task.n_classes)
-        emb = nn.ParameterList([nn.Parameter(torch.randn(u)) for u in self.units])
+        emb = nn.ParameterList([nn.Parameter(torch.randn(u).to(self.device)) for u in self.units])
         self.embeddings.append(emb)
         self._prepare_conditioning()
         params = self.net.trunk_parameters() + list(self.net.heads[task_id].parameters()) + list(emb)
@@ -95,7 +96,7 @@ class HAT(SequentialLearner):
             w = layer.weight
             out_used = used.view(-1, *([1] * (w.dim() - 1)))
             if previous is None:
-                in_used = torch.ones(())  # the inputs are never gated: every task reads them all
+                in_used = torch.ones((), device=w.device)  # the inputs are never gated: every task reads them all
             else:
                 per_unit = w.shape[1] // previous.numel()
                 in_used = previous.repeat_interleave(per_unit).view(1, -1, *([1] * (w.dim() - 2)))
@@ -150,7 +151,7 @@ class HAT(SequentialLearner):
         return out
 
     def load_state_tensors(self, tensors: Mapping[str, Tensor], meta: dict, n_tasks: int) -> None:
-        like = [torch.zeros(u) for u in self.units]
+        like = [torch.zeros(u, device=self.device) for u in self.units]
         self.used = tensor_list(tensors, "used", like)
         self.embeddings = [nn.ParameterList([nn.Parameter(e) for e in tensor_list(tensors, f"embeddings.{t}", like)])
                            for t in range(n_tasks)]
@@ -165,17 +166,18 @@ class HAT(SequentialLearner):
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """During training: under the current embeddings' binary mask."""
-        with torch.no_grad():
-            mask = [(e > 0).float() for e in self.embeddings[task_id]]
-            logits = _Gated(self.net, mask).eval()(task.val.x, task_id)
-        return float((logits.argmax(1) == task.val.y).sum()) / len(task.val)
+        mask = [(e.detach() > 0).float() for e in self.embeddings[task_id]]
+        gated = _Gated(self.net, mask)
+        with evaluating(gated, self.config.precision):
+            logits = gated(task.val.x.to(self.device), task_id)
+        return float((logits.argmax(1).cpu() == task.val.y).sum()) / len(task.val)
 
     def capacity(self) -> list[dict]:
         """Per layer: units, and per task the units it uses that no earlier task used, free units
         after it (used by no task) and units it shares with earlier tasks."""
         rows = []
         for i, u in enumerate(self.units):
-            seen = torch.zeros(u)
+            seen = torch.zeros(u, device=self.device)
             owned, free, reused = [], [], []
             for mask in self.masks:
                 m = mask[i]

@@ -28,7 +28,7 @@ class Independent(SequentialLearner):
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         # Called under the task's seed: the first network is the one built with the run's seed.
         if task_id > 0:
-            self.net = PlainNet(self.model, self.net.input_shape)
+            self.net = PlainNet(self.model, self.net.input_shape).to(self.device)
         self.nets.append(self.net)
         self.net.add_head(task.n_classes)
         self._fit(task, 0, self.config.epochs, self._trainable(0), generator)
@@ -46,7 +46,7 @@ class Independent(SequentialLearner):
     def _load_net(self, state: dict[str, Tensor], heads: list[int]) -> None:
         nets = []
         for t, n_classes in enumerate(heads):
-            net = self.net if t == 0 else PlainNet(self.model, self.net.input_shape)
+            net = self.net if t == 0 else PlainNet(self.model, self.net.input_shape).to(self.device)
             net.add_head(n_classes)
             prefix = f"{t}."
             net.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, strict=True)

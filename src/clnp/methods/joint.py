@@ -34,7 +34,7 @@ class Joint(SequentialLearner):
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
         self.seen.append(task)
         if task_id > 0:
-            self.net = PlainNet(self.model, self.net.input_shape)
+            self.net = PlainNet(self.model, self.net.input_shape).to(self.device)
         for t in self.seen:
             self.net.add_head(t.n_classes)
         x = torch.cat([t.train.x for t in self.seen])

@@ -17,7 +17,9 @@ method's ``learn`` (see :class:`clnp.methods.sequential.SequentialLearner`). The
 nothing of masks, frozen rows or CLNP: it asks the hooks.
 
 The loss is accumulated on the device and checked for NaN/inf once per epoch, so the hot loop does
-not wait for the device at every step.
+not wait for the device at every step. Batches move to the module's device (``non_blocking``); the
+forward passes run under the config's precision (autocast, a gradient scaler for fp16); under
+``torchrun`` the module trains wrapped in ``DistributedDataParallel`` (see :mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
+from ..data.tasks import DatasetSplit
+from . import distributed
 from .config import TrainConfig, make_optimizer
+from .devices import autocast, grad_scaler, module_device
 
 EpochCallback = Callable[[dict], None]
 """Called after every epoch with ``task, phase, epoch, loss, val_accuracy, seconds``."""
@@ -40,6 +45,10 @@ class LoopHooks:
 
     divergence_hint = "lower the learning rate"
     """The advice of the error raised when the loss stops being finite."""
+
+    loss_scale: Tensor | None = None
+    """Under ``16-mixed``, the gradient scaler's current scale (set by :func:`fit` before each step),
+    for a hook that writes gradients itself or reads them in :meth:`backward` (where they are scaled)."""
 
     def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
         """The task's own loss on one batch (e.g. cross-entropy of head ``head``'s logits)."""
@@ -64,6 +73,13 @@ class LoopHooks:
         raise NotImplementedError
 
 
+def _merge_single(chunks: list[Tensor]) -> list[Tensor]:
+    """A last batch of a single input joins the one before it: batch norm cannot train on one input."""
+    if len(chunks) > 1 and chunks[-1].numel() == 1:
+        chunks[-2:] = [torch.cat(chunks[-2:])]
+    return chunks
+
+
 def shuffled_batches(data: Sequence[Tensor], batch_size: int,
                      generator: torch.Generator) -> Iterator[tuple[Tensor, ...]]:
     """Minibatches of the aligned tensors ``data`` (inputs, labels, ...) in an order set by ``generator``.
@@ -71,47 +87,136 @@ def shuffled_batches(data: Sequence[Tensor], batch_size: int,
     A last batch of a single input joins the one before it: batch norm cannot train on one input.
     """
     order = torch.randperm(int(data[0].shape[0]), generator=generator)
-    chunks = list(order.split(batch_size))
-    if len(chunks) > 1 and chunks[-1].numel() == 1:
-        chunks[-2:] = [torch.cat(chunks[-2:])]
-    for idx in chunks:
+    for idx in _merge_single(list(order.split(batch_size))):
         yield tuple(t[idx] for t in data)
 
 
-def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], data: Sequence[Tensor],
-        config: TrainConfig, generator: torch.Generator, *, epochs: int, head: int, task: int, phase: str,
-        label: str, on_epoch: EpochCallback | None = None) -> list[dict]:
+class _Epochs:
+    """The batches of every epoch of one phase, on this rank, moved to ``device``.
+
+    In-memory tensors in one process: :func:`shuffled_batches` (the fast path, and the order every
+    result so far was made with). Under data parallelism, or for a dataset-backed split: a
+    :class:`~torch.utils.data.distributed.DistributedSampler` (one replica in one process) seeded
+    once per phase from ``generator`` and set to each epoch, so a resumed run reads the same batches;
+    each rank takes ``ceil(batch_size / world)`` of every global batch of ``batch_size``. Dataset
+    batches come through a :class:`~torch.utils.data.DataLoader` (the split's workers and train-only
+    transform, pinned memory on CUDA).
+    """
+
+    def __init__(self, data: Sequence[Tensor] | DatasetSplit, batch_size: int, generator: torch.Generator,
+                 device: torch.device) -> None:
+        self.data = data
+        self.device = device
+        self.world, self.rank = distributed.world_size(), distributed.rank()
+        self.n = len(data) if isinstance(data, DatasetSplit) else int(data[0].shape[0])
+        self.sampled = isinstance(data, DatasetSplit) or self.world > 1
+        self.generator = generator
+        if self.sampled:
+            from torch.utils.data.distributed import DistributedSampler
+
+            self.sampler = DistributedSampler(range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,
+                                              seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            self.per_rank = -(-self.n // self.world)
+            self.batch_size = -(-batch_size // self.world)
+        else:
+            self.per_rank, self.batch_size = self.n, batch_size
+        full, rest = divmod(self.per_rank, self.batch_size)
+        self.n_steps = full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
+
+    def epoch(self, epoch: int) -> Iterator[tuple[Tensor, ...]]:
+        if not self.sampled:
+            batches: Iterator[tuple[Tensor, ...]] = shuffled_batches(self.data, self.batch_size,  # type: ignore[arg-type]
+                                                                     self.generator)
+        else:
+            self.sampler.set_epoch(epoch)
+            index = torch.tensor(list(self.sampler), dtype=torch.long)
+            chunks = _merge_single(list(index.split(self.batch_size)))
+            if isinstance(self.data, DatasetSplit):
+                batches = self.data.batches(chunks, pin_memory=self.device.type == "cuda",
+                                            seed=self.sampler.seed + epoch)
+            else:
+                batches = (tuple(t[idx] for t in self.data) for idx in chunks)
+        for batch in batches:
+            yield tuple(t.to(self.device, non_blocking=True) for t in batch)
+
+
+class _Step(nn.Module):
+    """Runs the loss hooks as a module's forward pass, so that DDP sees each training forward (and the
+    gradients it must all-reduce) whatever a method's hooks compute."""
+
+    def __init__(self, module: nn.Module, params: Sequence[nn.Parameter]) -> None:
+        super().__init__()
+        self.module = module
+        # Trained parameters outside the module (HAT's task embeddings): DDP must reduce them too.
+        inside = {id(p) for p in module.parameters()}
+        self.outside = nn.ParameterList([p for p in params if id(p) not in inside])
+
+    def forward(self, hooks: LoopHooks, batch: tuple[Tensor, ...], head: int, step: int,
+                n_steps: int) -> tuple[Tensor, Tensor | None]:
+        return hooks.batch_loss(batch, head, step, n_steps), hooks.extra_loss(head)
+
+
+def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
+        data: Sequence[Tensor] | DatasetSplit, config: TrainConfig, generator: torch.Generator, *, epochs: int,
+        head: int, task: int, phase: str, label: str, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train ``params`` of ``module`` for ``epochs`` epochs over ``data``; return the epoch log rows.
 
-    ``head`` is passed to every hook; ``task`` and ``phase`` go into the log; ``label`` names the task
-    in errors. A fresh optimiser is made from ``config``.
+    ``data``: aligned tensors (inputs, labels, ...) or a dataset-backed split. ``head`` is passed to
+    every hook; ``task`` and ``phase`` go into the log; ``label`` names the task in errors. A fresh
+    optimiser is made from ``config``. Batches go to ``module``'s device; the forward passes run in
+    ``config.precision``; under ``torchrun`` the module trains wrapped in DDP (:mod:`.distributed`).
     """
     optimizer = make_optimizer(list(params), config)
-    n = int(data[0].shape[0])
-    n_steps = -(-n // config.batch_size) - (1 if n > config.batch_size and n % config.batch_size == 1 else 0)
+    device = module_device(module)
+    epochs_data = _Epochs(data, config.batch_size, generator, device)
+    n_steps = epochs_data.n_steps
+    scaler = grad_scaler(config.precision, device)
+    step_module: nn.Module = _Step(module, params)
+    if distributed.is_distributed():
+        from torch.nn.parallel import DistributedDataParallel
+
+        # Unused parameters (other tasks' heads) are expected; buffers are made to agree at the phase's end.
+        step_module = DistributedDataParallel(step_module, device_ids=[device] if device.type == "cuda" else None,
+                                              find_unused_parameters=True, broadcast_buffers=False)
     rows: list[dict] = []
     bar = None
-    if config.progress:  # one bar over every batch of the phase: a long epoch shows it is moving
+    if config.progress and distributed.is_main():  # one bar over every batch of the phase
         from tqdm.auto import tqdm
 
         bar = tqdm(total=epochs * n_steps, desc=f"task {task} {phase}", leave=False, unit="batch")
     module.train()
     for epoch in range(epochs):
         started = time.perf_counter()
-        running: Tensor | None = None
-        for step, batch in enumerate(shuffled_batches(data, config.batch_size, generator)):
-            loss = hooks.batch_loss(batch, head, step, n_steps)
-            extra = hooks.extra_loss(head)
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        seen = 0
+        for step, batch in enumerate(epochs_data.epoch(epoch)):
+            if scaler is not None:
+                hooks.loss_scale = scaler.scale(torch.ones((), device=device))  # no host sync
+            with autocast(config.precision, device):
+                loss, extra = step_module(hooks, batch, head, step, n_steps)
             objective = (loss if extra is None else loss + extra).detach() * batch[0].shape[0]
-            running = objective if running is None else running + objective
+            running += objective.double()
+            seen += int(batch[0].shape[0])
             optimizer.zero_grad(set_to_none=True)
-            hooks.backward(loss, extra)
-            hooks.after_backward(head, step, n_steps)
-            optimizer.step()
+            if scaler is None:
+                hooks.backward(loss, extra)
+                hooks.after_backward(head, step, n_steps)
+                optimizer.step()
+            else:
+                hooks.backward(scaler.scale(loss), None if extra is None else scaler.scale(extra))
+                scaler.unscale_(optimizer)  # the hooks edit true gradients
+                hooks.after_backward(head, step, n_steps)
+                scaler.step(optimizer)  # skipped when a gradient overflowed; the scale then shrinks
+                scaler.update()
             hooks.after_step(head)
             if bar is not None:
                 bar.update(1)
-        mean_loss = float(running) / max(1, n) if running is not None else 0.0
+        if distributed.is_distributed():
+            totals = distributed.sum_scalar(torch.stack([running, torch.tensor(float(seen), dtype=torch.float64,
+                                                                               device=device)]))
+            mean_loss = float(totals[0]) / max(1.0, float(totals[1]))
+        else:
+            mean_loss = float(running) / max(1, seen)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
                 f"{label}: the loss became {mean_loss} in epoch {epoch + 1}; {hooks.divergence_hint}")
@@ -120,10 +225,12 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter], dat
         row = {"task": task, "phase": phase, "epoch": epoch + 1, "loss": mean_loss, "val_accuracy": val,
                "seconds": time.perf_counter() - started}
         rows.append(row)
-        if on_epoch is not None:
+        if on_epoch is not None and distributed.is_main():
             on_epoch(row)
         if bar is not None:
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{mean_loss:.3f}", val=f"{100 * val:.1f}%")
     if bar is not None:
         bar.close()
+    hooks.loss_scale = None
+    distributed.agree_batch_norm_(module)
     return rows

@@ -30,6 +30,7 @@ from torch.func import functional_call
 
 from ..data.tasks import Task
 from .config import TrainConfig
+from .devices import evaluating
 from .plain_net import PlainNet, count_parameters
 from .sequential import (
     BYTES_PER_FLOAT,
@@ -54,7 +55,8 @@ class PackNet(SequentialLearner):
             raise ValueError(f"packnet: prune must lie in (0, 1), got {prune}")
         self.prune = prune
         self.weight_names = [f"blocks.{i}.layer.weight" for i in range(len(net.blocks))]
-        self.owner = [torch.full(layer.weight.shape, FREE, dtype=torch.int16) for layer in net.layers]
+        self.owner = [torch.full(layer.weight.shape, FREE, dtype=torch.int16, device=self.device)
+                      for layer in net.layers]
         self._visible: list[Tensor] = []
         self._trainable: list[Tensor] = []
         self._frozen: list[Tensor] = []
@@ -125,7 +127,7 @@ class PackNet(SequentialLearner):
             free_index = f.flatten().nonzero().squeeze(1)
             magnitude = layer.weight.detach().flatten()[free_index].abs()
             n_keep = max(1, math.ceil((1.0 - self.prune) * magnitude.numel()))
-            k = torch.zeros(f.numel(), dtype=torch.bool)
+            k = torch.zeros(f.numel(), dtype=torch.bool, device=f.device)
             k[free_index[torch.topk(magnitude, n_keep).indices]] = True
             k = k.view_as(f)
             layer.weight.masked_fill_(f & ~k, 0.0)
@@ -150,9 +152,10 @@ class PackNet(SequentialLearner):
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """During training: the network as the current phase sees it."""
-        with torch.no_grad():
-            logits = _Bound(self, self._visible).eval()(task.val.x, task_id)
-        return float((logits.argmax(1) == task.val.y).sum()) / len(task.val)
+        bound = _Bound(self, self._visible)
+        with evaluating(bound, self.config.precision):
+            logits = bound(task.val.x.to(self.device), task_id)
+        return float((logits.argmax(1).cpu() == task.val.y).sum()) / len(task.val)
 
     def footprint(self) -> dict:
         n = count_parameters(self.net)

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from ..data.tasks import Task
 from .config import TrainConfig
+from .devices import evaluating, place
 from .loop import EpochCallback, LoopHooks, fit
 from .plain_net import PlainNet, count_parameters
 
@@ -36,6 +37,7 @@ class SequentialLearner(LoopHooks):
     def __init__(self, net: PlainNet, config: TrainConfig) -> None:
         self.net = net
         self.config = config
+        self.device = place(net, config.device)
         self.reports: list[dict] = []
         self._task: Task | None = None
         self.on_epoch: EpochCallback | None = None
@@ -65,18 +67,17 @@ class SequentialLearner(LoopHooks):
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
         predicted = self.logits(task_id, x).argmax(1)
-        return float((predicted == y).sum()) / max(1, int(y.shape[0]))
+        return float((predicted == y.cpu()).sum()) / max(1, int(y.shape[0]))
 
     @torch.no_grad()
     def logits(self, task_id: int, x: Tensor) -> Tensor:
-        """Outputs of task ``task_id``'s head on ``x``, in evaluation mode (batched)."""
+        """Outputs (on the CPU) of task ``task_id``'s head on ``x``, in evaluation mode and the run's
+        precision, batched on the network's device."""
         module, head = self._evaluator(task_id)
-        was = module.training
-        module.eval()
         size = self.config.eval_batch_size
-        out = torch.cat([module(x[i:i + size], head) for i in range(0, x.shape[0], size)])
-        module.train(was)
-        return out
+        with evaluating(module, self.config.precision):
+            return torch.cat([module(x[i:i + size].to(self.device, non_blocking=True), head).float().cpu()
+                              for i in range(0, x.shape[0], size)])
 
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         """The module that computes task ``task_id``'s logits as ``module(x, head)``, and the head."""
@@ -203,7 +204,7 @@ def tensor_list(tensors: Mapping[str, Tensor], prefix: str, like: Sequence[Tenso
         t = tensors[name]
         if t.shape != ref.shape or t.dtype != ref.dtype:
             raise ValueError(f"tensor {name} is {tuple(t.shape)} {t.dtype}, expected {tuple(ref.shape)} {ref.dtype}")
-        out.append(t.clone())
+        out.append(t.to(ref.device, copy=True))
     return out
 
 
@@ -216,7 +217,7 @@ def check_consumed(tensors: Mapping[str, Tensor], used: set[str], method: str) -
 def sample_inputs(task: Task, n: int, generator: torch.Generator) -> Tensor:
     """Up to ``n`` training inputs of ``task``, drawn without replacement (seeded)."""
     order = torch.randperm(len(task.train), generator=generator)[:n]
-    return task.train.x[order]
+    return task.train.take(order)
 
 
 def require_no_batch_norm(net: PlainNet, method: str) -> None:

@@ -49,9 +49,17 @@ class SI(QuadraticLearner):
     def backward(self, loss: Tensor, penalty: Tensor | None) -> None:
         loss.backward()
         params = self.net.trunk_parameters()
-        self._grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+        grads = [torch.zeros_like(p) if p.grad is None else p.grad.detach().clone() for p in params]
+        if self.loss_scale is not None:  # fp16: the loss was scaled; an overflowed step (inf) is skipped
+            grads = [torch.nan_to_num(g / self.loss_scale, nan=0.0, posinf=0.0, neginf=0.0) for g in grads]
+        self._grads = grads
         if penalty is not None:
-            penalty.backward()
+            # A second backward pass would make DDP reduce twice: add the penalty's gradient by hand.
+            # It is the same on every rank (the parameters are), so it needs no reduction.
+            extra = torch.autograd.grad(penalty, params, allow_unused=True)
+            for p, g in zip(params, extra, strict=True):
+                if g is not None:
+                    p.grad = g if p.grad is None else p.grad + g
 
     def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
         self._before = self.anchor()
