@@ -98,7 +98,16 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    "new or empty unless --overwrite")
     p.add_argument("--overwrite", action="store_true",
                    help="replace the run (finished or not) in --out: removes only the files clnp wrote there")
+    _add_device_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_device_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", default=None, metavar="DEVICE",
+                   help="auto (default: CUDA when available, else the CPU), cpu, cuda, cuda:N or mps; under "
+                        "torchrun, auto and cuda mean each rank's own GPU")
+    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"],
+                   help="32 (default), bf16-mixed or 16-mixed: autocast in training and evaluation")
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -108,15 +117,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     if args.resume:
         given = [k for k, v in vars(args).items()
-                 if v not in (None, False) and k not in ("resume", "no_progress", "data_dir", "command", "func")]
+                 if v not in (None, False)
+                 and k not in ("resume", "no_progress", "data_dir", "device", "command", "func")]
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise UsageError(f"--resume takes its settings from OUT/config.yaml; drop {flags} "
-                             "(only --data-dir and --no-progress may change)")
+                             "(only --data-dir, --device and --no-progress may change)")
         out = Path(args.resume)
         _RUN_DIR[0] = out
         was_finished = finished_run(out) is not None
-        results = resume(out, progress=False if args.no_progress else None, data_dir=args.data_dir)
+        results = resume(out, progress=False if args.no_progress else None, data_dir=args.data_dir,
+                         device=args.device)
         if was_finished:
             print(summary(results))
             print(f"\n{out} holds a finished run: nothing to resume ({out / 'results.json'} left as it was)")
@@ -134,6 +145,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   f"(results in {out / 'results.json'}; --overwrite runs it again)")
             return 0
         results = run(config, out, overwrite=args.overwrite)
+    from .methods import distributed
+
+    if not distributed.is_main():  # under torchrun rank 0 speaks for the run
+        return 0
     print(summary(results))
     print(f"\nresults written to {out / 'results.json'}")
     return 0
@@ -202,7 +217,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.config import combine
 
     shared = ("benchmark", "tasks", "model", "epochs", "finetune_epochs", "batch_size", "optimizer", "lr",
-              "weight_decay", "l1", "margin", "data_dir")
+              "weight_decay", "l1", "margin", "data_dir", "device", "precision")
     flags = {k: getattr(args, k) for k in shared if getattr(args, k) is not None}
     base, _ = combine(args.preset, args.config, flags)  # preset < config file < flags, checked as for `run`
     config = CompareConfig(
@@ -244,6 +259,7 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
                    "(other methods ignore it)")
     p.add_argument("--margin", type=float, help="CLNP's graceful-forgetting margin in points (others ignore it)")
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
+    _add_device_arguments(p)
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
                    help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable; checked for every "
                         "method before anything runs)")
@@ -339,7 +355,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         # Loaded only when something went wrong: `clnp --help` does not import torch.
         from .methods.clnp import CapacityError
+        from .methods.devices import DeviceUnavailableError
 
+        if isinstance(exc, DeviceUnavailableError):
+            print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
+            return 2
         if isinstance(exc, (CapacityError, FloatingPointError)):
             # The input was fine but the run cannot go on (a layer is full, the loss diverged): exit code 3.
             print(f"clnp {args.command}: stopped: {exc}", file=sys.stderr)
@@ -348,6 +368,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if "torch.distributed" in sys.modules:  # a torchrun rank: leave the process group cleanly
+            import torch.distributed as dist
+
+            if dist.is_available() and dist.is_initialized():
+                dist.destroy_process_group()
 
 
 if __name__ == "__main__":

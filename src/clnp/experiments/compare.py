@@ -50,11 +50,13 @@ class CompareConfig:
     optimizer: str | None = None
     lr: float | None = None
     weight_decay: float | None = None
-    l1: float | None = None
-    """CLNP's L1 coefficient (other methods ignore it)."""
+    l1: float | list[float] | None = None
+    """CLNP's L1 coefficient, or one per hidden layer (other methods ignore it)."""
     margin: float | None = None
     """CLNP's graceful-forgetting margin, in accuracy points (other methods ignore it)."""
     data_dir: str | None = None
+    device: str = "auto"
+    precision: str = "32"
     options: dict[str, dict] = field(default_factory=dict)
     """Per method, options for its factory, e.g. ``{"ewc": {"lambda": 1000}}``."""
     run_missing: bool = True
@@ -84,6 +86,7 @@ class CompareConfig:
                          epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
                          optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, l1=self.l1,
                          margin=self.margin, seed=seed, data_dir=self.data_dir, progress=False,
+                         device=self.device, precision=self.precision,
                          extra=dict(self.options.get(method, {})))
 
     def check(self) -> dict[str, RunConfig]:
@@ -107,7 +110,7 @@ def parse_options(items: Sequence[str]) -> dict[str, dict]:
     return out
 
 
-NOT_RESULTS = ("progress", "data_dir")
+NOT_RESULTS = ("progress", "data_dir", "device")
 """Configuration fields that do not change a run's results."""
 CLNP_ONLY = ("l1", "margin")
 """Fields only CLNP reads: a baseline's run is the same run whatever they are."""

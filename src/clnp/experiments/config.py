@@ -20,6 +20,7 @@ from typing import Any
 import yaml
 
 from ..methods.config import TrainConfig
+from ..methods.devices import check_device_name, check_precision
 
 
 class ConfigError(ValueError):
@@ -44,6 +45,11 @@ class RunConfig:
     """CLNP's per-unit L1 coefficient: one for every layer, or a list with one per hidden layer."""
     margin: float | None = None
     seed: int = 0
+    device: str = "auto"
+    """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. A run may be
+    resumed on another device (it is not compared on resume)."""
+    precision: str = "32"
+    """``32``, ``bf16-mixed`` or ``16-mixed`` (autocast in training and evaluation)."""
     data_dir: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -81,6 +87,8 @@ class RunConfig:
         _check_int("batch_size", r.batch_size, 1, None)
         if r.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {r.optimizer!r}")
+        check_device_name(r.device)
+        check_precision(r.precision)
         _check_number("lr", r.lr, "> 0 and finite", lambda v: v > 0)
         _check_number("weight_decay", r.weight_decay, ">= 0 and finite", lambda v: v >= 0)
         if r.method == "clnp":
@@ -200,8 +208,8 @@ _Loader.add_implicit_resolver(
 
 def _allowed_types(hint: Any) -> tuple[type, ...]:
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return tuple(typing.get_args(hint))
-    return (hint,)
+        return tuple(typing.get_origin(a) or a for a in typing.get_args(hint))  # list[float] -> list
+    return (typing.get_origin(hint) or hint,)
 
 
 def _field_types() -> dict[str, tuple[type, ...]]:
@@ -212,7 +220,7 @@ def _field_types() -> dict[str, tuple[type, ...]]:
 
 def _type_name(kinds: tuple[type, ...]) -> str:
     names = {int: "an integer", float: "a number", str: "a string", bool: "true or false", dict: "a mapping",
-             type(None): "null"}
+             list: "a list of numbers", type(None): "null"}
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -242,6 +250,8 @@ def check_values(values: dict, source: str) -> dict:
         elif isinstance(value, str) and str in allowed:
             checked[key] = value
         elif isinstance(value, dict) and dict in allowed:
+            checked[key] = value
+        elif isinstance(value, list) and list in allowed:  # per-layer L1: the elements are checked by check()
             checked[key] = value
         else:
             raise ConfigError(

@@ -11,6 +11,11 @@
 ``resume(out)`` continues a killed run from its last finished task and ends with the same
 ``results.json`` numbers as the run left alone: the network is restored bit for bit, and so are the
 learner's reports, the accuracy rows so far and the global random-number generator state.
+
+Under ``torchrun`` every rank runs this same code on the whole stream (see
+:mod:`clnp.methods.distributed`); only rank 0 touches the run directory (marker, lock, config,
+log, checkpoints, results), the others read the checkpoint to resume. After every task the ranks'
+learned states are compared (a digest) and a difference stops the run.
 """
 
 from __future__ import annotations
@@ -29,8 +34,9 @@ from typing import Any
 import torch
 
 from ..data.benchmarks import get_benchmark
-from ..methods import build_method
+from ..methods import build_method, distributed
 from ..methods.clnp import CapacityError
+from ..methods.devices import resolve_device
 from .checkpoint import (
     CheckpointError,
     Resumable,
@@ -60,8 +66,9 @@ __all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "finished_
            "unfinished_run"]
 
 LOG_COLUMNS = ("task", "phase", "epoch", "loss", "val_accuracy", "seconds")
-_IGNORED_ON_RESUME = ("progress", "data_dir")
-"""Config fields that may differ between a run and its resumption (they do not change results)."""
+_IGNORED_ON_RESUME = ("progress", "data_dir", "device")
+"""Config fields that may differ between a run and its resumption (results stay the same; on a device of
+another kind, the same to float rounding, not to the bit)."""
 
 
 def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = False) -> dict:
@@ -72,10 +79,18 @@ def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = Fals
     ``overwrite``, which removes exactly the files clnp wrote there (see :mod:`clnp.experiments.rundir`).
     """
     cfg = config.check()
+    _start_distributed(cfg)
     out_path = None if out is None else Path(out)
     if out_path is not None:
         check_fresh(out_path, overwrite)  # read-only: refused before any data is read
+        distributed.barrier()  # every rank has looked before rank 0 writes
     return _execute(cfg, out_path, checkpoint=None, overwrite=overwrite)
+
+
+def _start_distributed(cfg: RunConfig) -> None:
+    """Under torchrun: check the device and join the process group (a no-op for a single process)."""
+    if distributed.launched_by_torchrun():
+        distributed.init_from_env(resolve_device(cfg.device, distributed.local_rank()))
 
 
 def unfinished_run(out: str | Path) -> bool:
@@ -108,10 +123,12 @@ def finished_run_of(out: str | Path, config: RunConfig) -> dict | None:
     return done if _comparable(done["config"]) == _comparable(asdict(config.check())) else None
 
 
-def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None) -> dict:
+def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None,
+           device: str | None = None) -> dict:
     """Continue the run in directory ``out`` from its last finished task (or from the start if none finished).
 
-    The configuration is read from ``out/config.yaml``; ``progress`` and ``data_dir`` may be changed.
+    The configuration is read from ``out/config.yaml``; ``progress``, ``data_dir`` and ``device`` may be
+    changed (the checkpoint loads onto any device).
     A run that has finished is left as it is (its ``results.json`` is returned, not rewritten).
     Raises :class:`~clnp.checkpoint.CheckpointError` for a damaged checkpoint or one that does not
     match the configuration, ``ValueError`` for a method whose learner cannot be checkpointed.
@@ -120,13 +137,18 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     config_path = out_path / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {out_path} a run directory written by 'clnp run'?")
-    check_lock(out_path)
     cfg = read_run_config(config_path)
     if progress is not None:
         cfg.progress = progress
     if data_dir is not None:
         cfg.data_dir = str(Path(data_dir).expanduser().absolute())
+    if device is not None:
+        cfg.device = device
     cfg = cfg.check()
+    _start_distributed(cfg)
+    if distributed.is_main():
+        check_lock(out_path)
+    distributed.barrier()
     ckpt = out_path / CHECKPOINT_DIR
     state = load_checkpoint(ckpt) if has_checkpoint(ckpt) else None
     return _execute(cfg, out_path, checkpoint=state, resuming=True)
@@ -196,13 +218,14 @@ def _say(line: str) -> None:
 
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
              overwrite: bool = False) -> dict:
+    device = resolve_device(cfg.device, distributed.local_rank() if distributed.is_distributed() else None)
     torch.manual_seed(cfg.seed)
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
     assert cfg.model is not None
-    input_shape = tuple(stream[0].train.x.shape[1:])
+    input_shape = stream[0].input_shape
     # Bars over epochs on a terminal; on a pipe or a file plain lines, one per finished task.
     bars = cfg.progress and sys.stderr.isatty()
-    train = dataclasses.replace(cfg.train_config(), progress=bars)
+    train = dataclasses.replace(cfg.train_config(), progress=bars, device=str(device))
     learner = build_method(cfg.method, cfg.model, input_shape, train, cfg.method_options())
     resumable = isinstance(learner, Resumable)
     if resuming and not resumable:
@@ -218,11 +241,20 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
         task.validate(input_shape)
 
     lock = None
-    if out is not None:
-        check_out_path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(out)
-        lock.acquire()
+    failure: BaseException | None = None
+    if out is not None and distributed.is_main():
+        try:
+            check_out_path(out)
+            out.mkdir(parents=True, exist_ok=True)
+            lock = RunLock(out)
+            lock.acquire()
+        except Exception as exc:  # noqa: BLE001 - raised below, on every rank
+            failure = exc
+    said = distributed.agree(None if failure is None else _one_line(failure))
+    if failure is not None:
+        raise failure
+    if said is not None:
+        raise RunDirError(f"rank 0 could not take the run directory {out}: {said}")
     try:
         return _execute_locked(cfg, out, checkpoint, resuming, overwrite, stream, input_shape, learner, resumable)
     finally:
@@ -304,6 +336,9 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     resumed_at: list[int] = []
     seconds_before = 0.0
     start = 0
+    reader = out  # every rank reads the checkpoint; only rank 0 writes
+    if not distributed.is_main():
+        out = None
     if out is not None and not resuming:
         state = inspect(out)  # again, now that the directory is locked
         judge(state, overwrite)
@@ -315,8 +350,9 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             leftover.unlink(missing_ok=True)
         if not (out / MARKER_NAME).exists():
             write_marker(out)
+    distributed.barrier()  # rank 0 has prepared the directory
     if checkpoint is not None:
-        ckpt_file = out / CHECKPOINT_DIR if out is not None else "checkpoint"
+        ckpt_file = reader / CHECKPOINT_DIR if reader is not None else "checkpoint"
         rows, task_info, resumed_at, seconds_before, start = _restore(learner, checkpoint, cfg, stream, input_shape,
                                                                       ckpt_file)
     if resuming:
@@ -336,6 +372,8 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             except CapacityError as exc:
                 raise CapacityError(f"{exc} {_how_to_go_on(out, i)}") from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
+            if distributed.is_distributed() and resumable:
+                distributed.check_in_step(learner.learner_state()[0], f"after task {i} ({task.name})")
             info = dict(report) if isinstance(report, dict) else report.to_dict()
             info.pop("epoch_log", None)
             info["wall_seconds"] = time.perf_counter() - t0
@@ -343,7 +381,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             if out is not None and resumable:
                 _save(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
                       seconds_before + time.perf_counter() - started, input_shape)
-            if cfg.progress:
+            if cfg.progress and distributed.is_main():
                 mean = sum(rows[-1]) / len(rows[-1])
                 _say(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
                      f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
@@ -385,6 +423,7 @@ def _how_to_go_on(out: Path | None, finished: int) -> str:
 def _save(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, rows: list, task_info: list,
           resumed_at: list[int], train_seconds: float, input_shape: tuple) -> None:
     tensors, learner_meta = learner.learner_state()
+    tensors = {k: v.cpu() for k, v in tensors.items()}  # loads onto any device (load_state_dict copies)
     n = len(rows)
     meta = {
         "config": asdict(cfg),

@@ -25,6 +25,7 @@ from .sequential import SequentialLearner
 
 class Joint(SequentialLearner):
     method = "joint"
+    uses_every_parameter = False  # a minibatch may hold no example of some task
 
     def __init__(self, model: str, input_shape: Sequence[int], config: TrainConfig) -> None:
         super().__init__(PlainNet(model, input_shape), config)

@@ -46,6 +46,10 @@ class LoopHooks:
     divergence_hint = "lower the learning rate"
     """The advice of the error raised when the loss stops being finite."""
 
+    uses_every_parameter = True
+    """Whether every trained parameter gets a gradient at every step (False for ``joint``, whose batch may
+    miss a task's head); under DDP, False costs a traversal of the graph per step."""
+
     loss_scale: Tensor | None = None
     """Under ``16-mixed``, the gradient scaler's current scale (set by :func:`fit` before each step),
     for a hook that writes gradients itself or reads them in :meth:`backward` (where they are scaled)."""
@@ -141,15 +145,14 @@ class _Epochs:
 
 
 class _Step(nn.Module):
-    """Runs the loss hooks as a module's forward pass, so that DDP sees each training forward (and the
-    gradients it must all-reduce) whatever a method's hooks compute."""
+    """Runs the loss hooks as a module's forward pass, so that DDP sees each training forward whatever a
+    method's hooks compute. Its parameters are exactly the trained ones (HAT's task embeddings, outside
+    the network, included): DDP reduces those gradients and nothing else, and syncs no buffer (masks and
+    frozen snapshots are the same on every rank by construction)."""
 
-    def __init__(self, module: nn.Module, params: Sequence[nn.Parameter]) -> None:
+    def __init__(self, params: Sequence[nn.Parameter]) -> None:
         super().__init__()
-        self.module = module
-        # Trained parameters outside the module (HAT's task embeddings): DDP must reduce them too.
-        inside = {id(p) for p in module.parameters()}
-        self.outside = nn.ParameterList([p for p in params if id(p) not in inside])
+        self.trained = nn.ParameterList(list(params))
 
     def forward(self, hooks: LoopHooks, batch: tuple[Tensor, ...], head: int, step: int,
                 n_steps: int) -> tuple[Tensor, Tensor | None]:
@@ -171,13 +174,12 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
     epochs_data = _Epochs(data, config.batch_size, generator, device)
     n_steps = epochs_data.n_steps
     scaler = grad_scaler(config.precision, device)
-    step_module: nn.Module = _Step(module, params)
+    step_module: nn.Module = _Step(params)
     if distributed.is_distributed():
         from torch.nn.parallel import DistributedDataParallel
 
-        # Unused parameters (other tasks' heads) are expected; buffers are made to agree at the phase's end.
         step_module = DistributedDataParallel(step_module, device_ids=[device] if device.type == "cuda" else None,
-                                              find_unused_parameters=True, broadcast_buffers=False)
+                                              find_unused_parameters=not hooks.uses_every_parameter)
     rows: list[dict] = []
     bar = None
     if config.progress and distributed.is_main():  # one bar over every batch of the phase
