@@ -43,6 +43,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=None)
     parser.add_argument("--finetune-epochs", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a CLNP option")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -54,10 +55,11 @@ def main() -> None:
         values = tuple(float(v) for v in spec.split("/"))
         l1 = values[0] if len(values) == 1 else list(values)
         started = time.perf_counter()
-        cfg = RunConfig(**case, l1=l1, margin=args.margin, seed=args.seed, progress=False)
+        extra = dict(item.split("=", 1) for item in args.option)
+        cfg = RunConfig(**case, l1=l1, margin=args.margin, seed=args.seed, progress=False, extra=extra)
         results = run(cfg)
         final = results["accuracy_matrix"][-1]
-        print(f"case {args.case} l1 {spec} margin {results['config']['margin']}: "
+        print(f"case {args.case} l1 {spec} margin {results['config']['margin']} {extra or ''}: "
               f"ACC {100 * results['average_accuracy']:.2f} BWT {results['backward_transfer']:+.4f}"
               f"  ({time.perf_counter() - started:.0f} s)")
         for t, info in enumerate(results["tasks"]):

@@ -53,7 +53,7 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain")
+CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "old_connections")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
@@ -118,7 +118,9 @@ OPTIONS: dict[str, dict[str, Option]] = {
     "clnp": {"activity": Option("choice", "mean_abs", choices=("mean_abs", "firing_rate"),
                                 help="unit activity measure"),
              "min_gain": Option("number", 0.1, low=0, high=1,
-                                help="how far from chance towards 100 % a task must train before it is frozen")},
+                                help="how far from chance towards 100 % a task must train before it is frozen"),
+             "old_connections": Option("choice", "init", choices=("init", "zero"),
+                                       help="how connections from old units into a new task's units start")},
     "finetune": {},
     "independent": {},
     "joint": {},

@@ -69,10 +69,17 @@ class CLNPConfig(TrainConfig):
     """How far from chance (the most frequent class) towards 100 % the dense network's validation accuracy
     must get before its task is pruned and frozen, as a fraction; otherwise :class:`TrainingFailedError`.
     0 turns the check off (for data that is not meant to be learnable, as in tests)."""
+    old_connections: str = "init"
+    """How the connections from earlier tasks' units into a new task's units (and head) start: ``init``,
+    initialised like every free weight, or ``zero``, so that a task reads old features only where its
+    gradient grows such a connection."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number"})
+        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number",
+                                 "old_connections": "str"})
+        if self.old_connections not in ("init", "zero"):
+            raise ValueError(f"old_connections must be 'init' or 'zero', got {self.old_connections!r}")
         if not 0 <= self.min_gain <= 1:
             raise ValueError(f"min_gain must lie in [0, 1], got {self.min_gain}")
         l1 = self.l1
@@ -253,6 +260,8 @@ class CLNP(LoopHooks):
         net = self.net
         net.reset_free_units_()
         net.add_head(task.n_classes)
+        if cfg.old_connections == "zero":
+            net.zero_old_connections_(task_id)
         seconds: dict[str, float] = {}
         log: list[dict] = []
 
