@@ -52,3 +52,31 @@ def test_the_readmes_command_lines_parse():
     assert len(commands) >= 10
     for argv in commands:
         parser.parse_args(argv)
+
+
+def test_the_readmes_image_folder_dataset_makes_a_task_that_clnp_learns(tmp_path, monkeypatch):
+    """The README's own-dataset example, on a folder of PNG images written here."""
+    import numpy as np
+    from PIL import Image
+
+    import clnp
+
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    for block in _blocks("python"):
+        if "class ImageFolder" in block:
+            exec(compile("import clnp\n" + block, str(README), "exec"), namespace)  # noqa: S102
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 40), ("val", 12), ("test", 12)):
+        for label, name in enumerate(("dark", "light")):
+            folder = tmp_path / "my-data/task0" / part / name
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 100, (8, 8)) + 150 * label
+                Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{i}.png")
+    task = namespace["folder_task"]("my-data/task0", "task0")
+    assert task.val.x.shape == (24, 1, 8, 8)
+    learner = clnp.CLNP(clnp.mlp(64, (16,), input_shape=(1, 8, 8)),
+                        clnp.CLNPConfig(epochs=10, finetune_epochs=1, batch_size=16, lr=1e-2))
+    learner.learn(task)
+    assert learner.accuracy(0, task.test.x, task.test.y) == 1.0
