@@ -32,14 +32,13 @@ def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float
         rows = None if trainable is None else trainable[i]
         positions = a.numel() // (a.shape[0] * a.shape[1])
         scale = coef / (a.shape[0] * positions)
-        if rows is None or bool(rows.all()):
+        if rows is None:
             total = total + scale * a.sum()
             continue
-        if not rows.any():
-            continue
-        # One reduction to per-unit sums, then the trainable units' share.
+        # One reduction to per-unit sums, then the trainable units' share (a product, not a boolean index:
+        # no wait for the device to say how many units are trainable).
         per_unit = a.sum(dim=[d for d in range(a.dim()) if d != 1])
-        total = total + scale * per_unit[rows].sum()
+        total = total + scale * (per_unit * rows.to(per_unit.dtype)).sum()
     return total
 
 
