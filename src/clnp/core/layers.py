@@ -128,6 +128,43 @@ class MaskedMixin:
     def in_features_count(self) -> int:
         return self.weight.shape[1]
 
+    def _narrowed(self, x: Tensor, from_snapshot: bool, out_units: int | None) -> tuple[Tensor, Tensor | None]:
+        """The weight and bias to compute with: narrowed to ``out_units`` rows and to the input's width for an
+        old task of a network grown since it was learned, and made contiguous, so that the task computes
+        with the very shapes (and so the kernels) it was learned with: bit-identical outputs."""
+        w, b = self.effective_weight(from_snapshot), self.effective_bias(from_snapshot)
+        rows = w.shape[0] if out_units is None else out_units
+        if from_snapshot and (rows < w.shape[0] or x.shape[1] < w.shape[1]):
+            w = w[:rows, :x.shape[1]].contiguous()
+            b = None if b is None else b[:rows].contiguous()
+        return w, b
+
+    @torch.no_grad()
+    def grow_units_(self, k: int) -> None:
+        """``k`` more units, free: new (zero) rows of the weight and bias; masks follow at the next refresh."""
+        module: nn.Module = self  # type: ignore[assignment]
+        w = self.weight
+        module.weight = nn.Parameter(torch.cat([w.detach(), w.new_zeros((k, *w.shape[1:]))]),
+                                     requires_grad=w.requires_grad)
+        if self.bias is not None:
+            module.bias = nn.Parameter(torch.cat([self.bias.detach(), self.bias.new_zeros(k)]),
+                                       requires_grad=self.bias.requires_grad)
+        self.owner = torch.cat([self.owner, self.owner.new_full((k,), FREE)])
+        self.train_rows = torch.ones(self.owner.numel(), dtype=torch.bool, device=w.device)
+        self._set_shape()
+
+    @torch.no_grad()
+    def grow_inputs_(self, k: int) -> None:
+        """``k`` more inputs (the new units of the layer before): new zero columns of the weight."""
+        module: nn.Module = self  # type: ignore[assignment]
+        w = self.weight
+        module.weight = nn.Parameter(torch.cat([w.detach(), w.new_zeros((w.shape[0], k, *w.shape[2:]))], dim=1),
+                                     requires_grad=w.requires_grad)
+        self._set_shape()
+
+    def _set_shape(self) -> None:
+        raise NotImplementedError
+
     @torch.no_grad()
     def consolidate_(self) -> None:
         """Write the frozen values back into the parameters (they may have moved under an optimiser)."""
@@ -174,8 +211,11 @@ class MaskedLinear(MaskedMixin, nn.Linear):
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
         self._init_masks(out_features)
 
-    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
-        return F.linear(x, self.effective_weight(from_snapshot), self.effective_bias(from_snapshot))
+    def forward(self, x: Tensor, from_snapshot: bool = False, out_units: int | None = None) -> Tensor:
+        return F.linear(x, *self._narrowed(x, from_snapshot, out_units))
+
+    def _set_shape(self) -> None:
+        self.out_features, self.in_features = self.weight.shape
 
 
 class MaskedConv2d(MaskedMixin, nn.Conv2d):
@@ -190,8 +230,11 @@ class MaskedConv2d(MaskedMixin, nn.Conv2d):
     def in_features_count(self) -> int:
         return self.in_channels
 
-    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
-        return self._conv_forward(x, self.effective_weight(from_snapshot), self.effective_bias(from_snapshot))
+    def forward(self, x: Tensor, from_snapshot: bool = False, out_units: int | None = None) -> Tensor:
+        return self._conv_forward(x, *self._narrowed(x, from_snapshot, out_units))
+
+    def _set_shape(self) -> None:
+        self.out_channels, self.in_channels = self.weight.shape[:2]
 
 
 class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
@@ -239,6 +282,22 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
         self.frozen_var.copy_(self.running_var)
 
     @torch.no_grad()
+    def grow_(self, k: int) -> None:
+        """``k`` more channels (for the layer's new units): fresh affine parameters and statistics."""
+        n = self.num_features + k
+        if self.affine:
+            self.weight = nn.Parameter(torch.cat([self.weight.detach(), self.weight.new_ones(k)]),
+                                       requires_grad=self.weight.requires_grad)
+            self.bias = nn.Parameter(torch.cat([self.bias.detach(), self.bias.new_zeros(k)]),
+                                     requires_grad=self.bias.requires_grad)
+        self.running_mean = torch.cat([self.running_mean, self.running_mean.new_zeros(k)])
+        self.running_var = torch.cat([self.running_var, self.running_var.new_ones(k)])
+        self.train_rows = torch.ones(n, dtype=torch.bool, device=self.running_mean.device)
+        for name in ("frozen_weight", "frozen_bias", "frozen_mean", "frozen_var"):
+            setattr(self, name, self.running_mean.new_zeros(n))
+        self.num_features = n
+
+    @torch.no_grad()
     def reset_free_(self) -> None:
         free = self.train_rows
         if self.affine:
@@ -250,6 +309,8 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
+        if x.shape[1] < self.num_features:  # an old task of a grown network: its own channels only
+            return self._narrow_forward(x)
         if self._all_free:
             return super().forward(x)
         w = b = None
@@ -274,3 +335,14 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
             self.running_mean.copy_(torch.where(self.train_rows, mean, self.frozen_mean))
             self.running_var.copy_(torch.where(self.train_rows, var, self.frozen_var))
         return torch.where(_unsqueeze_like(self.train_rows, x.dim() - 1), new, old)
+
+    def _narrow_forward(self, x: Tensor) -> Tensor:
+        """The first ``x.shape[1]`` channels, all of an old task's width, from their frozen values."""
+        c = x.shape[1]
+        w = b = None
+        if self.affine:
+            w = torch.where(self.train_rows, self.weight, self.frozen_weight)[:c].contiguous()
+            b = torch.where(self.train_rows, self.bias, self.frozen_bias)[:c].contiguous()
+        mean = torch.where(self.train_rows, self.running_mean, self.frozen_mean)[:c].contiguous()
+        var = torch.where(self.train_rows, self.running_var, self.frozen_var)[:c].contiguous()
+        return F.batch_norm(x, mean, var, w, b, False, 0.0, self.eps)

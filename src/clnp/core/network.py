@@ -41,9 +41,10 @@ class Block(nn.Module):
         self.post = nn.Sequential(*post)
         self.tail = nn.Sequential(*tail)
 
-    def forward(self, x: Tensor, from_snapshot: bool = False) -> Tensor:
-        """The block's output (what the next block reads); ``from_snapshot``: owned rows from their snapshot."""
-        return self.tail(self.post(self.layer(x, from_snapshot)))
+    def forward(self, x: Tensor, from_snapshot: bool = False, out_units: int | None = None) -> Tensor:
+        """The block's output (what the next block reads); ``from_snapshot``: owned rows from their snapshot;
+        ``out_units``: only the first units (an old task of a network grown since)."""
+        return self.tail(self.post(self.layer(x, from_snapshot, out_units)))
 
     def batch_norms(self) -> list[MaskedBatchNorm]:
         return [m for m in (*self.post, *self.tail) if isinstance(m, MaskedBatchNorm)]
@@ -127,6 +128,10 @@ class CLNPNet(nn.Module):
                 f"the trunk must end in flat features (add nn.Flatten()); it ends with shape {tuple(probe.shape[1:])}"
             )
         self.feature_dim = probe.shape[1]
+        # Per learned task, the width of every prunable layer when it was learned (growth appends units):
+        # an old task computes with those shapes, so its outputs stay bit-identical after the network grows.
+        self.register_buffer("task_widths", torch.zeros((0, len(blocks)), dtype=torch.long))
+        self.register_load_state_dict_pre_hook(self._fit_loaded_shapes)
         # Loaded tensors are the truth: derive masks and snapshots from them (no consolidation first).
         self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_masks(consolidate=False))
         # A user's own loop (AdamW, param.data edits) may have moved frozen rows: state_dict() holds the truth.
@@ -188,6 +193,58 @@ class CLNPNet(nn.Module):
     def _refresh_learned(self) -> None:
         # Read once per owner change, so that a forward pass never waits for the device to say it.
         self._learned = [bool(h.owner[0] == t) for t, h in enumerate(self.heads)]
+        n_learned = sum(self._learned)
+        if self.task_widths.shape[0] > n_learned:  # tasks rolled back
+            self.task_widths = self.task_widths[:n_learned].clone()
+        self._widths = [[int(w) for w in row] for row in self.task_widths.tolist()]
+
+    @property
+    def widths(self) -> list[int]:
+        """The number of units of every prunable layer, now."""
+        return [block.layer.n_units for block in self.blocks]
+
+    @torch.no_grad()
+    def grow_(self, layer: int, k: int) -> None:
+        """Add ``k`` free units to prunable layer ``layer``: new rows of it (and of its batch norms), new input
+        columns of the next layer or of every head. The new columns into owned units are cut (zero), and old
+        tasks compute with their own widths (``task_widths``), so every earlier task's outputs stay
+        bit-identical."""
+        if not 0 <= layer < len(self.blocks):
+            raise IndexError(f"no prunable layer {layer}; this network has {len(self.blocks)}")
+        if k < 1:
+            raise ValueError(f"grow by at least one unit, got {k}")
+        self.consolidate_()
+        block = self.blocks[layer]
+        units = block.layer.n_units
+        if layer + 1 < len(self.blocks):
+            consumers = [self.blocks[layer + 1].layer]
+            per_unit = consumers[0].in_features_count() // units
+        else:
+            consumers = list(self.heads)
+            per_unit = self.feature_dim // units
+            self.feature_dim += k * per_unit
+        block.layer.grow_units_(k)
+        for bn in block.batch_norms():
+            bn.grow_(k)
+        for consumer in consumers:
+            consumer.grow_inputs_(k * per_unit)
+        self.refresh_masks(consolidate=False)
+
+    def _fit_loaded_shapes(self, module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+        """Before a load: grow the layers to the loaded owners' lengths (a grown network's checkpoint), and
+        take ``task_widths`` as loaded (or, from a checkpoint older than growth, the present widths)."""
+        for i, block in enumerate(self.blocks):
+            owner = state_dict.get(f"{prefix}blocks.{i}.layer.owner")
+            if owner is not None and owner.numel() > block.layer.n_units:
+                self.grow_(i, owner.numel() - block.layer.n_units)
+        key = f"{prefix}task_widths"
+        if key in state_dict:
+            self.task_widths = torch.zeros_like(state_dict[key], device=self.task_widths.device)
+        else:
+            learned = [k for k in range(len(self.heads))
+                       if (o := state_dict.get(f"{prefix}heads.{k}.owner")) is not None and bool(o[0] == k)]
+            state_dict[key] = torch.tensor([self.widths] * len(learned), dtype=torch.long).view(-1, len(self.blocks))
+            self.task_widths = torch.zeros_like(state_dict[key], device=self.task_widths.device)
 
     @torch.no_grad()
     def refresh_masks(self, consolidate: bool = True) -> None:
@@ -240,16 +297,17 @@ class CLNPNet(nn.Module):
                l1_weights: Sequence[Tensor | None] | None = None, task: int | None = None) -> Tensor:
         """Features after the last block. ``task`` (a learned one) computes it from that task's live units only."""
         frozen = task is not None and self.is_learned(task)
+        widths = self._widths[task] if frozen else None  # type: ignore[index]
         x = self.stem(x)
         nonnegative = self.nonnegative_activity() if l1_weights is not None else None
         for i, block in enumerate(self.blocks):
-            out = block(x, frozen)
-            units = block.layer.n_units
+            units = block.layer.n_units if widths is None else widths[i]
+            out = block(x, frozen, None if widths is None or units == block.layer.n_units else units)
             a = out if out.dim() != 2 or out.shape[1] == units else out.view(out.shape[0], units, -1)
             shape = (1, units, *([1] * (a.dim() - 2)))
             if frozen:
                 # Old tasks read only their own live units: a free unit that overflowed (0 * inf) cannot leak in.
-                live = live_units(block.layer.owner, task).view(shape)  # type: ignore[arg-type]
+                live = live_units(block.layer.owner[:units], task).view(shape)  # type: ignore[arg-type]
                 a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
             if keep is not None and keep[i] is not None:
                 a = a * keep[i].view(shape).to(a.dtype)  # type: ignore[union-attr]
@@ -311,6 +369,8 @@ class CLNPNet(nn.Module):
             owner = block.layer.owner
             owner[(owner == FREE) & k.to(owner.device)] = task
         self.heads[task].owner.fill_(task)
+        row = torch.tensor([self.widths], dtype=torch.long, device=self.task_widths.device)
+        self.task_widths = torch.cat([self.task_widths[:task], row])
         self.refresh_masks()
 
     @torch.no_grad()

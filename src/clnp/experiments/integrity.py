@@ -5,7 +5,8 @@ be the state of this run's network, before any of it is loaded (loading re-deriv
 would silently zero weights under a wrong owner vector):
 
 * the tensor names, shapes and dtypes are exactly those of the configured model with one head per
-  finished task, each head as wide as its task has classes;
+  finished task, each head as wide as its task has classes (layers grown by ``grow`` may be wider than
+  the model spec, never narrower; ``task_widths`` holds one row per finished task, within those widths);
 * every owner vector holds task ids of finished tasks or ``FREE``; head *k* is owned by task *k*;
 * per layer, the units each task owns and the units left free agree with the learner's reports;
 * every cut weight (from a free unit, or from a later task's unit, into an owned unit or a head)
@@ -41,7 +42,21 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     template = build_model(model, input_shape)
     for k in n_classes:
         template.add_head(int(k))
+    for i, block in enumerate(template.blocks):  # a grown network: the template grows the same way
+        owner = tensors.get(f"blocks.{i}.layer.owner")
+        if owner is not None and owner.dim() == 1 and owner.numel() > block.layer.n_units:
+            template.grow_(i, owner.numel() - block.layer.n_units)
     expected = template.state_dict()
+    expected.pop("task_widths", None)
+    widths = tensors.get("task_widths")
+    if widths is not None:
+        spec = build_model(model, input_shape).widths
+        if (widths.dtype != torch.int64 or tuple(widths.shape) != (n, len(spec))
+                or bool((widths < torch.tensor(spec)).any()) or bool((widths > torch.tensor(template.widths)).any())):
+            raise CheckpointError(f"{source}: task_widths must hold one row of layer widths per finished task "
+                                  f"({n} x {len(spec)}), between {spec} and {template.widths}; got "
+                                  f"{tuple(widths.shape)} {widths.dtype}")
+        tensors = {k: v for k, v in tensors.items() if k != "task_widths"}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
