@@ -285,7 +285,7 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
         raise ValueError(f"task {task} is not a finished task of {run_dir}: expected 0..{n_done - 1}")
     shape = meta.get("input_shape")
     if shape is None:  # older checkpoints: read it off the benchmark's first task
-        shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].train.x.shape[1:]
+        shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].input_shape
     assert cfg.model is not None
     learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
     learner_meta = meta.get("learner") if isinstance(meta.get("learner"), dict) else {}

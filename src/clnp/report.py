@@ -15,7 +15,7 @@ from pathlib import Path
 RESULTS_FILE = "results.json"
 LOG_FILE = "log.csv"
 PLOT_FILES = {"accuracy_matrix": "accuracy_matrix.png", "task_accuracy": "task_accuracy.png",
-              "capacity": "capacity.png", "training": "training.png"}
+              "capacity": "capacity.png", "training": "training.png", "forecast": "capacity_forecast.png"}
 
 # Colours of the capacity bars, bottom to top; the legend reads in the same order.
 _CAPACITY_SEGMENTS = (
@@ -193,11 +193,33 @@ def capacity_table(results: dict) -> str:
         for row in capacity:
             if t < len(row["owned_by_task"]):
                 o, f, r = row["owned_by_task"][t], row["free_after_task"][t], row["reused_by_task"][t]
-                cells.append(f"{o:>5} /{f:>5} /{r:>5}")
+                g = (row.get("grown_by_task") or [0] * n)[t]
+                cells.append(f"{o:>5} /{f:>5} /{r:>5}" + (f" (+{g})" if g else ""))
             else:
                 cells.append("")
-        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells))
+        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width + 7 if any_growth(results) else width}}"
+                                                    for c in cells))
+    if any_growth(results):
+        lines.append("(+N: units the layer grew by before the task, --grow)")
     return "\n".join(lines)
+
+
+def any_growth(results: dict) -> bool:
+    return any(any(row.get("grown_by_task") or []) for row in results.get("capacity") or [])
+
+
+def forecast_text(results: dict) -> str:
+    """The capacity forecast after the last task: per layer free units, units per task, tasks that still fit."""
+    forecasts = results.get("capacity_forecast") or []
+    if not forecasts:
+        return ""
+    last = forecasts[-1]
+    parts = []
+    for row in last["layers"]:
+        fit = "never fills" if row["tasks_that_fit"] is None else f"{row['tasks_that_fit']} more tasks fit"
+        parts.append(f"  {row['layer']}: {row['free']} free, {row['units_per_task']:.1f} units per task so far: {fit}")
+    first = f"; {last['fills_first']} fills first" if last.get("fills_first") else ""
+    return "\n".join([f"capacity forecast after task {last['after_task']}{first}:", *parts])
 
 
 def summary(results: dict) -> str:
@@ -223,6 +245,9 @@ def summary(results: dict) -> str:
         exact = "  (exactly 0)" if bwt == 0.0 and len(results["accuracy_matrix"]) > 1 else ""
         lines.append(f"backward transfer  {100 * bwt:+.2f} points{exact}")
     lines += ["", "units per layer (owned by the task / free after it / old units it reuses):", capacity_table(results)]
+    forecast = forecast_text(results)
+    if forecast:
+        lines += ["", forecast]
     return "\n".join(lines)
 
 
@@ -391,8 +416,11 @@ def plot_task_accuracy(results: dict, path: str | Path) -> Path:
 def capacity_segments(row: dict) -> list[list[int]]:
     """Per task, the layer's units split as in :data:`_CAPACITY_SEGMENTS` (they sum to the layer's units)."""
     segments = []
-    for owned, free, reused in zip(row["owned_by_task"], row["free_after_task"], row["reused_by_task"], strict=True):
-        earlier = max(0, int(row["units"]) - owned - free)
+    grown = row.get("grown_by_task") or [0] * len(row["owned_by_task"])
+    for t, (owned, free, reused) in enumerate(zip(row["owned_by_task"], row["free_after_task"],
+                                                  row["reused_by_task"], strict=True)):
+        width = int(row["units"]) - sum(grown[t + 1:])  # the layer's width at task t (it may have grown since)
+        earlier = max(0, width - owned - free)
         reused = min(reused, earlier)
         segments.append([earlier - reused, reused, owned, free])
     return segments
@@ -438,6 +466,32 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4 if fig_w >= 9 else 2, fontsize=8,
                frameon=False)
     fig.suptitle(f"Units per layer after each task\n{_title(results)}", fontsize=10)
+    return _save(fig, Path(path))
+
+
+def plot_forecast(results: dict, path: str | Path) -> Path:
+    """Free units per layer against tasks (solid), extended at the rate so far as a dashed line until the layer
+    fills; the layer that fills first is named in the title."""
+    forecasts = results["capacity_forecast"]
+    fig = _new_figure(6.4, 4.0)
+    ax = fig.subplots()
+    last = forecasts[-1]
+    n = len(forecasts)
+    horizon = n + max([row["tasks_that_fit"] or 0 for row in last["layers"]] + [1])
+    for i, row in enumerate(last["layers"]):
+        free = [f["layers"][i]["free"] for f in forecasts]
+        line, = ax.plot(range(n), free, marker="o", markersize=3, label=row["layer"])
+        rate = row["units_per_task"]
+        if rate > 0:
+            xs = [n - 1 + k for k in range(horizon - n + 2)]
+            ys = [max(0.0, free[-1] - rate * k) for k in range(len(xs))]
+            ax.plot(xs, ys, linestyle="--", color=line.get_color())
+    ax.set_xlabel("after learning task")
+    ax.set_ylabel("free units")
+    ax.set_ylim(bottom=0)
+    ax.legend(fontsize=8, frameon=False)
+    first = f"; {last['fills_first']} fills first" if last.get("fills_first") else ""
+    ax.set_title(f"Free units, and the forecast at the rate so far (dashed){first}\n{_title(results)}", fontsize=9)
     return _save(fig, Path(path))
 
 
@@ -504,6 +558,8 @@ def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = Non
         plots.skipped.append(
             f"{PLOT_FILES['capacity']}: skipped, this results.json has no capacity diagnostics "
             f"(method '{results['method']}' does not partition units)")
+    if results.get("capacity_forecast"):
+        plots.written.append(plot_forecast(results, out / PLOT_FILES["forecast"]))
     if log:
         plots.written.append(plot_training(results, log, out / PLOT_FILES["training"]))
     elif log is not None:

@@ -44,6 +44,8 @@ class RunConfig:
     l1: float | list[float] | None = None
     """CLNP's per-unit L1 coefficient: one for every layer, or a list with one per hidden layer."""
     margin: float | None = None
+    grow: bool = False
+    """CLNP: add free units to a layer before a task that would not fit (``CLNPConfig.grow``)."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (CUDA when available, else the CPU), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``. A run may be
@@ -127,6 +129,8 @@ class RunConfig:
         options = dict(r.extra)
         if r.method == "clnp":
             options.update({k: getattr(r, k) for k in ("l1", "margin") if getattr(r, k) is not None})
+            if r.grow:
+                options["grow"] = True
         return options
 
 

@@ -370,7 +370,8 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             try:
                 report = learner.learn(task)
             except CapacityError as exc:
-                raise CapacityError(f"{exc} {_how_to_go_on(out, i)}") from None
+                advice = learner.width_advice(n - i) if hasattr(learner, "width_advice") else ""
+                raise CapacityError(f"{exc} {advice} {_how_to_go_on(out, i)}".replace("  ", " ")) from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
             if distributed.is_distributed() and resumable:
                 distributed.check_in_step(learner.learner_state()[0], f"after task {i} ({task.name})")
@@ -401,6 +402,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         "average_accuracy": average_accuracy(matrix),
         "backward_transfer": backward_transfer(matrix),
         "capacity": learner.capacity(),
+        "capacity_forecast": learner.capacity_forecast() if hasattr(learner, "capacity_forecast") else [],
         "tasks": task_info,
         "train_seconds": seconds_before + time.perf_counter() - started,
         "resumed_at_tasks": resumed_at,

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.activity import accuracy, predict_with_loss, unit_activity
+from ..core.capacity import forecast, width_for
 from ..core.network import CLNPNet
 from ..core.partition import FREE, expand_owner
 from ..core.pruning import Score, choose_pruning
@@ -48,6 +49,9 @@ LOSS_GAIN = 0.05
 SEARCH_INPUTS = 1000
 """The pruning search compares predictions with the dense network's on at least this many inputs."""
 
+GROW_LOOKBACK = 2
+"""With ``grow``: the coming task is expected to keep as many units as the most of the last this many tasks."""
+
 
 
 @dataclass
@@ -73,11 +77,24 @@ class CLNPConfig(TrainConfig):
     """How the connections from earlier tasks' units into a new task's units (and head) start: ``init``,
     initialised like every free weight, or ``zero``, so that a task reads old features only where its
     gradient grows such a connection."""
+    grow: bool = False
+    """Before each task, add free units to a layer that has fewer than the task is expected to need (the most
+    any of the last :data:`GROW_LOOKBACK` tasks kept there, at least ``grow_min``), up to ``max_growth``
+    times its initial width; earlier tasks' outputs stay bit-identical (:meth:`CLNPNet.grow_`)."""
+    grow_min: int = 1
+    """With ``grow``: the fewest free units every layer must have before a task."""
+    max_growth: float = 4.0
+    """With ``grow``: a layer grows to at most this many times its initial width; beyond, ``CapacityError``."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number",
                                  "old_connections": "str"})
+        check_field_types(self, {"grow": "bool", "grow_min": "int", "max_growth": "number"})
+        if self.grow_min < 1:
+            raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
+        if not 1.0 <= self.max_growth < math.inf:
+            raise ValueError(f"max_growth must be >= 1 (times the initial width) and finite, got {self.max_growth}")
         if self.old_connections not in ("init", "zero"):
             raise ValueError(f"old_connections must be 'init' or 'zero', got {self.old_connections!r}")
         if not 0 <= self.min_gain <= 1:
@@ -112,6 +129,8 @@ class TaskReport:
     thresholds: list[float]
     seconds: dict[str, float]
     epoch_log: list[dict] = field(default_factory=list)
+    grown: list[int] = field(default_factory=list)
+    """Units added to each layer before the task (``grow``); empty or zeros without growth."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -140,6 +159,7 @@ class CLNP(LoopHooks):
         self.reports: list[TaskReport] = []
         self.on_epoch = on_epoch
         self.l1 = per_layer(self.config.l1, len(net.blocks))
+        self.initial_widths = net.widths
         self._phase: _Phase | None = None
         self._activity: list[Tensor] = []
 
@@ -147,6 +167,7 @@ class CLNP(LoopHooks):
     def learn(self, task: Task) -> TaskReport:
         """Learn ``task`` on the free units; afterwards its units are frozen for ever."""
         task.validate(self.net.input_shape)
+        grown = self._grow() if self.config.grow else [0] * len(self.net.blocks)
         self._check_capacity()
         task_id = self.net.n_tasks
         seed = self.config.seed * 1_000_003 + task_id
@@ -155,7 +176,9 @@ class CLNP(LoopHooks):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
                 generator = torch.Generator().manual_seed(seed)
-                return self._learn(task, task_id, generator)
+                report = self._learn(task, task_id, generator)
+                report.grown = grown
+                return report
         except BaseException:
             self._rollback(task_id)
             raise
@@ -189,8 +212,29 @@ class CLNP(LoopHooks):
                 "owned_by_task": [r.owned[i] for r in self.reports],
                 "free_after_task": [r.free_after[i] for r in self.reports],
                 "reused_by_task": [r.reused[i] for r in self.reports],
+                "grown_by_task": [r.grown[i] if r.grown else 0 for r in self.reports],
             })
         return rows
+
+    def capacity_forecast(self) -> list[dict]:
+        """After each task so far: per layer the free units, the units per task so far and the further tasks
+        that fit at that rate, and the layer that fills first (:func:`clnp.core.capacity.forecast`)."""
+        names = self.net.layer_names
+        return [forecast([r.owned for r in self.reports[:t + 1]], self.reports[t].free_after, names)
+                for t in range(len(self.reports))]
+
+    def width_advice(self, remaining: int) -> str:
+        """What the forecast says each layer's width should be for ``remaining`` more tasks (for an error)."""
+        if not self.reports:
+            return ""
+        latest = self.capacity_forecast()[-1]["layers"]
+        widths = [width_for(w, row["free"], row["units_per_task"], remaining)
+                  for w, row in zip(self.net.widths, latest, strict=True)]
+        spec = ",".join(str(w) for w in widths)
+        rates = ", ".join(f"{row['units_per_task']:.0f}" for row in latest)
+        tasks = f"{remaining} remaining task{'s' if remaining != 1 else ''}"
+        return (f"At the rate of the tasks so far ({rates} units per task and layer), the {tasks} need "
+                f"widths {spec} (e.g. --model mlp:{spec} for an MLP), or run with --grow.")
 
     def learner_state(self) -> tuple[dict[str, Tensor], dict]:
         """Everything learned so far, as data: the network's tensors and JSON-able metadata.
@@ -246,13 +290,35 @@ class CLNP(LoopHooks):
         net.clear_free_units_()
         del self.reports[task_id:]
 
+    def _expected_need(self) -> list[int]:
+        """Per layer, the units the coming task is expected to keep: the most of the last tasks', at least
+        ``grow_min``."""
+        recent = self.reports[-GROW_LOOKBACK:]
+        return [max([self.config.grow_min, *(r.owned[i] for r in recent)]) for i in range(len(self.net.blocks))]
+
+    def _grow(self) -> list[int]:
+        """Add free units where fewer are left than the coming task is expected to need (within the cap)."""
+        grown = []
+        for i, (need, free) in enumerate(zip(self._expected_need(), self.net.free_units(), strict=True)):
+            cap = int(self.config.max_growth * self.initial_widths[i])
+            k = min(need - free, cap - self.net.widths[i])
+            if k > 0:
+                self.net.grow_(i, k)
+            grown.append(max(0, k))
+        return grown
+
     def _check_capacity(self) -> None:
-        for name, free in zip(self.net.layer_names, self.net.free_units(), strict=True):
+        for i, (name, free) in enumerate(zip(self.net.layer_names, self.net.free_units(), strict=True)):
             if free == 0:
+                recent = self.reports[-GROW_LOOKBACK:]
+                needed = ", ".join(str(r.owned[i]) for r in recent)
+                growth = (f" It has grown to {self.net.widths[i]} units, the cap of max_growth="
+                          f"{self.config.max_growth:g} times its initial {self.initial_widths[i]}."
+                          if self.config.grow else "")
                 raise CapacityError(
                     f"layer {name} has no free unit left for task {self.net.n_tasks}: every unit belongs "
-                    "to an earlier task. Use a wider layer, or a larger margin (or a stronger L1 penalty) "
-                    "so that each task keeps fewer units."
+                    f"to an earlier task (the last tasks kept {needed} units there).{growth} Use a wider layer, "
+                    "--grow, or a larger margin (or a stronger L1 penalty) so that each task keeps fewer units."
                 )
 
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> TaskReport:
