@@ -374,22 +374,6 @@ class CLNPNet(nn.Module):
         self.refresh_masks()
 
     @torch.no_grad()
-    def zero_old_connections_(self, task: int) -> None:
-        """Zero the weights from earlier tasks' units into the free units and into head ``task`` (a fresh start
-        that reads no old feature until training grows such a connection)."""
-        previous: Tensor | None = None
-        for block in self.blocks:
-            layer = block.layer
-            if previous is not None:
-                cols = expand_owner((previous != FREE).long(), layer.in_features_count()).bool()
-                mask = layer.train_rows[:, None] & cols[None, :]
-                layer.weight.masked_fill_(mask.view(*mask.shape, *([1] * (layer.weight.dim() - 2))), 0.0)
-            previous = layer.owner
-        assert previous is not None
-        cols = expand_owner((previous != FREE).long(), self.feature_dim).bool()
-        self.heads[task].weight[:, cols] = 0.0
-
-    @torch.no_grad()
     def clear_free_units_(self) -> None:
         """Zero the free units' incoming weights and biases (after a failed task: nothing it left can overflow)."""
         self.refresh_masks()  # masks must follow the owners before their free rows are addressed

@@ -53,7 +53,7 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "old_connections", "grow", "grow_min", "max_growth")
+CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "grow", "grow_min", "max_growth")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
@@ -119,8 +119,6 @@ OPTIONS: dict[str, dict[str, Option]] = {
                                 help="unit activity measure"),
              "min_gain": Option("number", 0.1, low=0, high=1,
                                 help="how far from chance towards 100 % a task must train before it is frozen"),
-             "old_connections": Option("choice", "init", choices=("init", "zero"),
-                                       help="how connections from old units into a new task's units start"),
              "grow_min": Option("int", 1, low=1, help="with --grow: the fewest free units a layer must have"),
              "max_growth": Option("number", 4.0, low=1,
                                   help="with --grow: a layer grows to at most this many times its width")},

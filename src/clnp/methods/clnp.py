@@ -73,10 +73,6 @@ class CLNPConfig(TrainConfig):
     """How far from chance (the most frequent class) towards 100 % the dense network's validation accuracy
     must get before its task is pruned and frozen, as a fraction; otherwise :class:`TrainingFailedError`.
     0 turns the check off (for data that is not meant to be learnable, as in tests)."""
-    old_connections: str = "init"
-    """How the connections from earlier tasks' units into a new task's units (and head) start: ``init``,
-    initialised like every free weight, or ``zero``, so that a task reads old features only where its
-    gradient grows such a connection."""
     grow: bool = False
     """Before each task, add free units to a layer that has fewer than the task is expected to need (the most
     any of the last :data:`GROW_LOOKBACK` tasks kept there, at least ``grow_min``), up to ``max_growth``
@@ -88,15 +84,12 @@ class CLNPConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number",
-                                 "old_connections": "str"})
+        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number"})
         check_field_types(self, {"grow": "bool", "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:
             raise ValueError(f"max_growth must be >= 1 (times the initial width) and finite, got {self.max_growth}")
-        if self.old_connections not in ("init", "zero"):
-            raise ValueError(f"old_connections must be 'init' or 'zero', got {self.old_connections!r}")
         if not 0 <= self.min_gain <= 1:
             raise ValueError(f"min_gain must lie in [0, 1], got {self.min_gain}")
         l1 = self.l1
@@ -326,8 +319,6 @@ class CLNP(LoopHooks):
         net = self.net
         net.reset_free_units_()
         net.add_head(task.n_classes)
-        if cfg.old_connections == "zero":
-            net.zero_old_connections_(task_id)
         seconds: dict[str, float] = {}
         log: list[dict] = []
 
