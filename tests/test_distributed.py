@@ -115,3 +115,15 @@ def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics
     for r in (r0, r1):
         assert torch.equal(r["before"], r["after"])  # zero forgetting on each rank
     assert min(r0["acc"]) > 0.85
+
+
+@pytest.mark.parametrize("method", ["si", "hat", "packnet"])
+def test_baselines_train_under_ddp_with_every_rank_identical_after_every_task(method, tmp_path):
+    """SI adds its penalty's gradient without a second backward pass, HAT trains embeddings outside the
+    network, PackNet masks weights: under DDP the runner's digest check after every task passes."""
+    out = tmp_path / "run"
+    proc = _torchrun("-m", "clnp", "run", "--method", method, "--benchmark", "split-digits", "--tasks", "3",
+                     "--epochs", "3", "--device", "cpu", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 3
