@@ -99,7 +99,8 @@ class _Epochs:
     """The batches of every epoch of one phase, on this rank, moved to ``device``.
 
     In-memory tensors in one process: :func:`shuffled_batches` (the fast path, and the order every
-    result so far was made with); on an accelerator the tensors are moved there once per phase. Under data parallelism, or for a dataset-backed split: a
+    result so far was made with); on an accelerator the tensors are moved there once per phase. Under
+    data parallelism, or for a dataset-backed split: a
     :class:`~torch.utils.data.distributed.DistributedSampler` (one replica in one process) seeded
     once per phase from ``generator`` and set to each epoch, so a resumed run reads the same batches;
     each rank takes ``ceil(batch_size / world)`` of every global batch of ``batch_size``. Dataset
