@@ -89,6 +89,9 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--l1", type=_l1, help="per-unit L1 coefficient on hidden activations; one number, "
                    "or one per hidden layer separated by commas (e.g. 3e-3,1e-2)")
     p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
+    p.add_argument("--grow", action="store_true", default=None,
+                   help="clnp: before a task, add free units to a layer that would not fit it (earlier tasks stay "
+                        "bit-identical); --option max_growth=4 caps a layer at 4x its width")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: 0)")
     p.add_argument("--option", action="append", metavar="[METHOD.]NAME=VALUE",
                    help="a method option, e.g. lambda=1000 for --method ewc (repeatable; overrides 'extra:' of "
@@ -220,10 +223,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
               "weight_decay", "l1", "margin", "data_dir", "device", "precision")
     flags = {k: getattr(args, k) for k in shared if getattr(args, k) is not None}
     base, _ = combine(args.preset, args.config, flags)  # preset < config file < flags, checked as for `run`
+    execution = ("jobs", "launcher", "slurm_partition", "slurm_time", "slurm_gpus_per_run", "slurm_cpus_per_run",
+                 "slurm_log_dir")
     config = CompareConfig(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], seeds=args.seeds,
         **{k: getattr(base, k) for k in shared}, options=parse_options(args.option or []),
-        run_missing=not args.no_run, overwrite=args.overwrite,
+        run_missing=not args.no_run, overwrite=args.overwrite, tune=args.tune,
+        **{k: getattr(args, k) for k in execution if getattr(args, k) is not None},
     )
     out = Path(args.out or f"runs/compare-{config.benchmark}")
     compare(config, out, log=lambda msg: print(msg, flush=True))
@@ -265,6 +271,24 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
                         "method before anything runs)")
     p.add_argument("--no-run", action="store_true",
                    help="tabulate the runs already finished in --out; run nothing (e.g. after a cut-off)")
+    p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
+                   help="first select each method's own settings and learning rate, TRIALS trials per method from "
+                        "its shipped search space, on a tuning stream (the benchmark at seed 1000) by validation "
+                        "accuracy; the chosen settings are used and recorded (default: 0, no tuning)")
+    g = p.add_argument_group("where the runs execute (the results do not depend on it)")
+    g.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="run N runs at once in worker processes on this machine (default: 1); each uses "
+                        "cpu_count/N threads unless OMP_NUM_THREADS is set, and with --device cuda its own GPU")
+    g.add_argument("--launcher", choices=("local", "slurm", "local-submitit"), default=None,
+                   help="local (default): this machine; slurm: one Slurm job per run through submitit "
+                        "(pip install 'clnp[slurm]'), waited for here; local-submitit: the slurm code path with "
+                        "local processes instead of sbatch (for testing)")
+    g.add_argument("--slurm-partition", metavar="NAME", help="Slurm partition of the jobs")
+    g.add_argument("--slurm-time", type=int, metavar="MINUTES",
+                   help="time limit of each job (default: 60); a run that reaches it is requeued and resumes")
+    g.add_argument("--slurm-gpus-per-run", type=int, metavar="N", help="GPUs per job")
+    g.add_argument("--slurm-cpus-per-run", type=int, metavar="N", help="CPU cores per job")
+    g.add_argument("--slurm-log-dir", metavar="DIR", help="submitit's job files and logs (default: OUT/slurm-logs)")
     p.set_defaults(func=_cmd_compare)
 
 

@@ -1,0 +1,147 @@
+"""Hyper-parameter selection on a footing equal for every method (``clnp compare --tune TRIALS``).
+
+Each compared method selects its own settings, with the same budget as every other method, on a
+*tuning stream* that is not one of the evaluation streams: the same benchmark built with seed
+:data:`TUNING_SEED` (1000), while the evaluation runs use seeds ``0..N-1``. For the split benchmarks
+the class groups are fixed (pairs of classes in order); the seed changes the validation split carved
+from each task's training data, the network's initialisation and the order of the minibatches, and on
+the digits (which have no official test set) also which images are held out for testing. Every trial
+is a full run of the tuning stream into ``OUT/tuning/METHOD/trial-K``.
+
+**Search spaces** (:data:`SPACES`, plus the learning rate :data:`LR_GRID` for every method) are grids:
+the trial settings of a method are the first ``TRIALS`` points of its grid in a seeded random order
+(the order depends only on the method's name, so ``--tune 5`` after ``--tune 3`` reuses the first
+three trials). A method whose grid has fewer points than ``TRIALS`` (``finetune``: the three learning
+rates) tries all of them; with ``TRIALS`` at most 3 every method gets exactly ``TRIALS`` trials. A
+setting that the comparison fixes (``--lr``, ``--l1``, ``--margin``, an ``--option``, a preset or
+config file value) is kept as given and not searched.
+
+**Criterion**: the average *validation* accuracy over all tasks of the tuning stream after its last
+task (ACC computed on the validation splits instead of the test splits), evaluated here from the
+trial's final checkpoint. The runner records test accuracy only; test accuracy would be the wrong
+criterion: on MNIST, Fashion-MNIST and CIFAR the tuning stream's test split is the data set's
+official test set, the very images the evaluation reports. The validation splits are carved from the
+training sets and never enter an evaluation's test accuracy (on the digits, where train and test are
+a seeded split of one pool of 1,797 images, a tuning validation image may be an evaluation test image
+of another seed: the digits are a smoke test, not a published benchmark). The tuning stream's test
+ACC is recorded beside it, for information. Ties go to the earlier trial.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import random
+import statistics
+from collections.abc import Sequence
+from pathlib import Path
+
+from .config import RunConfig
+
+TUNING_SEED = 1000
+"""The seed of the tuning stream (the evaluation seeds are ``0..seeds-1``, below it)."""
+
+LR_GRID = (3e-4, 1e-3, 3e-3)
+"""Learning rates tried for every method: the usual Adam range around its default 1e-3 (Kingma & Ba 2015)."""
+
+SPACES: dict[str, dict[str, tuple[float, ...]]] = {
+    # CLNP (Golkar, Kagan & Cho 2019): the per-unit L1 coefficient around its one default 3e-3
+    # (bench/l1_sweep.py, docs/design.md "The L1 penalty") and the graceful-forgetting margin, in
+    # validation accuracy points, around its default 1.
+    "clnp": {"l1": (1e-3, 3e-3, 1e-2), "margin": (0.5, 1.0, 2.0)},
+    # Sequential training, separate networks, joint training: no own setting, the learning rate only.
+    "finetune": {},
+    "independent": {},
+    "joint": {},
+    # EWC (Kirkpatrick et al. 2017): strengths spanning four decades, as in the sweeps of Hsu, Liu & Kira
+    # 2018 (arXiv 1810.12488), whose split-MNIST value 100 is the default.
+    "ewc": {"lambda": (1.0, 10.0, 100.0, 1e3, 1e4)},
+    "online-ewc": {"lambda": (1.0, 10.0, 100.0, 1e3, 1e4)},  # Schwarz et al. 2018; gamma stays 1
+    # SI (Zenke, Poole & Ganguli 2017): its strength c from 0.1 to 1000 in decades, around the default 300
+    # of Hsu, Liu & Kira 2018.
+    "si": {"lambda": (0.1, 1.0, 10.0, 100.0, 1000.0)},
+    # MAS (Aljundi et al. 2018): lambda from 0.1 to 100 in decades, around the paper's 1.
+    "mas": {"lambda": (0.1, 1.0, 10.0, 100.0)},
+    # PackNet (Mallya & Lazebnik 2018): the paper's per-task pruning ratios 50 % and 75 %, and 90 %.
+    "packnet": {"prune": (0.5, 0.75, 0.9)},
+    # HAT (Serra et al. 2018): the ranges of the paper's sensitivity study, s_max 25-800 and c 0.1-2.5
+    # (defaults 400 and 0.75); the points in between are ours.
+    "hat": {"smax": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0), "c": (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5)},
+}
+"""Per method, the grid of its own settings searched by ``--tune`` (``LR_GRID`` is added for every method)."""
+
+CRITERION = ("average validation accuracy over all tasks of the tuning stream after its last task "
+             f"(seed {TUNING_SEED}; evaluated from the trial's final checkpoint)")
+RUN_FIELDS = ("lr", "l1", "margin")
+"""Tuned settings that are ``RunConfig`` fields (the others are method options, ``extra``)."""
+
+
+def search_space(method: str, fixed: Sequence[str] = ()) -> dict[str, tuple[float, ...]]:
+    """The grid searched for ``method``: its own settings and ``lr``, less the names in ``fixed``."""
+    space = {**SPACES.get(method, {}), "lr": LR_GRID}
+    return {name: values for name, values in space.items() if name not in fixed}
+
+
+def fixed_settings(method: str, lr: float | None, l1: object, margin: float | None, options: dict) -> list[str]:
+    """The searchable settings the comparison gives a value to (kept, not searched)."""
+    fixed = [name for name in options if name in SPACES.get(method, {})]
+    if lr is not None:
+        fixed.append("lr")
+    if method == "clnp":
+        fixed += [name for name, value in (("l1", l1), ("margin", margin)) if value is not None]
+    return fixed
+
+
+def grid_size(space: dict[str, tuple[float, ...]]) -> int:
+    size = 1
+    for values in space.values():
+        size *= len(values)
+    return size if space else 0
+
+
+def trial_settings(method: str, space: dict[str, tuple[float, ...]], trials: int) -> list[dict[str, float]]:
+    """The first ``trials`` points of ``space`` in an order seeded by the method's name alone."""
+    if not space:
+        return []
+    grid = [dict(zip(space, point, strict=True)) for point in itertools.product(*space.values())]
+    random.Random(f"clnp-tune-{method}").shuffle(grid)
+    return grid[:trials]
+
+
+def with_settings(config: RunConfig, values: dict[str, float]) -> RunConfig:
+    """``config`` with the tuned ``values`` in place (``lr``, CLNP's ``l1``/``margin``, or method options)."""
+    fields = {k: v for k, v in values.items() if k in RUN_FIELDS}
+    extra = {**config.extra, **{k: v for k, v in values.items() if k not in RUN_FIELDS}}
+    return dataclasses.replace(config, **fields, extra=extra)
+
+
+def describe(values: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in values.items())
+
+
+def validation_accuracy(directory: str | Path, streams: dict | None = None) -> float:
+    """ACC on the validation splits: the mean over all tasks of the run's validation accuracy after its last
+    task, from the final checkpoint of the finished run in ``directory`` (on the CPU, 32-bit)."""
+    from ..data.benchmarks import get_benchmark
+    from ..methods import build_method
+    from .checkpoint import CheckpointError, load_checkpoint
+    from .config import read_run_config
+    from .rundir import CHECKPOINT_DIR
+
+    directory = Path(directory)
+    cfg = read_run_config(directory / "config.yaml").check()
+    key = (cfg.benchmark, cfg.tasks, cfg.seed, cfg.data_dir)
+    streams = {} if streams is None else streams
+    if key not in streams:
+        streams[key] = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
+    stream = streams[key]
+    tensors, meta, _ = load_checkpoint(directory / CHECKPOINT_DIR)
+    if meta.get("step") != len(stream):
+        raise CheckpointError(f"{directory / CHECKPOINT_DIR}: holds {meta.get('step')} of {len(stream)} tasks; "
+                              "the trial has not finished")
+    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
+    learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
+    learner.load_learner_state(tensors, meta["learner"])
+    if hasattr(learner, "restore_tasks"):
+        learner.restore_tasks(list(stream))
+    return statistics.fmean(learner.accuracy(j, task.val.x, task.val.y) for j, task in enumerate(stream))
