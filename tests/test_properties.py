@@ -285,7 +285,7 @@ def test_a_layer_that_fills_up_mid_sequence_stops_the_next_task_with_a_named_err
     reports = [r.to_dict() for r in learner.reports]
     with pytest.raises(clnp.CapacityError, match=r"layer 1:Linear\(24->6\) has no free unit left for task 2") as info:
         learner.learn(pool[2])
-    assert "Use a wider layer, or a larger margin" in str(info.value)
+    assert "Use a wider layer, growth (--grow, CLNPConfig(grow=True)), or a larger margin" in str(info.value)
     assert_capacity_error_is_defined(info.value, net, before, 2)
     assert [r.to_dict() for r in learner.reports] == reports
     for k in range(2):
