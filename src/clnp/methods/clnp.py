@@ -311,7 +311,8 @@ class CLNP(LoopHooks):
                 raise CapacityError(
                     f"layer {name} has no free unit left for task {self.net.n_tasks}: every unit belongs "
                     f"to an earlier task (the last tasks kept {needed} units there).{growth} Use a wider layer, "
-                    "growth (--grow, CLNPConfig(grow=True)), or a larger margin (or a stronger L1 penalty) so that each task keeps fewer units."
+                    "growth (--grow, CLNPConfig(grow=True)), or a larger margin (or a stronger L1 penalty) "
+                    "so that each task keeps fewer units."
                 )
 
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> TaskReport:
