@@ -35,7 +35,7 @@ from _util import interleaved, machine, own_units, plain_twin, table  # noqa: E4
 import clnp  # noqa: E402
 from clnp.data.tasks import Split, Task  # noqa: E402
 from clnp.methods import distributed  # noqa: E402
-from clnp.methods.devices import resolve_device  # noqa: E402
+from clnp.methods.devices import autocast, resolve_device  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 
@@ -69,7 +69,8 @@ def single(args: argparse.Namespace) -> None:
     def run_plain() -> None:
         opt = torch.optim.Adam(plain.parameters(), lr=1e-3)
         for xb, yb in zip(xs, ys, strict=True):
-            loss = F.cross_entropy(plain(xb), yb)
+            with autocast(args.precision, device):  # the same precision as CLNP's
+                loss = F.cross_entropy(plain(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
