@@ -84,8 +84,8 @@ class CLNPConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number"})
-        check_field_types(self, {"grow": "bool", "grow_min": "int", "max_growth": "number"})
+        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number", "grow": "bool",
+                                 "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:

@@ -91,7 +91,7 @@ def per_sample_gradient_mean(net: PlainNet, task_id: int, x: Tensor, score: Call
     net.eval()
     with torch.no_grad():  # torch.func.grad still differentiates; this keeps the heads' graph out
         for i in range(0, x.shape[0], chunk):
-            grads = per_example(params, x[i:i + chunk])
+            grads = per_example(params, x[i:i + chunk].to(sums[order[0]].device, non_blocking=True))
             for n in order:
                 sums[n] += transform(grads[n].detach()).sum(0)
     net.train(was)
@@ -114,6 +114,7 @@ def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor, batch_size: int) -> 
     was = net.training
     net.eval()
     for xb in batches:
+        xb = xb.to(params[0].device, non_blocking=True)
         logits = net(xb, task_id)
         loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
         grads = torch.autograd.grad(loss, params, allow_unused=True)
