@@ -181,7 +181,7 @@ KILL_POINTS = {
 
 
 @pytest.mark.parametrize("kill_at", KILL_POINTS)
-def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_sameread_results(
+def test_a_run_killed_at_any_point_resumes_from_its_last_finished_task_to_the_same_results(
         kill_at, tmp_path, reference, capsys):
     out = tmp_path / "killed"
     _killed_run(out, kill_at)

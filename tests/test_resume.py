@@ -43,7 +43,7 @@ def _assert_same_run(resumed: Path, reference: Path) -> None:
     assert _log_rows(resumed) == _log_rows(reference)
 
 
-def test_run_killed_after_its_first_checkpoint_resumes_to_the_sameread_results(tmp_path, reference):
+def test_run_killed_after_its_first_checkpoint_resumes_to_the_same_results(tmp_path, reference):
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-m", "clnp.cli", "run", *ARGS, "--out", str(out)], env=env,
@@ -71,7 +71,7 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_the_sameread_results(t
 
 
 @pytest.mark.parametrize("crash_in_task", [0, 2])
-def test_run_that_crashed_mid_task_resumes_to_the_sameread_results(tmp_path, reference, monkeypatch, crash_in_task):
+def test_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path, reference, monkeypatch, crash_in_task):
     """A crash during a task (before any checkpoint, or after two) loses only that task's unfinished work."""
     out = tmp_path / "crashed"
     real_call = runner._EpochLog.__call__
