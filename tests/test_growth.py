@@ -136,3 +136,15 @@ def test_a_grown_run_killed_part_way_resumes_to_the_same_results(tmp_path):
     assert resumed["accuracy_matrix"] == reference["accuracy_matrix"]
     assert resumed["capacity"] == reference["capacity"]
     assert resumed["resumed_at_tasks"][0] >= 3
+
+
+def test_the_forecast_divides_the_free_units_by_the_units_per_task_so_far_and_names_the_layer_that_fills_first():
+    from clnp.core.capacity import forecast, width_for
+
+    f = forecast([[10, 30], [20, 10]], [100, 40], ["a", "b"])
+    assert [row["units_per_task"] for row in f["layers"]] == [15.0, 20.0]
+    assert [row["tasks_that_fit"] for row in f["layers"]] == [6, 2]
+    assert f["fills_first"] == "b" and f["after_task"] == 1
+    assert forecast([[0, 5]], [8, 3], ["a", "b"])["layers"][0]["tasks_that_fit"] is None  # never fills
+    assert width_for(32, 2, 10.5, 3) == 32 + 30  # 31.5 - 2 = 29.5 -> 30 more units
+    assert width_for(32, 50, 10.0, 3) == 32
