@@ -40,6 +40,7 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     if not isinstance(reports, list) or len(reports) != n or not all(isinstance(r, dict) for r in reports):
         raise CheckpointError(f"{source}: 'learner.reports' must hold one report per finished task ({n})")
     template = build_model(model, input_shape)
+    spec = template.widths
     for k in n_classes:
         template.add_head(int(k))
     for i, block in enumerate(template.blocks):  # a grown network: the template grows the same way
@@ -50,7 +51,6 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     expected.pop("task_widths", None)
     widths = tensors.get("task_widths")
     if widths is not None:
-        spec = build_model(model, input_shape).widths
         if (widths.dtype != torch.int64 or tuple(widths.shape) != (n, len(spec))
                 or bool((widths < torch.tensor(spec)).any()) or bool((widths > torch.tensor(template.widths)).any())):
             raise CheckpointError(f"{source}: task_widths must hold one row of layer widths per finished task "

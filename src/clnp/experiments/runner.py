@@ -218,7 +218,7 @@ def _say(line: str) -> None:
 
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
              overwrite: bool = False) -> dict:
-    device = resolve_device(cfg.device, distributed.local_rank() if distributed.is_distributed() else None)
+    device = resolve_device(cfg.device, distributed.local_rank())
     torch.manual_seed(cfg.seed)
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
     assert cfg.model is not None

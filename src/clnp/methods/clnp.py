@@ -220,7 +220,8 @@ class CLNP(LoopHooks):
         """What the forecast says each layer's width should be for ``remaining`` more tasks (for an error)."""
         if not self.reports:
             return ""
-        latest = self.capacity_forecast()[-1]["layers"]
+        latest = forecast([r.owned for r in self.reports], self.reports[-1].free_after,
+                          self.net.layer_names)["layers"]
         widths = [width_for(w, row["free"], row["units_per_task"], remaining)
                   for w, row in zip(self.net.widths, latest, strict=True)]
         spec = ",".join(str(w) for w in widths)

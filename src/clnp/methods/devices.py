@@ -70,10 +70,9 @@ def place(module: nn.Module, device: str | None) -> torch.device:
     """Move ``module`` to ``device`` (resolved here; under torchrun ``auto``/``cuda`` mean this rank's GPU)
     and return where it now is. None leaves it in place."""
     if device is not None:
-        import os
+        from .distributed import local_rank
 
-        local = os.environ.get("LOCAL_RANK")
-        module.to(resolve_device(device, None if local is None else int(local)))
+        module.to(resolve_device(device, local_rank()))
     return module_device(module)
 
 

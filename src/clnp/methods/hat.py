@@ -26,7 +26,6 @@ from torch import Tensor, nn
 
 from ..data.tasks import Task
 from .config import TrainConfig
-from .devices import evaluating
 from .plain_net import PlainNet, count_parameters
 from .sequential import (
     BYTES_PER_FLOAT,
@@ -167,10 +166,7 @@ class HAT(SequentialLearner):
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """During training: under the current embeddings' binary mask."""
         mask = [(e.detach() > 0).float() for e in self.embeddings[task_id]]
-        gated = _Gated(self.net, mask)
-        with evaluating(gated, self.config.precision):
-            logits = gated(task.val.x.to(self.device), task_id)
-        return float((logits.argmax(1).cpu() == task.val.y).sum()) / len(task.val)
+        return self._accuracy_of(_Gated(self.net, mask), task_id, task.val.x, task.val.y)
 
     def capacity(self) -> list[dict]:
         """Per layer: units, and per task the units it uses that no earlier task used, free units

@@ -30,7 +30,6 @@ from torch.func import functional_call
 
 from ..data.tasks import Task
 from .config import TrainConfig
-from .devices import evaluating
 from .plain_net import PlainNet, count_parameters
 from .sequential import (
     BYTES_PER_FLOAT,
@@ -152,10 +151,7 @@ class PackNet(SequentialLearner):
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """During training: the network as the current phase sees it."""
-        bound = _Bound(self, self._visible)
-        with evaluating(bound, self.config.precision):
-            logits = bound(task.val.x.to(self.device), task_id)
-        return float((logits.argmax(1).cpu() == task.val.y).sum()) / len(task.val)
+        return self._accuracy_of(_Bound(self, self._visible), task_id, task.val.x, task.val.y)
 
     def footprint(self) -> dict:
         n = count_parameters(self.net)

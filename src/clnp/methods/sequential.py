@@ -66,18 +66,24 @@ class SequentialLearner(LoopHooks):
 
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
-        predicted = self.logits(task_id, x).argmax(1)
-        return float((predicted == y.cpu()).sum()) / max(1, int(y.shape[0]))
+        return self._accuracy_of(*self._evaluator(task_id), x, y)
 
-    @torch.no_grad()
     def logits(self, task_id: int, x: Tensor) -> Tensor:
         """Outputs (on the CPU) of task ``task_id``'s head on ``x``, in evaluation mode and the run's
         precision, batched on the network's device."""
-        module, head = self._evaluator(task_id)
+        return self._logits_of(*self._evaluator(task_id), x)
+
+    @torch.no_grad()
+    def _logits_of(self, module: nn.Module, head: int, x: Tensor) -> Tensor:
+        """:meth:`logits` of any module computing ``module(x, head)`` (the network under a phase's masks)."""
         size = self.config.eval_batch_size
         with evaluating(module, self.config.precision):
             return torch.cat([module(x[i:i + size].to(self.device, non_blocking=True), head).float().cpu()
                               for i in range(0, x.shape[0], size)])
+
+    def _accuracy_of(self, module: nn.Module, head: int, x: Tensor, y: Tensor) -> float:
+        predicted = self._logits_of(module, head, x).argmax(1)
+        return float((predicted == y.cpu()).sum()) / max(1, int(y.shape[0]))
 
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
         """The module that computes task ``task_id``'s logits as ``module(x, head)``, and the head."""
