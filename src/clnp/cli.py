@@ -353,8 +353,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         previous = signal.signal(signal.SIGTERM, _on_sigterm)
     except ValueError:  # not the main thread: leave SIGTERM alone
         previous = None
+    clean = False
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        clean = True
+        return code
     except (UsageError, ValueError, FileNotFoundError) as exc:
         print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
         return 2
@@ -392,11 +395,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-        if "torch.distributed" in sys.modules:  # a torchrun rank: leave the process group cleanly
-            import torch.distributed as dist
+        if "torch.distributed" in sys.modules:  # maybe a torchrun rank: leave the process group cleanly
+            from .methods import distributed
 
-            if dist.is_available() and dist.is_initialized():
-                dist.destroy_process_group()
+            distributed.shutdown(clean=clean)
 
 
 if __name__ == "__main__":

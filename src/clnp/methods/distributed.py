@@ -18,6 +18,7 @@ Nothing here runs without an initialised process group: a single process takes n
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import os
 from collections.abc import Sequence
@@ -64,6 +65,22 @@ def init_from_env(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.set_device(device)
     dist.init_process_group(backend=backend)
+
+
+def shutdown(*, clean: bool) -> None:
+    """Leave the process group, if this process joined one.
+
+    After a clean finish every rank first waits for the others (rank 0 still writes the results), and
+    lingering DDP wrappers are collected, so no gloo or nccl work is alive when the group goes: a rank
+    that left first and was torn down with such work pending aborted at exit ("terminate called
+    without an active exception"). After an error the ranks may be out of step, so nobody waits.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if clean:
+        dist.barrier()
+    gc.collect()
+    dist.destroy_process_group()
 
 
 def barrier() -> None:
@@ -134,4 +151,5 @@ def check_in_step(tensors: dict[str, Tensor], what: str) -> None:
 
 
 __all__ = ["agree", "agree_batch_norm_", "agree_tensors_", "barrier", "check_in_step", "digest", "init_from_env",
-           "is_distributed", "is_main", "launched_by_torchrun", "local_rank", "rank", "sum_scalar", "world_size"]
+           "is_distributed", "is_main", "launched_by_torchrun", "local_rank", "rank", "shutdown", "sum_scalar",
+           "world_size"]
