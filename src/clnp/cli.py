@@ -85,6 +85,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training minibatch size")
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (a fresh one per task and phase)")
     p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning after pruning (default: --lr)")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2)")
     p.add_argument("--l1", type=_l1, help="per-unit L1 coefficient on hidden activations; one number, "
                    "or one per hidden layer separated by commas (e.g. 3e-3,1e-2)")
@@ -220,7 +221,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.config import combine
 
     shared = ("benchmark", "tasks", "model", "epochs", "finetune_epochs", "batch_size", "optimizer", "lr",
-              "weight_decay", "l1", "margin", "data_dir", "device", "precision")
+              "finetune_lr", "weight_decay", "l1", "margin", "data_dir", "device", "precision")
     flags = {k: getattr(args, k) for k in shared if getattr(args, k) is not None}
     base, _ = combine(args.preset, args.config, flags)  # preset < config file < flags, checked as for `run`
     execution = ("jobs", "launcher", "slurm_partition", "slurm_time", "slurm_gpus_per_run", "slurm_cpus_per_run",
@@ -260,6 +261,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, help="training minibatch size, for every method")
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser for every method")
     p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--finetune-lr", type=float,
+                   help="learning rate of the fine-tuning after pruning (clnp, packnet; default: --lr)")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2) for every method")
     p.add_argument("--l1", type=_l1, help="CLNP's L1 coefficient, or one per hidden layer separated by commas "
                    "(other methods ignore it)")

@@ -61,6 +61,8 @@ class CompareConfig:
     batch_size: int | None = None
     optimizer: str | None = None
     lr: float | None = None
+    finetune_lr: float | None = None
+    """Learning rate of the retraining after pruning (CLNP, PackNet); None: ``lr``."""
     weight_decay: float | None = None
     l1: float | list[float] | None = None
     """CLNP's L1 coefficient, or one per hidden layer (other methods ignore it)."""
@@ -132,9 +134,9 @@ class CompareConfig:
     def run_config(self, method: str, seed: int) -> RunConfig:
         return RunConfig(benchmark=self.benchmark, method=method, tasks=self.tasks, model=self.model,
                          epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
-                         optimizer=self.optimizer, lr=self.lr, weight_decay=self.weight_decay, l1=self.l1,
-                         margin=self.margin, seed=seed, data_dir=self.data_dir, progress=False,
-                         device=self.device, precision=self.precision,
+                         optimizer=self.optimizer, lr=self.lr, finetune_lr=self.finetune_lr,
+                         weight_decay=self.weight_decay, l1=self.l1, margin=self.margin, seed=seed,
+                         data_dir=self.data_dir, progress=False, device=self.device, precision=self.precision,
                          extra=dict(self.options.get(method, {})))
 
     def check(self) -> dict[str, RunConfig]:
@@ -173,7 +175,7 @@ NOT_RESULTS = ("progress", "data_dir", "device")
 CLNP_ONLY = ("l1", "margin", "grow")
 """Fields only CLNP reads: a baseline's run is the same run whatever they are."""
 FINETUNE_READERS = ("clnp", "packnet")
-"""Methods that read ``finetune_epochs``."""
+"""Methods that read ``finetune_epochs`` and ``finetune_lr``."""
 
 
 def _ignored(config: dict) -> set[str]:
@@ -181,7 +183,7 @@ def _ignored(config: dict) -> set[str]:
     if config.get("method") != "clnp":
         ignored.update(CLNP_ONLY)
     if config.get("method") not in FINETUNE_READERS:
-        ignored.add("finetune_epochs")
+        ignored.update(("finetune_epochs", "finetune_lr"))
     return ignored
 
 

@@ -40,6 +40,8 @@ class RunConfig:
     batch_size: int | None = None
     optimizer: str | None = None
     lr: float | None = None
+    finetune_lr: float | None = None
+    """Learning rate of the retraining after pruning (CLNP, PackNet); None: ``lr``."""
     weight_decay: float | None = None
     l1: float | list[float] | None = None
     """CLNP's per-unit L1 coefficient: one for every layer, or a list with one per hidden layer."""
@@ -92,6 +94,8 @@ class RunConfig:
         check_device_name(r.device)
         check_precision(r.precision)
         _check_number("lr", r.lr, "> 0 and finite", lambda v: v > 0)
+        if r.finetune_lr is not None:
+            _check_number("finetune_lr", r.finetune_lr, "> 0 and finite", lambda v: v > 0)
         _check_number("weight_decay", r.weight_decay, ">= 0 and finite", lambda v: v >= 0)
         if r.method == "clnp":
             if isinstance(r.l1, (list, tuple)):

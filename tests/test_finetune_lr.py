@@ -1,0 +1,48 @@
+"""The retraining after pruning runs at its own learning rate (``finetune_lr``), for CLNP and PackNet alike."""
+
+import pytest
+
+from clnp.cli import main
+from clnp.experiments.compare import same_run
+from clnp.experiments.config import RunConfig
+from clnp.methods import build_method, loop
+
+from .conftest import quick_config
+
+
+@pytest.mark.parametrize("method", ["clnp", "packnet"])
+def test_the_finetune_phase_trains_at_finetune_lr_and_training_at_lr(method, digit_tasks, monkeypatch):
+    seen: list[tuple[str, float]] = []
+    original = loop.fit
+
+    def spy(hooks, module, params, data, config, generator, **kw):
+        seen.append((kw["phase"], config.lr))
+        return original(hooks, module, params, data, config, generator, **kw)
+
+    for module in ("clnp.methods.clnp", "clnp.methods.sequential"):
+        monkeypatch.setattr(f"{module}.fit", spy)
+    learner = build_method(method, "mlp:32,32", (1, 8, 8),
+                           quick_config(epochs=2, finetune_epochs=1, lr=1e-3, finetune_lr=2.5e-4), {})
+    learner.learn(digit_tasks[0])
+    assert seen == [("train", 1e-3), ("finetune", 2.5e-4)]
+
+
+def test_without_finetune_lr_the_retraining_uses_lr():
+    config = quick_config(lr=3e-3)
+    assert config.finetuning().lr == 3e-3
+    assert quick_config(lr=3e-3, finetune_lr=1e-4).finetuning().lr == 1e-4
+
+
+@pytest.mark.parametrize("value", ["0", "-1e-3", "nan"])
+def test_a_finetune_lr_out_of_range_is_refused_before_any_work(value, tmp_path, capsys):
+    assert main(["run", f"--finetune-lr={value}", "--out", str(tmp_path / "run")]) == 2
+    assert "finetune_lr must be > 0 and finite" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_baseline_that_does_not_retrain_is_the_same_run_whatever_its_finetune_lr():
+    base = RunConfig(method="ewc").resolved()
+    other = RunConfig(method="ewc", finetune_lr=1e-4).resolved()
+    assert same_run(vars(base), vars(other))
+    clnp_base, clnp_other = RunConfig(method="clnp").resolved(), RunConfig(method="clnp", finetune_lr=1e-4).resolved()
+    assert not same_run(vars(clnp_base), vars(clnp_other))
