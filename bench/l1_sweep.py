@@ -4,9 +4,10 @@
     python bench/l1_sweep.py --l1 1e-4,1e-3 --case pfm-1000  # permuted-fashion-mnist: 2 tasks, 2x1000, 5 ep, batch 256
     python bench/l1_sweep.py --l1 1e-4,1e-3 --case pfm-100   # permuted-fashion-mnist: 1 task, 2x100, 2 ep, batch 10
     python bench/l1_sweep.py --l1 3e-3/1e-2 --case pfm-1000 --tasks 10 --finetune-epochs 5 --margin 0.5
+    python bench/l1_sweep.py --l1 2e-3/5e-3 --case pfm-1000 --tasks 10 --finetune-epochs 5 --finetune-lr 3e-4
 
 A coefficient written ``a/b`` is one per layer (``a`` for the first hidden layer, ``b`` for the second).
-``--tasks`` and ``--finetune-epochs`` override the case's.
+``--tasks``, ``--finetune-epochs`` and ``--finetune-lr`` override the case's.
 
 For each coefficient it prints, per task: validation accuracy of the dense network, test accuracy
 at the end, and the units the task kept per layer; then the average accuracy and the free units
@@ -42,13 +43,14 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None)
     parser.add_argument("--tasks", type=int, default=None)
     parser.add_argument("--finetune-epochs", type=int, default=None)
+    parser.add_argument("--finetune-lr", type=float, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--option", action="append", default=[], metavar="NAME=VALUE", help="a CLNP option")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     case = dict(CASES[args.case])
-    for key in ("tasks", "finetune_epochs"):
+    for key in ("tasks", "finetune_epochs", "finetune_lr"):
         if getattr(args, key) is not None:
             case[key] = getattr(args, key)
     for spec in args.l1.split(","):
@@ -59,7 +61,9 @@ def main() -> None:
         cfg = RunConfig(**case, l1=l1, margin=args.margin, seed=args.seed, progress=False, extra=extra)
         results = run(cfg)
         final = results["accuracy_matrix"][-1]
-        print(f"case {args.case} l1 {spec} margin {results['config']['margin']} {extra or ''}: "
+        print(f"case {args.case} l1 {spec} margin {results['config']['margin']} "
+              f"finetune {case['finetune_epochs']} epochs, lr {results['config'].get('finetune_lr') or 'as lr'} "
+              f"{extra or ''}: "
               f"ACC {100 * results['average_accuracy']:.2f} BWT {results['backward_transfer']:+.4f}"
               f"  ({time.perf_counter() - started:.0f} s)")
         for t, info in enumerate(results["tasks"]):
