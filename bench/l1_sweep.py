@@ -61,8 +61,9 @@ def main() -> None:
         cfg = RunConfig(**case, l1=l1, margin=args.margin, seed=args.seed, progress=False, extra=extra)
         results = run(cfg)
         final = results["accuracy_matrix"][-1]
-        print(f"case {args.case} l1 {spec} margin {results['config']['margin']} "
-              f"finetune {case['finetune_epochs']} epochs, lr {results['config'].get('finetune_lr') or 'as lr'} "
+        used = results["config"]
+        print(f"case {args.case} l1 {spec} margin {used['margin']} "
+              f"finetune {used['finetune_epochs']} epochs, lr {used.get('finetune_lr') or 'as lr'} "
               f"{extra or ''}: "
               f"ACC {100 * results['average_accuracy']:.2f} BWT {results['backward_transfer']:+.4f}"
               f"  ({time.perf_counter() - started:.0f} s)")
