@@ -46,3 +46,22 @@ def test_a_baseline_that_does_not_retrain_is_the_same_run_whatever_its_finetune_
     assert same_run(vars(base), vars(other))
     clnp_base, clnp_other = RunConfig(method="clnp").resolved(), RunConfig(method="clnp", finetune_lr=1e-4).resolved()
     assert not same_run(vars(clnp_base), vars(clnp_other))
+
+
+def test_a_run_recorded_before_finetune_lr_existed_is_still_the_same_run(tmp_path, capsys):
+    import json
+
+    import yaml
+
+    out = tmp_path / "run"
+    args = ["run", "--tasks", "2", "--epochs", "2", "--finetune-epochs", "1", "--no-progress", "--out", str(out)]
+    assert main(args) == 0
+    results = json.loads((out / "results.json").read_text())
+    del results["config"]["finetune_lr"]  # as an earlier clnp wrote it
+    (out / "results.json").write_text(json.dumps(results))
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    del config["finetune_lr"]
+    (out / "config.yaml").write_text(yaml.safe_dump(config))
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "already holds this run" in capsys.readouterr().out

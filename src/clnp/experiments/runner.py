@@ -154,8 +154,12 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     return _execute(cfg, out_path, checkpoint=state, resuming=True)
 
 
+_ADDED_FIELDS = {"finetune_lr": None}
+"""Config fields added since the first release, with the value that reproduces a run recorded without them."""
+
+
 def _comparable(config: dict) -> dict:
-    return {k: v for k, v in config.items() if k not in _IGNORED_ON_RESUME}
+    return {k: v for k, v in {**_ADDED_FIELDS, **config}.items() if k not in _IGNORED_ON_RESUME}
 
 
 class _EpochLog:
