@@ -1,6 +1,9 @@
 """The retraining after pruning runs at its own learning rate (``finetune_lr``), for CLNP and PackNet alike."""
 
+import json
+
 import pytest
+import yaml
 
 from clnp.cli import main
 from clnp.experiments.compare import same_run
@@ -49,10 +52,6 @@ def test_a_baseline_that_does_not_retrain_is_the_same_run_whatever_its_finetune_
 
 
 def test_a_run_recorded_before_finetune_lr_existed_is_still_the_same_run(tmp_path, capsys):
-    import json
-
-    import yaml
-
     out = tmp_path / "run"
     args = ["run", "--tasks", "2", "--epochs", "2", "--finetune-epochs", "1", "--no-progress", "--out", str(out)]
     assert main(args) == 0
