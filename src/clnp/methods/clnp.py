@@ -480,8 +480,7 @@ class CLNP(LoopHooks):
                              l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None,
                              reuse_cut=list(reuse_cut))
         try:
-            config = self.config.finetuning() if phase == "finetune" else self.config
-            log += fit(self, net, net.trainable_parameters(task_id), (task.train.x, task.train.y), config,
+            log += fit(self, net, net.trainable_parameters(task_id), (task.train.x, task.train.y), self.config,
                        generator, epochs=epochs, head=task_id, task=task_id, phase=phase,
                        label=f"task {task_id} ({task.name})", on_epoch=self.on_epoch)
         finally:

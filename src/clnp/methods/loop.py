@@ -170,10 +170,11 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
 
     ``data``: aligned tensors (inputs, labels, ...) or a dataset-backed split. ``head`` is passed to
     every hook; ``task`` and ``phase`` go into the log; ``label`` names the task in errors. A fresh
-    optimiser is made from ``config``. Batches go to ``module``'s device; the forward passes run in
-    ``config.precision``; under ``torchrun`` the module trains wrapped in DDP (:mod:`.distributed`).
+    optimiser is made from ``config`` (the ``finetune`` phase at ``config.finetune_lr``, when given).
+    Batches go to ``module``'s device; the forward passes run in ``config.precision``; under
+    ``torchrun`` the module trains wrapped in DDP (:mod:`.distributed`).
     """
-    optimizer = make_optimizer(list(params), config)
+    optimizer = make_optimizer(list(params), config.finetuning() if phase == "finetune" else config)
     device = module_device(module)
     epochs_data = _Epochs(data, config.batch_size, generator, device)
     n_steps = epochs_data.n_steps

@@ -167,11 +167,10 @@ class SequentialLearner(LoopHooks):
     def _fit(self, task: Task, task_id: int, epochs: int, params: Sequence[nn.Parameter],
              generator: torch.Generator, phase: str = "train", data: Sequence[Tensor] | None = None) -> None:
         """Train ``params`` on ``task`` through the one loop (on ``data`` instead, aligned tensors for
-        :meth:`batch_loss`, where given). The ``finetune`` phase trains at ``config.finetune_lr``."""
+        :meth:`batch_loss`, where given)."""
         self._task = task
         data = (task.train.x, task.train.y) if data is None else data
-        config = self.config.finetuning() if phase == "finetune" else self.config
-        fit(self, self.net, params, data, config, generator, epochs=epochs,
+        fit(self, self.net, params, data, self.config, generator, epochs=epochs,
             head=task_id, task=len(self.reports), phase=phase, label=f"{self.method}: task {task_id} ({task.name})",
             on_epoch=self.on_epoch)
 
