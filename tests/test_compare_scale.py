@@ -137,6 +137,19 @@ def test_tuning_selects_each_methods_settings_on_the_tuning_stream_with_the_same
     assert sum("reusing" in m for m in messages) == 6 - failed + 3
 
 
+def test_tuning_on_the_first_tasks_of_the_tuning_stream_runs_shorter_trials_and_says_so(tmp_path):
+    config = CompareConfig(**{**GRID, "seeds": 1, "methods": ["finetune", "ewc"]}, tune=1, tune_tasks=2)
+    summary = compare(config, tmp_path)
+    for method in ("finetune", "ewc"):
+        assert summary["tuning"][method]["tasks"] == 2
+        trial = json.loads((tmp_path / "tuning" / method / "trial-0" / "results.json").read_text())
+        assert len(trial["accuracy_matrix"]) == 2
+        evaluated = json.loads((tmp_path / method / "s0" / "results.json").read_text())
+        assert len(evaluated["accuracy_matrix"]) == 3
+    assert "(the benchmark at seed 1000, its first 2 tasks, not an evaluation seed)" in \
+        (tmp_path / "comparison.md").read_text()
+
+
 def test_a_failed_run_under_jobs_2_is_recorded_and_the_others_finish(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     out = tmp_path / "cmp"
@@ -171,6 +184,9 @@ def test_the_slurm_launcher_without_submitit_is_a_usage_error_naming_the_extra(t
     ({"launcher": "pbs"}, "unknown launcher"),
     ({"tune": -1}, "--tune must be an integer >= 0"),
     ({"tune": 2, "seeds": 1001}, "at most 1000 seeds"),
+    ({"tune_tasks": 2}, "needs --tune TRIALS"),
+    ({"tune": 1, "tune_tasks": 0}, "--tune-tasks must be an integer >= 1"),
+    ({"tune": 1, "tune_tasks": 4, "tasks": 3}, "use at most 3"),
 ])
 def test_execution_and_tuning_settings_that_do_not_fit_are_refused(settings, expected):
     with pytest.raises(ValueError, match=expected):

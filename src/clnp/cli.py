@@ -229,7 +229,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     config = CompareConfig(
         methods=[m.strip() for m in args.methods.split(",") if m.strip()], seeds=args.seeds,
         **{k: getattr(base, k) for k in shared}, options=parse_options(args.option or []),
-        run_missing=not args.no_run, overwrite=args.overwrite, tune=args.tune,
+        run_missing=not args.no_run, overwrite=args.overwrite, tune=args.tune, tune_tasks=args.tune_tasks,
         **{k: getattr(args, k) for k in execution if getattr(args, k) is not None},
     )
     out = Path(args.out or f"runs/compare-{config.benchmark}")
@@ -278,6 +278,9 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
                    help="first select each method's own settings and learning rate, TRIALS trials per method from "
                         "its shipped search space, on a tuning stream (the benchmark at seed 1000) by validation "
                         "accuracy; the chosen settings are used and recorded (default: 0, no tuning)")
+    p.add_argument("--tune-tasks", type=int, metavar="K",
+                   help="tune on the first K tasks of the tuning stream (default: as many as evaluated; "
+                        "3 is the protocol of Chaudhry et al. 2019)")
     g = p.add_argument_group("where the runs execute (the results do not depend on it)")
     g.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run N runs at once in worker processes on this machine (default: 1); each uses "

@@ -80,6 +80,10 @@ class CompareConfig:
     larger one; without it both are refused before anything runs."""
     tune: int = 0
     """Trials per method of the hyper-parameter selection on the tuning stream (0: no tuning)."""
+    tune_tasks: int | None = None
+    """Tasks of the tuning stream: its first ``tune_tasks`` tasks (None: as many as the evaluation). Tuning
+    on the first 3 tasks is the protocol of Chaudhry et al. 2019 (A-GEM), and a third of the cost on a
+    10-task stream; a setting that only fails once a network fills (CLNP's L1, PackNet's ratio) can pass it."""
     jobs: int = 1
     """Worker processes of the local launcher (1: the runs one after another in this process)."""
     launcher: str = "local"
@@ -117,6 +121,14 @@ class CompareConfig:
         elif self.jobs != 1:
             raise ValueError(f"--jobs sets this machine's worker processes; with --launcher {self.launcher} every "
                              "run is its own job and the scheduler decides how many run at once: drop --jobs")
+        if self.tune_tasks is not None:
+            if isinstance(self.tune_tasks, bool) or not isinstance(self.tune_tasks, int) or self.tune_tasks < 1:
+                raise ValueError(f"--tune-tasks must be an integer >= 1, got {self.tune_tasks!r}")
+            if not self.tune:
+                raise ValueError("--tune-tasks sets the tuning stream's length: it needs --tune TRIALS")
+            if self.tasks is not None and self.tune_tasks > self.tasks:
+                raise ValueError(f"--tune-tasks {self.tune_tasks} is more than the {self.tasks} tasks evaluated: "
+                                 f"use at most {self.tasks}")
         if self.tune and self.seeds > tuning_.TUNING_SEED:
             raise ValueError(f"--tune selects settings on seed {tuning_.TUNING_SEED}, which --seeds "
                              f"{self.seeds} would also evaluate: use at most {tuning_.TUNING_SEED} seeds")
@@ -368,8 +380,9 @@ def _settings_lines(summary: dict) -> list[str]:
         return ["", "Settings: not tuned; every method runs with the shared settings above and its own defaults"
                 + (f", options given: {'; '.join(given)}." if given else ".")]
     first = next(iter(record.values()))
+    length = f", its first {first['tasks']} tasks" if first.get("tasks") else ""
     lines = ["", f"Settings per method, tuned with --tune {first['trials_asked']} on a tuning stream (the benchmark "
-             f"at seed {first['seed']}, not an evaluation seed); criterion: {first['criterion']}:", ""]
+             f"at seed {first['seed']}{length}, not an evaluation seed); criterion: {first['criterion']}:", ""]
     for method, r in record.items():
         space = " x ".join(f"{k} {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in r["space"].items())
         how = f"{r['trials']} of the {r['space_size']} settings of {space}" if r["space"] else ""
@@ -663,6 +676,8 @@ def _tuning_plans(config: CompareConfig, out: Path) -> dict[str, dict]:
         space = tuning_.search_space(method, fixed)
         trials = tuning_.trial_settings(method, space, config.tune)
         base = config.run_config(method, tuning_.TUNING_SEED)
+        if config.tune_tasks is not None:
+            base = dataclasses.replace(base, tasks=config.tune_tasks)
         cells = [_Cell((method, "trial", k), f"{method} trial {k} ({tuning_.describe(values)})",
                        tuning_.with_settings(base, values), out / "tuning" / method / f"trial-{k}")
                  for k, values in enumerate(trials)]
@@ -695,6 +710,7 @@ def _tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher,
         entry: dict = {"tuned": False, "options": dict(config.options.get(method, {})), "fixed": plan["fixed"],
                        "space": {k: list(v) for k, v in space.items()}, "space_size": tuning_.grid_size(space),
                        "trials_asked": config.tune, "trials": len(trials), "seed": tuning_.TUNING_SEED,
+                       "tasks": config.tune_tasks,
                        "criterion": tuning_.CRITERION}
         record[method] = entry
         if not trials:

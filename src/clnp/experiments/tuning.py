@@ -6,7 +6,9 @@ Each compared method selects its own settings, with the same budget as every oth
 the class groups are fixed (pairs of classes in order); the seed changes the validation split carved
 from each task's training data, the network's initialisation and the order of the minibatches, and on
 the digits (which have no official test set) also which images are held out for testing. Every trial
-is a full run of the tuning stream into ``OUT/tuning/METHOD/trial-K``.
+is a full run of the tuning stream into ``OUT/tuning/METHOD/trial-K``; with ``tune_tasks=K``
+(``--tune-tasks K``) the tuning stream is the first K tasks of that benchmark (Chaudhry et al. 2019
+cross-validate on the first 3 tasks).
 
 **Search spaces** (:data:`SPACES`, plus the learning rate :data:`LR_GRID` for every method) are grids:
 the trial settings of a method are the first ``TRIALS`` points of its grid in a seeded random order
