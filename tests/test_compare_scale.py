@@ -222,3 +222,32 @@ def test_a_pool_worker_takes_its_own_gpu_round_robin_and_its_share_of_the_thread
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     launchers._init_worker(Counter(), 4)
     assert threads == [4]  # OMP_NUM_THREADS set: the thread count is left alone
+
+
+def test_a_trial_whose_capacity_forecast_cannot_last_the_evaluation_stream_does_not_fit():
+    from clnp.experiments.tuning import fits_stream
+
+    layers = [{"layer": "0", "free": 134, "units_per_task": 288.7, "tasks_that_fit": 0},
+              {"layer": "1", "free": 600, "units_per_task": 100.0, "tasks_that_fit": 6}]
+    trial = {"accuracy_matrix": [[0.9]] * 3, "capacity_forecast": [{"after_task": 2, "layers": layers}],
+             "config": {"grow": False}}
+    assert fits_stream(trial, 10) is False  # layer 0 has room for no more task, 7 remain
+    layers[0]["tasks_that_fit"] = 7
+    assert fits_stream(trial, 10) is False  # layer 1: 6 of 7
+    layers[1]["tasks_that_fit"] = None  # a layer no task used never fills
+    assert fits_stream(trial, 10) is True
+    assert fits_stream(trial, 3) is None  # no task left to fit
+    assert fits_stream({**trial, "config": {"grow": True}}, 10) is None  # a growing network makes room
+    assert fits_stream({"accuracy_matrix": [[0.9]]}, 10) is None  # a method without a forecast
+
+
+def test_the_table_says_which_trials_ranked_last_for_capacity():
+    from clnp.experiments.compare import _settings_lines
+
+    record = {"tuned": True, "space": {"l1": [1e-3, 1e-2]}, "space_size": 2, "trials": 2, "trials_asked": 2,
+              "seed": 1000, "tasks": 3, "criterion": "c", "chosen": {"l1": 1e-2}, "chosen_validation_accuracy": 0.85,
+              "results": [{"trial": 0, "fits_evaluation": False}, {"trial": 1, "fits_evaluation": True}]}
+    text = "\n".join(_settings_lines({"tuning": {"clnp": record}, "n_tasks": 10}))
+    assert "its first 3 tasks" in text
+    assert "- `clnp`: tuned, 2 of the 2 settings of l1 {0.001, 0.01}: chose l1=0.01 (validation ACC 85.00 %); " \
+           "trial 0 ranked last: its capacity forecast does not last the 10 tasks" in text

@@ -387,6 +387,11 @@ def _settings_lines(summary: dict) -> list[str]:
         space = " x ".join(f"{k} {{{', '.join(f'{v:g}' for v in vs)}}}" for k, vs in r["space"].items())
         how = f"{r['trials']} of the {r['space_size']} settings of {space}" if r["space"] else ""
         kept = f"; kept as given: {', '.join(r['fixed'])}" if r.get("fixed") else ""
+        short = [str(row["trial"]) for row in r.get("results", []) if row.get("fits_evaluation") is False]
+        if short:
+            kept += (f"; trial{'s' if len(short) > 1 else ''} {', '.join(short)} ranked last: "
+                     f"{'their' if len(short) > 1 else 'its'} capacity forecast does not last the "
+                     f"{summary['n_tasks']} tasks")
         if r.get("tuned"):
             lines.append(f"- `{method}`: tuned, {how}: chose {_values(r['chosen'])} (validation ACC "
                          f"{100 * r['chosen_validation_accuracy']:.2f} %){kept}")
@@ -610,7 +615,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     input_shape = tuple(stream[0].train.x.shape[1:])
     n_classes = [t.n_classes for t in stream]
 
-    record, chosen = _tune(config, plans, launcher, log) if config.tune else (_untuned(config), {})
+    record, chosen = _tune(config, plans, launcher, log, len(stream)) if config.tune else (_untuned(config), {})
     cells = _grid_cells(config, out, [m for m in config.methods if not record[m].get("left_out")], chosen)
     if len(known) < len(config.methods):  # the runs whose settings the tuning chose
         _door(config, [c for c in cells if c.key[0] not in known], out, table=False)
@@ -685,10 +690,11 @@ def _tuning_plans(config: CompareConfig, out: Path) -> dict[str, dict]:
     return plans
 
 
-def _tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher,
-          log: Callable[[str], None]) -> tuple[dict[str, dict], dict[str, dict]]:
+def _tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher, log: Callable[[str], None],
+          n_tasks: int) -> tuple[dict[str, dict], dict[str, dict]]:
     """Run every method's trials (one launch for all), score them on the tuning stream's validation splits and
-    choose; return the record per method (for the tables) and the chosen settings per tuned method."""
+    choose (trials whose capacity forecast cannot last the ``n_tasks`` evaluation tasks last); return the record
+    per method (for the tables) and the chosen settings per tuned method."""
     cells = [c for p in plans.values() for c in p["cells"]]
     small = [f"{m} ({len(p['trials'])})" for m, p in plans.items() if 0 < len(p["trials"]) < config.tune]
     if small:
@@ -723,7 +729,10 @@ def _tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher,
             if cell.key in finished:
                 row["validation_accuracy"] = tuning_.validation_accuracy(cell.directory, streams)
                 row["test_accuracy"] = finished[cell.key]["average_accuracy"]
-                scored.append((row["validation_accuracy"], -k))
+                fits = tuning_.fits_stream(finished[cell.key], n_tasks)
+                if fits is not None:
+                    row["fits_evaluation"] = fits
+                scored.append((fits is not False, row["validation_accuracy"], -k))
             else:
                 row["error"] = errors.get(cell.key, "not finished (--no-run)")
             entry.setdefault("results", []).append(row)
@@ -738,7 +747,7 @@ def _tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher,
             entry["reason"] = f"every one of its {len(trials)} trials failed: it runs with its defaults"
             log(f"tuning {method}: {entry['reason']}")
             continue
-        best = -max(scored)[1]
+        best = -max(scored)[2]
         entry.update(tuned=True, chosen=trials[best], chosen_trial=best,
                      chosen_validation_accuracy=entry["results"][best]["validation_accuracy"])
         chosen[method] = trials[best]

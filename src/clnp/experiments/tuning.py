@@ -74,7 +74,9 @@ SPACES: dict[str, dict[str, tuple[float, ...]]] = {
 """Per method, the grid of its own settings searched by ``--tune`` (``LR_GRID`` is added for every method)."""
 
 CRITERION = ("average validation accuracy over all tasks of the tuning stream after its last task "
-             f"(seed {TUNING_SEED}; evaluated from the trial's final checkpoint)")
+             f"(seed {TUNING_SEED}; evaluated from the trial's final checkpoint); on a tuning stream shorter than "
+             "the evaluation, trials whose capacity forecast has no room for the remaining tasks rank below "
+             "those that fit")
 RUN_FIELDS = ("lr", "l1", "margin")
 """Tuned settings that are ``RunConfig`` fields (the others are method options, ``extra``)."""
 
@@ -120,6 +122,25 @@ def with_settings(config: RunConfig, values: dict[str, float]) -> RunConfig:
 
 def describe(values: dict[str, float]) -> str:
     return ", ".join(f"{k}={v:g}" for k, v in values.items())
+
+
+def fits_stream(results: dict, n_tasks: int) -> bool | None:
+    """Whether a finished trial's network has room for an ``n_tasks`` stream, by its capacity forecast.
+
+    A trial on the first K tasks cannot run out of units on tasks it never saw: CLNP tuned on 3 tasks of
+    permuted-fashion-mnist chose its weakest L1, whose evaluation run then stopped at task 9 with a full
+    layer (``bench/RESULTS.md``). The forecast (:func:`clnp.core.capacity.forecast`, at the rate the
+    trial's tasks kept units) must fit the remaining ``n_tasks - K`` tasks in every layer. It is
+    conservative (later tasks reuse more and keep fewer units), so a setting it rejects may still have
+    lasted. None where the question does not arise: no forecast (methods other than CLNP), a growing
+    network, or no task left.
+    """
+    forecasts = results.get("capacity_forecast") or []
+    remaining = n_tasks - len(results.get("accuracy_matrix") or [])
+    if not forecasts or remaining <= 0 or (results.get("config") or {}).get("grow"):
+        return None
+    room = [row["tasks_that_fit"] for row in forecasts[-1]["layers"] if row["tasks_that_fit"] is not None]
+    return all(fit >= remaining for fit in room)
 
 
 def validation_accuracy(directory: str | Path, streams: dict | None = None) -> float:
