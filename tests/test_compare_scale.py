@@ -251,3 +251,10 @@ def test_the_table_says_which_trials_ranked_last_for_capacity():
     assert "its first 3 tasks" in text
     assert "- `clnp`: tuned, 2 of the 2 settings of l1 {0.001, 0.01}: chose l1=0.01 (validation ACC 85.00 %); " \
            "trial 0 ranked last: its capacity forecast does not last the 10 tasks" in text
+
+
+def test_tune_tasks_on_the_command_line_reaches_the_comparison(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    assert main(["compare", "--methods", "finetune", "--tasks", "2", "--tune-tasks", "2", "--out", str(out)]) == 2
+    assert "--tune-tasks sets the tuning stream's length: it needs --tune TRIALS" in capsys.readouterr().err
+    assert not out.exists()
