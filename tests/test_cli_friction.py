@@ -113,10 +113,16 @@ def test_onnx_export_prints_the_graph_and_its_weights_file(tmp_path, capsys):
     assert "Warning" not in printed.err
 
 
+def _default_sigint() -> None:
+    # A suite started in the background by a shell without job control (``cmd &``) inherits SIGINT
+    # ignored, and Python then keeps it ignored: Ctrl-C as a terminal sends it needs the default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _long_run(out: Path, stderr=subprocess.PIPE) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "clnp.cli", "run", "--tasks", "3", "--epochs", "300",
                              "--finetune-epochs", "0", "--out", str(out)], env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=stderr, text=True)
+                            stderr=stderr, text=True, preexec_fn=_default_sigint)
 
 
 def test_sigterm_and_ctrl_c_say_how_to_resume(tmp_path):
