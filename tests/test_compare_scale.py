@@ -258,3 +258,7 @@ def test_tune_tasks_on_the_command_line_reaches_the_comparison(tmp_path, capsys)
     assert main(["compare", "--methods", "finetune", "--tasks", "2", "--tune-tasks", "2", "--out", str(out)]) == 2
     assert "--tune-tasks sets the tuning stream's length: it needs --tune TRIALS" in capsys.readouterr().err
     assert not out.exists()
+    # Beyond the benchmark's own number of tasks (split-digits has 5), before anything runs.
+    assert main(["compare", "--methods", "finetune", "--tune", "1", "--tune-tasks", "6", "--out", str(out)]) == 2
+    assert "--tune-tasks 6 is more than the 5 tasks evaluated on split-digits: use at most 5" in capsys.readouterr().err
+    assert not out.exists()

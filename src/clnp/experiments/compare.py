@@ -83,7 +83,7 @@ class CompareConfig:
     tune_tasks: int | None = None
     """Tasks of the tuning stream: its first ``tune_tasks`` tasks (None: as many as the evaluation). Tuning
     on the first 3 tasks is the protocol of Chaudhry et al. 2019 (A-GEM), and a third of the cost on a
-    10-task stream; a setting that only fails once a network fills (CLNP's L1, PackNet's ratio) can pass it."""
+    10-task stream; a setting that only fails once a network fills (a weak CLNP L1) can pass it."""
     jobs: int = 1
     """Worker processes of the local launcher (1: the runs one after another in this process)."""
     launcher: str = "local"
@@ -599,7 +599,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     the evaluation runs' directories are checked once their settings are chosen. Progress goes to
     ``log``: runs done of the total, method and seed, time elapsed and an estimate of the time left.
     """
-    from ..data.benchmarks import get_benchmark
+    from ..data.benchmarks import BENCHMARKS, get_benchmark
 
     out = Path(out)
     log = log or (lambda _msg: None)
@@ -607,6 +607,10 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     resolved = checked[config.methods[0]]
     launcher = make_launcher(config.launcher, config.jobs, config.slurm_settings(out)) if config.run_missing \
         else InProcess()  # --no-run: nothing is launched
+    evaluated = config.tasks or BENCHMARKS[config.benchmark].default_tasks or BENCHMARKS[config.benchmark].max_tasks
+    if config.tune_tasks is not None and config.tune_tasks > evaluated:
+        raise ValueError(f"--tune-tasks {config.tune_tasks} is more than the {evaluated} tasks evaluated on "
+                         f"{config.benchmark}: use at most {evaluated}")
     plans = _tuning_plans(config, out) if config.tune else {}
     known = [m for m in config.methods if not plans.get(m, {}).get("trials")]  # settings known before tuning
     _door(config, [c for p in plans.values() for c in p.get("cells", [])] + _grid_cells(config, out, known, {}), out)
