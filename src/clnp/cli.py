@@ -194,8 +194,7 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
 def _defaults_text(spec: object) -> str:
     """A benchmark's default run settings as flags (what `clnp run --benchmark NAME` uses unless told)."""
     values = dict(spec.defaults)  # type: ignore[attr-defined]
-    tasks = spec.default_tasks if spec.default_tasks is not None else spec.max_tasks  # type: ignore[attr-defined]
-    parts = [f"--tasks {tasks} (at most {spec.max_tasks})"]  # type: ignore[attr-defined]
+    parts = [f"--tasks {spec.length()} (at most {spec.max_tasks})"]  # type: ignore[attr-defined]
     parts += [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
               for k, v in values.items()]
     return " ".join(parts)

@@ -155,6 +155,12 @@ class BenchmarkSpec:
     input_shape: tuple[int, ...] = ()
     """The shape of one input (C, H, W), known without loading the data."""
 
+    def length(self, n_tasks: int | None = None) -> int:
+        """How many tasks a stream of this benchmark has for ``--tasks n_tasks`` (None: its default)."""
+        if n_tasks is not None:
+            return n_tasks
+        return self.default_tasks if self.default_tasks is not None else self.max_tasks
+
     def data_present(self, data_dir: str | None = None) -> bool:
         """Whether every data set the benchmark needs is on this machine."""
         return all(DATA_SOURCES[d].present(data_dir) for d in self.data)

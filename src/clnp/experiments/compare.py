@@ -98,6 +98,7 @@ class CompareConfig:
     """submitit's folder for job scripts, pickles and logs (default: ``OUT/slurm-logs``)."""
 
     def __post_init__(self) -> None:
+        from ..data.benchmarks import BENCHMARKS
         from ..methods import METHODS
 
         if self.seeds < 1:
@@ -126,9 +127,11 @@ class CompareConfig:
                 raise ValueError(f"--tune-tasks must be an integer >= 1, got {self.tune_tasks!r}")
             if not self.tune:
                 raise ValueError("--tune-tasks sets the tuning stream's length: it needs --tune TRIALS")
-            if self.tasks is not None and self.tune_tasks > self.tasks:
-                raise ValueError(f"--tune-tasks {self.tune_tasks} is more than the {self.tasks} tasks evaluated: "
-                                 f"use at most {self.tasks}")
+            spec = BENCHMARKS.get(self.benchmark)
+            evaluated = self.tasks if spec is None else spec.length(self.tasks)
+            if evaluated is not None and self.tune_tasks > evaluated:
+                raise ValueError(f"--tune-tasks {self.tune_tasks} is more than the {evaluated} tasks evaluated on "
+                                 f"{self.benchmark}: use at most {evaluated}")
         if self.tune and self.seeds > tuning_.TUNING_SEED:
             raise ValueError(f"--tune selects settings on seed {tuning_.TUNING_SEED}, which --seeds "
                              f"{self.seeds} would also evaluate: use at most {tuning_.TUNING_SEED} seeds")
@@ -599,7 +602,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     the evaluation runs' directories are checked once their settings are chosen. Progress goes to
     ``log``: runs done of the total, method and seed, time elapsed and an estimate of the time left.
     """
-    from ..data.benchmarks import BENCHMARKS, get_benchmark
+    from ..data.benchmarks import get_benchmark
 
     out = Path(out)
     log = log or (lambda _msg: None)
@@ -607,10 +610,6 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     resolved = checked[config.methods[0]]
     launcher = make_launcher(config.launcher, config.jobs, config.slurm_settings(out)) if config.run_missing \
         else InProcess()  # --no-run: nothing is launched
-    evaluated = config.tasks or BENCHMARKS[config.benchmark].default_tasks or BENCHMARKS[config.benchmark].max_tasks
-    if config.tune_tasks is not None and config.tune_tasks > evaluated:
-        raise ValueError(f"--tune-tasks {config.tune_tasks} is more than the {evaluated} tasks evaluated on "
-                         f"{config.benchmark}: use at most {evaluated}")
     plans = _tuning_plans(config, out) if config.tune else {}
     known = [m for m in config.methods if not plans.get(m, {}).get("trials")]  # settings known before tuning
     _door(config, [c for p in plans.values() for c in p.get("cells", [])] + _grid_cells(config, out, known, {}), out)
