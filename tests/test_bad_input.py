@@ -220,7 +220,7 @@ def test_a_config_value_of_the_wrong_type_is_refused_naming_the_field(field, val
     ("weight_decay", -0.1, "weight_decay must be >= 0"),
     ("l1", -1e-3, "l1 coefficients must be >= 0"),
     ("optimizer", "rmsprop", "optimizer must be 'adam' or 'sgd'"),
-    ("activity", "variance", "activity must be 'mean_abs' or 'firing_rate'"),
+    ("activity", "variance", "activity must be one of 'mean_abs', 'firing_rate', 'contribution'"),
 ])
 def test_a_config_value_out_of_range_is_refused(field, value, message):
     with pytest.raises(ValueError, match=message):

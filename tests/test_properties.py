@@ -143,7 +143,7 @@ def configs(draw) -> clnp.CLNPConfig:
         lr=0.1 if optimizer == "sgd" else draw(st.sampled_from([3e-3, 1e-2])),
         momentum=draw(st.sampled_from([0.0, 0.9])), weight_decay=draw(st.sampled_from([0.0, 1e-3, 1e-1])),
         l1=draw(st.sampled_from([0.0, 3e-5, 3e-4])), margin=draw(st.sampled_from([0.0, 1.0, 5.0])),
-        activity=draw(st.sampled_from(["mean_abs", "firing_rate"])), seed=draw(st.integers(0, 3)),
+        activity=draw(st.sampled_from(["mean_abs", "firing_rate", "contribution"])), seed=draw(st.integers(0, 3)),
     )
 
 

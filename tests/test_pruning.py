@@ -50,3 +50,31 @@ def test_capacity_runs_out_in_the_middle_of_a_sequence_with_a_named_error():
         for task in tasks:
             learner.learn(task)
     assert 1 <= net.n_tasks < len(tasks)
+
+
+def test_the_contribution_measure_is_activity_times_the_weights_out_of_each_unit():
+    from clnp.core.activity import outgoing_weight, unit_activity
+
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (8, 6), input_shape=(1, 8, 8))
+    net.add_head(3)
+    with torch.no_grad():
+        net.blocks[1].layer.weight[:, 2] = 0.0  # unit 2 of layer 0 passes nothing on
+        net.heads[0].weight[:, 4] *= 10.0       # unit 4 of layer 1 passes on ten times as much
+    x = torch.randn(50, 1, 8, 8)
+    activity = unit_activity(net, 0, x, "mean_abs")
+    contribution = unit_activity(net, 0, x, "contribution")
+    assert contribution[0][2] == 0.0 and activity[0][2] > 0
+    for layer in (0, 1):
+        assert torch.allclose(contribution[layer], activity[layer] * outgoing_weight(net, layer, 0))
+    expected = activity[1][4] * net.heads[0].weight[:, 4].abs().sum()
+    assert torch.allclose(contribution[1][4], expected)
+
+
+def test_a_task_learned_with_the_contribution_measure_prunes_within_the_margin():
+    task = clnp.permuted_digits(1, seed=1)[0]
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (64, 64), input_shape=(1, 8, 8))
+    report = clnp.CLNP(net, quick_config(margin=2.0, l1=1e-4, activity="contribution")).learn(task)
+    assert report.val_accuracy_pruned >= report.val_accuracy_dense - 0.02 - 1e-12
+    assert sum(report.pruned) > 0

@@ -9,8 +9,33 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .network import CLNPNet
+from .partition import expand_owner, trainable_units
 
-ACTIVITY_MEASURES = ("mean_abs", "firing_rate")
+ACTIVITY_MEASURES = ("mean_abs", "firing_rate", "contribution")
+"""``mean_abs``: mean absolute activation (the paper's measure); ``firing_rate``: fraction of inputs on
+which the unit is active; ``contribution``: mean absolute activation times the summed magnitude of the
+unit's weights into the task's units of the next layer (or its head), what the unit passes on."""
+
+
+@torch.no_grad()
+def outgoing_weight(net: CLNPNet, layer: int, task: int, keep: Sequence[Tensor] | None = None) -> Tensor:
+    """Per unit of ``layer``: summed magnitude of its weights into task ``task``'s trainable units of the
+    next layer (those ``keep[layer + 1]`` allows, all without ``keep``) or, after the last layer, its head."""
+    owner = net.blocks[layer].layer.owner
+    if layer + 1 < len(net.blocks):
+        consumer = net.blocks[layer + 1].layer
+        rows = trainable_units(consumer.owner)
+        if keep is not None:
+            rows = rows & keep[layer + 1].to(consumer.owner.device)
+    else:
+        consumer = net.heads[task]
+        rows = torch.ones(consumer.n_units, dtype=torch.bool, device=owner.device)
+    w = consumer.weight.detach()[rows].abs()
+    if w.dim() > 2:
+        w = w.flatten(2).sum(2)
+    per_input = w.sum(0)
+    expand_owner(owner, per_input.numel())  # checks the layout
+    return per_input.view(owner.numel(), -1).sum(1)
 
 
 @torch.no_grad()
@@ -19,7 +44,11 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     """Per-unit activity of every prunable layer on inputs ``x`` (evaluation mode).
 
     ``mean_abs``: mean absolute activation; ``firing_rate``: fraction of inputs with activation
-    > 0. Conv channels are averaged over positions as well as inputs.
+    > 0; ``contribution``: ``mean_abs`` times :func:`outgoing_weight`. Conv channels are averaged over
+    positions as well as inputs.
+
+    ``contribution`` is there because the L1 penalty acts on activations alone: a unit can meet it with
+    a small activation and large weights out of it, and then matters more than its activity says.
     """
     if measure not in ACTIVITY_MEASURES:
         raise ValueError(f"unknown activity measure {measure!r}; expected one of {ACTIVITY_MEASURES}")
@@ -33,7 +62,7 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
         stats = []
         for a in taps:
             a = a.float()  # sums in float32 also under autocast
-            v = a.abs() if measure == "mean_abs" else (a > 0).to(a.dtype)
+            v = (a > 0).to(a.dtype) if measure == "firing_rate" else a.abs()
             if v.dim() > 2:
                 v = v.flatten(2).mean(2)
             stats.append(v.sum(0))
@@ -41,7 +70,10 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
         count += taps[0].shape[0]
     net.train(was_training)
     assert sums is not None
-    return [s / count for s in sums]
+    means = [s / count for s in sums]
+    if measure == "contribution":
+        means = [m * outgoing_weight(net, i, task).to(m.device, m.dtype) for i, m in enumerate(means)]
+    return means
 
 
 def accuracy(net: CLNPNet, task: int, x: Tensor, y: Tensor, keep: Sequence[Tensor | None] | None = None,

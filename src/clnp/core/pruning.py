@@ -49,8 +49,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
+from .activity import outgoing_weight
 from .network import CLNPNet
-from .partition import FREE, expand_owner, trainable_units
+from .partition import FREE, trainable_units
 
 CONFIDENCE_SLACK = 3.0
 """The mean true-class probability may fall by this many margins (it falls faster than accuracy). Measured on
@@ -136,23 +137,6 @@ def _rounds(axes: list[_Axis], masks: list[Tensor], value: bool, passes: Callabl
     return current
 
 
-def reuse_weight(net: CLNPNet, layer: int, task: int, keep: Sequence[Tensor]) -> Tensor:
-    """Per unit of ``layer``: summed magnitude of its weights into the task's kept units (or its head)."""
-    owner = net.blocks[layer].layer.owner
-    if layer + 1 < len(net.blocks):
-        consumer = net.blocks[layer + 1].layer
-        rows = trainable_units(consumer.owner) & keep[layer + 1].to(consumer.owner.device)
-    else:
-        consumer = net.heads[task]
-        rows = torch.ones(consumer.n_units, dtype=torch.bool, device=owner.device)
-    w = consumer.weight.detach()[rows].abs()
-    if w.dim() > 2:
-        w = w.flatten(2).sum(2)
-    per_input = w.sum(0)
-    expand_owner(owner, per_input.numel())  # checks the layout
-    return per_input.view(owner.numel(), -1).sum(1)
-
-
 def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate: Evaluate,
                    margin: float) -> PruneDecision:
     """Units to prune and old units to disconnect, as much as the ``margin`` (accuracy points) allows.
@@ -202,7 +186,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         idx = torch.nonzero(o).flatten()
         if idx.numel() == 0:
             continue
-        strength = act[i][idx] * reuse_weight(net, i, task, keep)[idx].to(act[i].device)
+        strength = act[i][idx] * outgoing_weight(net, i, task, keep)[idx].to(act[i].device)
         reuse_axes.append(_Axis(i, idx[torch.argsort(strength, stable=True)], share=1.0))
     if reuse_axes:
         current = _rounds(reuse_axes, cut, True, lambda c: within(score(keep, c)), current, history, "reuse")

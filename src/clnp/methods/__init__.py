@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from torch import Tensor
 
+from ..core.activity import ACTIVITY_MEASURES
 from ..core.network import build_model
 from ..data.tasks import Task
 from . import ewc, finetune, hat, independent, joint, mas, online_ewc, packnet, si
@@ -115,7 +116,7 @@ class Option:
 
 _STRENGTH = "strength of the penalty"
 OPTIONS: dict[str, dict[str, Option]] = {
-    "clnp": {"activity": Option("choice", "mean_abs", choices=("mean_abs", "firing_rate"),
+    "clnp": {"activity": Option("choice", "mean_abs", choices=ACTIVITY_MEASURES,
                                 help="unit activity measure"),
              "min_gain": Option("number", 0.1, low=0, high=1,
                                 help="how far from chance towards 100 % a task must train before it is frozen"),

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.activity import accuracy, predict_with_loss, unit_activity
+from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit_activity
 from ..core.capacity import forecast, width_for
 from ..core.network import CLNPNet
 from ..core.partition import FREE, expand_owner
@@ -68,7 +68,8 @@ class CLNPConfig(TrainConfig):
     margin: float = 1.0
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     activity: str = "mean_abs"
-    """Unit activity measure: ``mean_abs`` or ``firing_rate``."""
+    """Unit activity measure, the order in which the search prunes: one of
+    :data:`~clnp.core.activity.ACTIVITY_MEASURES` (``mean_abs``, ``firing_rate``, ``contribution``)."""
     min_gain: float = 0.1
     """How far from chance (the most frequent class) towards 100 % the dense network's validation accuracy
     must get before its task is pruned and frozen, as a fraction; otherwise :class:`TrainingFailedError`.
@@ -99,8 +100,9 @@ class CLNPConfig(TrainConfig):
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
         if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
-        if self.activity not in ("mean_abs", "firing_rate"):
-            raise ValueError(f"activity must be 'mean_abs' or 'firing_rate', got {self.activity!r}")
+        if self.activity not in ACTIVITY_MEASURES:
+            raise ValueError(f"activity must be one of {', '.join(map(repr, ACTIVITY_MEASURES))}, "
+                             f"got {self.activity!r}")
 
 
 @dataclass
