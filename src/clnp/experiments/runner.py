@@ -62,8 +62,8 @@ from .rundir import (
     write_marker,
 )
 
-__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "finished_run_of", "resume", "run",
-           "unfinished_run"]
+__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "finished_run_of", "load_learner", "resume",
+           "run", "unfinished_run"]
 
 LOG_COLUMNS = ("task", "phase", "epoch", "loss", "val_accuracy", "seconds")
 _IGNORED_ON_RESUME = ("progress", "data_dir", "device")
@@ -121,6 +121,32 @@ def finished_run_of(out: str | Path, config: RunConfig) -> dict | None:
     if done is None or not isinstance(done.get("config"), dict):
         return None
     return done if _comparable(done["config"]) == _comparable(asdict(config.check())) else None
+
+
+def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Sequence]:
+    """The learner of the finished run in ``out``, rebuilt from its final checkpoint on the CPU (32-bit), and
+    the run's task stream, for looking at what it learned (accuracies, units, reuse).
+
+    ``streams`` caches streams by (benchmark, tasks, seed, data dir) across calls. Raises
+    :class:`~clnp.checkpoint.CheckpointError` if the checkpoint does not hold every task of the stream.
+    """
+    out = Path(out)
+    cfg = read_run_config(out / "config.yaml").check()
+    key = (cfg.benchmark, cfg.tasks, cfg.seed, cfg.data_dir)
+    streams = {} if streams is None else streams
+    if key not in streams:
+        streams[key] = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
+    stream = streams[key]
+    tensors, meta, _ = load_checkpoint(out / CHECKPOINT_DIR)
+    if meta.get("step") != len(stream):
+        raise CheckpointError(f"{out / CHECKPOINT_DIR}: holds {meta.get('step')} of {len(stream)} tasks; "
+                              "the run has not finished")
+    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
+    learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
+    learner.load_learner_state(tensors, meta["learner"])
+    if hasattr(learner, "restore_tasks"):
+        learner.restore_tasks(list(stream))
+    return learner, stream
 
 
 def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None,

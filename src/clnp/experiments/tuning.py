@@ -146,26 +146,7 @@ def fits_stream(results: dict, n_tasks: int) -> bool | None:
 def validation_accuracy(directory: str | Path, streams: dict | None = None) -> float:
     """ACC on the validation splits: the mean over all tasks of the run's validation accuracy after its last
     task, from the final checkpoint of the finished run in ``directory`` (on the CPU, 32-bit)."""
-    from ..data.benchmarks import get_benchmark
-    from ..methods import build_method
-    from .checkpoint import CheckpointError, load_checkpoint
-    from .config import read_run_config
-    from .rundir import CHECKPOINT_DIR
+    from .runner import load_learner
 
-    directory = Path(directory)
-    cfg = read_run_config(directory / "config.yaml").check()
-    key = (cfg.benchmark, cfg.tasks, cfg.seed, cfg.data_dir)
-    streams = {} if streams is None else streams
-    if key not in streams:
-        streams[key] = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
-    stream = streams[key]
-    tensors, meta, _ = load_checkpoint(directory / CHECKPOINT_DIR)
-    if meta.get("step") != len(stream):
-        raise CheckpointError(f"{directory / CHECKPOINT_DIR}: holds {meta.get('step')} of {len(stream)} tasks; "
-                              "the trial has not finished")
-    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
-    learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
-    learner.load_learner_state(tensors, meta["learner"])
-    if hasattr(learner, "restore_tasks"):
-        learner.restore_tasks(list(stream))
+    learner, stream = load_learner(directory, streams)
     return statistics.fmean(learner.accuracy(j, task.val.x, task.val.y) for j, task in enumerate(stream))
