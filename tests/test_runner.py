@@ -7,9 +7,9 @@ import pytest
 import yaml
 
 from clnp.cli import build_parser, main
-from clnp.experiments.checkpoint import load_checkpoint
+from clnp.experiments.checkpoint import CheckpointError, load_checkpoint
 from clnp.experiments.config import PRESETS, ConfigError, RunConfig, from_namespace, load_config_file, read_run_config
-from clnp.experiments.runner import LOG_COLUMNS, run
+from clnp.experiments.runner import LOG_COLUMNS, load_learner, run
 
 
 def _config(argv: list[str]) -> tuple[RunConfig, str | None]:
@@ -116,3 +116,19 @@ def test_cli_run_with_config_writes_the_resolved_config(tmp_path):
     assert written["seed"] == 3 and written["margin"] == 5.0 and written["epochs"] == 2
     assert written["model"] == "mlp:256,256"  # the benchmark default, resolved
     assert json.loads((out / "results.json").read_text())["seed"] == 3
+
+
+def test_a_finished_run_loads_back_as_its_learner_with_the_test_accuracies_it_reported(tmp_path):
+    results = run(RunConfig(tasks=2, epochs=2, finetune_epochs=1, progress=False), tmp_path)
+    learner, stream = load_learner(tmp_path)
+    assert len(stream) == 2 and learner.net.n_tasks == 2
+    assert [r.reused for r in learner.reports] == [info["reused"] for info in results["tasks"]]
+    assert [learner.accuracy(j, task.test.x, task.test.y) for j, task in enumerate(stream)] == \
+        results["accuracy_matrix"][-1]
+
+
+def test_loading_the_learner_of_an_unfinished_run_says_it_has_not_finished(tmp_path):
+    run(RunConfig(tasks=2, epochs=2, finetune_epochs=1, progress=False), tmp_path)
+    (tmp_path / "config.yaml").write_text((tmp_path / "config.yaml").read_text().replace("tasks: 2", "tasks: 3"))
+    with pytest.raises(CheckpointError, match="holds 2 of 3 tasks; the run has not finished"):
+        load_learner(tmp_path)
