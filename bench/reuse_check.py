@@ -18,7 +18,7 @@ import sys
 
 import torch
 
-from clnp import FREE
+from clnp.core.partition import live_units
 from clnp.experiments.runner import load_learner
 
 
@@ -31,7 +31,7 @@ def check(run_dir: str) -> bool:
     print(f"{run_dir}: {stream[0].name.split(':')[0]}, {net.n_tasks} tasks, layers {net.layer_names}")
     for t in range(1, net.n_tasks):
         used = net.units_used_by(t)
-        old = [(o != FREE) & (o < t) for o in net.owners]
+        old = [live_units(o, t - 1) for o in net.owners]  # units of the tasks before t
         counted = [int((u & o).sum()) for u, o in zip(used, old, strict=True)]
         reported = learner.reports[t].reused
         keep = [~(o & ~u) for o, u in zip(old, used, strict=True)]  # silence the old units not counted

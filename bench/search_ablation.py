@@ -27,6 +27,7 @@ import torch
 import clnp.core.pruning as pruning
 from clnp.experiments.config import RunConfig
 from clnp.experiments.runner import run
+from clnp.methods.clnp import CapacityError
 
 CASES = {
     "digits": dict(benchmark="split-digits"),
@@ -68,7 +69,7 @@ def main() -> None:
             head = f"case {args.case} model {case.get('model', 'default')} {args.variant} slack {slack:g} seed {seed}"
             try:
                 results = run(RunConfig(**case, seed=seed, progress=False))
-            except RuntimeError as error:  # CapacityError: the stream did not fit
+            except CapacityError as error:  # the stream did not fit
                 print(f"{head}: stopped: {type(error).__name__}: {str(error).split(': every')[0]}", flush=True)
                 continue
             final = results["accuracy_matrix"][-1]
