@@ -51,7 +51,7 @@ from torch import Tensor
 
 from .activity import outgoing_weight
 from .network import CLNPNet
-from .partition import FREE, trainable_units
+from .partition import live_units, trainable_units
 
 CONFIDENCE_SLACK = 3.0
 """The mean true-class probability may fall by this many margins (it falls faster than accuracy). Measured on
@@ -179,7 +179,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
 
     current = _rounds(unit_axes, keep, False, lambda k: within(score(k, None)), dense, history, "units")
 
-    old = [(o != FREE) & (o < task) for o in owners]
+    old = [live_units(o, task - 1) for o in owners]  # earlier tasks' units
     cut = [c.clone() for c in no_cut]
     reuse_axes = []
     for i, o in enumerate(old):

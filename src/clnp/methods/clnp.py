@@ -22,7 +22,7 @@ from torch import Tensor
 from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit_activity
 from ..core.capacity import forecast, width_for
 from ..core.network import CLNPNet
-from ..core.partition import FREE, expand_owner
+from ..core.partition import FREE, expand_owner, live_units
 from ..core.pruning import Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
 from ..data.tasks import Task
@@ -529,7 +529,7 @@ class CLNP(LoopHooks):
     def _reused(self, task_id: int) -> list[int]:
         """Per layer: old units the task's logits depend on, directly or through other reused units."""
         used = self.net.units_used_by(task_id)
-        return [int((u & (o != FREE) & (o < task_id)).sum()) for u, o in zip(used, self.net.owners, strict=True)]
+        return [int((u & live_units(o, task_id - 1)).sum()) for u, o in zip(used, self.net.owners, strict=True)]
 
 @dataclass
 class _Phase:

@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from ..core.partition import FREE, live_units
 from ..data.tasks import Task
 from .config import TrainConfig
 from .plain_net import PlainNet, count_parameters
@@ -40,7 +41,6 @@ from .sequential import (
     tensor_list,
 )
 
-FREE = -1
 DEFAULT_PRUNE = 0.75
 
 
@@ -71,7 +71,7 @@ class PackNet(SequentialLearner):
 
     def _set_phase(self, trainable: Sequence[Tensor], task_id: int) -> None:
         self._trainable = list(trainable)
-        self._visible = [((o != FREE) & (o < task_id)) | t for o, t in zip(self.owner, trainable, strict=True)]
+        self._visible = [live_units(o, task_id - 1) | t for o, t in zip(self.owner, trainable, strict=True)]
         self._frozen = [layer.weight.detach().clone() for layer in self.net.layers]
 
     def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
@@ -147,7 +147,7 @@ class PackNet(SequentialLearner):
 
     # ---------------------------------------------------------------------------- public
     def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
-        return _Bound(self, [(o != FREE) & (o <= task_id) for o in self.owner]), task_id
+        return _Bound(self, [live_units(o, task_id) for o in self.owner]), task_id
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """During training: the network as the current phase sees it."""
