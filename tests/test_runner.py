@@ -132,3 +132,13 @@ def test_loading_the_learner_of_an_unfinished_run_says_it_has_not_finished(tmp_p
     (tmp_path / "config.yaml").write_text((tmp_path / "config.yaml").read_text().replace("tasks: 2", "tasks: 3"))
     with pytest.raises(CheckpointError, match="holds 2 of 3 tasks; the run has not finished"):
         load_learner(tmp_path)
+
+
+def test_loading_the_learner_of_a_finished_run_checks_its_checkpoint_as_a_resume_does(tmp_path):
+    from .test_integrity import _forge
+
+    run(RunConfig(tasks=2, epochs=2, finetune_epochs=1, progress=False), tmp_path)
+    _forge(tmp_path, tensors_edit=lambda t: t.__setitem__("blocks.0.layer.owner",
+                                                          t["blocks.0.layer.owner"].flip(0)))
+    with pytest.raises(CheckpointError, match="non-zero weights where the owner vectors say they are cut"):
+        load_learner(tmp_path)

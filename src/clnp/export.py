@@ -259,10 +259,9 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     from dataclasses import fields
 
     from .data.benchmarks import get_benchmark
-    from .experiments.checkpoint import CheckpointError, has_checkpoint, load_checkpoint
+    from .experiments.checkpoint import has_checkpoint, load_checkpoint
     from .experiments.config import RunConfig
-    from .experiments.integrity import check_clnp_state
-    from .experiments.runner import CHECKPOINT_DIR
+    from .experiments.runner import CHECKPOINT_DIR, load_checked
     from .methods import build_method
 
     if fmt not in FORMATS:
@@ -290,13 +289,8 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
     learner_meta = meta.get("learner") if isinstance(meta.get("learner"), dict) else {}
     # The same consistency checks as a resume: owners, heads and shapes must fit the model and each other.
-    check_clnp_state(tensors, learner_meta, cfg.model, tuple(shape),
-                     [int(t.get("n_classes", 0)) for t in meta.get("tasks", []) if isinstance(t, dict)], str(ckpt))
-    try:
-        learner.load_learner_state(tensors, learner_meta)  # type: ignore[attr-defined]
-    except Exception as exc:  # noqa: BLE001 - whatever does not fit is this checkpoint's fault
-        raise CheckpointError(f"{ckpt}: the learner's state does not fit this run ({type(exc).__name__}: "
-                              f"{str(exc).splitlines()[0][:300] if str(exc) else ''})") from None
+    load_checked(learner, tensors, learner_meta, "clnp", cfg.model, tuple(shape),
+                 [int(t.get("n_classes", 0)) for t in meta.get("tasks", []) if isinstance(t, dict)], str(ckpt))
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()
     model = export(net, task, fold_batch_norm=fold_batch_norm)

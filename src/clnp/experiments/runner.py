@@ -143,9 +143,11 @@ def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Seq
                               "the run has not finished")
     train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
     learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
-    learner.load_learner_state(tensors, meta["learner"])
-    if hasattr(learner, "restore_tasks"):
-        learner.restore_tasks(list(stream))
+    learner_meta = meta.get("learner")
+    if not isinstance(learner_meta, dict):
+        raise CheckpointError(f"{out / CHECKPOINT_DIR}: 'learner' is missing or not an object")
+    load_checked(learner, tensors, learner_meta, cfg.method, cfg.model, stream[0].input_shape,
+                 [t.n_classes for t in stream], str(out / CHECKPOINT_DIR), tasks=stream)
     return learner, stream
 
 
@@ -304,6 +306,28 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
+def load_checked(learner: Any, tensors: dict, learner_meta: dict, method: str, model: str,
+                 input_shape: Sequence[int], n_classes: Sequence[int], source: str,
+                 tasks: Sequence | None = None) -> None:
+    """Load a checkpoint's learner state into ``learner``, freshly built for the run, after the consistency
+    checks of :func:`~.integrity.check_clnp_state` (for CLNP).
+
+    ``n_classes``: per finished task; ``tasks``: the finished tasks themselves, for a learner that reads
+    their data again (joint training). Whatever does not fit, in the checks or in the learner's own
+    loading, is a :class:`CheckpointError` naming ``source``.
+    """
+    if method == "clnp":
+        check_clnp_state(tensors, learner_meta, model, input_shape, n_classes, source)
+    try:
+        learner.load_learner_state(tensors, learner_meta)
+        if tasks is not None and hasattr(learner, "restore_tasks"):
+            learner.restore_tasks(list(tasks))
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever the learner found, it is this checkpoint's fault
+        raise CheckpointError(f"{source}: the learner's state does not fit this run ({_one_line(exc)})") from None
+
+
 def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, input_shape: tuple,
              ckpt_file: Path | str) -> tuple[list, list, list, float, int]:
     """Check the checkpoint against the run and load it into ``learner``; every mismatch is a CheckpointError."""
@@ -335,17 +359,8 @@ def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, 
     learner_meta = meta.get("learner")
     if not isinstance(learner_meta, dict):
         raise CheckpointError(f"{ckpt_file}: 'learner' is missing or not an object")
-    if cfg.method == "clnp":
-        check_clnp_state(tensors, learner_meta, cfg.model, input_shape, [t.n_classes for t in stream[:n]],
-                         str(ckpt_file))
-    try:
-        learner.load_learner_state(tensors, learner_meta)
-        if hasattr(learner, "restore_tasks"):
-            learner.restore_tasks(list(stream[:n]))
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the learner found, it is this checkpoint's fault
-        raise CheckpointError(f"{ckpt_file}: the learner's state does not fit this run ({_one_line(exc)})") from None
+    load_checked(learner, tensors, learner_meta, cfg.method, cfg.model, input_shape,
+                 [t.n_classes for t in stream[:n]], str(ckpt_file), tasks=stream[:n])
     try:
         torch.set_rng_state(rng_state)
     except (RuntimeError, TypeError, ValueError) as exc:
