@@ -72,6 +72,7 @@ def test_growing_by_nothing_or_an_unknown_layer_is_refused():
 # ------------------------------------------------------------------ growth in runs, the forecast, the advice
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -90,6 +91,9 @@ def test_permuted_digits_on_a_narrow_mlp_stops_with_advice_and_finishes_every_ta
     err = capsys.readouterr().err
     assert "layer 0:Linear(64->32) has no free unit left" in err and "the last tasks kept" in err
     assert "remaining tasks need widths" in err and "--grow" in err
+    widths = re.search(r"need widths (\d+),(\d+) \(--model mlp:(\d+),(\d+)\)", err)
+    assert widths is not None, err  # the run's own spec, with the widths it needs
+    assert widths.group(1, 2) == widths.group(3, 4) and int(widths.group(1)) > 32
     assert main([*FULL, "--grow", "--out", str(tmp_path / "grown")]) == 0
     printed = capsys.readouterr().out
     results = json.loads((tmp_path / "grown" / "results.json").read_text())
@@ -148,3 +152,17 @@ def test_the_forecast_divides_the_free_units_by_the_units_per_task_so_far_and_na
     assert forecast([[0, 5]], [8, 3], ["a", "b"])["layers"][0]["tasks_that_fit"] is None  # never fills
     assert width_for(32, 2, 10.5, 3) == 32 + 30  # 31.5 - 2 = 29.5 -> 30 more units
     assert width_for(32, 50, 10.0, 3) == 32
+
+
+@pytest.mark.parametrize("spec, widths, expected", [
+    ("mlp:256,256", [300, 12], "mlp:300,12"),
+    ("cnn:16,16/64:bn", [17, 17, 80], "cnn:17,17/80:bn"),
+    ("cnn:8,8", [9, 10], "cnn:9,10"),
+    ("mlp:100:dropout=0.2", [5], "mlp:5:dropout=0.2"),
+])
+def test_the_width_advice_names_the_run_model_with_the_widths_it_needs(spec, widths, expected):
+    from clnp.core.network import spec_with_widths
+
+    assert spec_with_widths(spec, widths) == expected
+    with pytest.raises(ValueError, match="has 2 layers; got 3 widths"):
+        spec_with_widths("mlp:4,4", [1, 2, 3])

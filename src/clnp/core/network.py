@@ -524,3 +524,19 @@ def build_model(spec: str, input_shape: Sequence[int]) -> CLNPNet:
             raise ValueError(f"a cnn needs image inputs (C, H, W); this benchmark's inputs are {tuple(input_shape)}")
         return cnn(input_shape, channels, ints(dense), batch_norm=batch_norm, dropout=dropout)
     raise ValueError(f"unknown model kind {kind!r} in {spec!r}; expected 'mlp:...' or 'cnn:...'")
+
+
+def spec_with_widths(spec: str, widths: Sequence[int]) -> str:
+    """``spec`` (as :func:`build_model` reads it) with its layer widths replaced by ``widths``, in order,
+    options kept: ``spec_with_widths("cnn:16,16/64:bn", [17, 17, 80]) == "cnn:17,17/80:bn"``."""
+    kind, _, rest = spec.partition(":")
+    sizes, sep, options = rest.partition(":")
+    conv, slash, dense = sizes.partition("/")
+    groups = [g for g in (conv, dense) if g] if kind == "cnn" else [sizes]
+    counts = [len([v for v in g.split(",") if v]) for g in groups]
+    if sum(counts) != len(widths):
+        raise ValueError(f"model spec {spec!r} has {sum(counts)} layers; got {len(widths)} widths")
+    values = [str(int(w)) for w in widths]
+    parts = [",".join(values[sum(counts[:i]):sum(counts[:i + 1])]) for i in range(len(counts))]
+    body = "/".join(parts) if kind == "cnn" and slash else parts[0]
+    return f"{kind}:{body}{sep}{options}"

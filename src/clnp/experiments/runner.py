@@ -415,7 +415,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             try:
                 report = learner.learn(task)
             except CapacityError as exc:
-                advice = learner.width_advice(n - i) if hasattr(learner, "width_advice") else ""
+                advice = learner.width_advice(n - i, cfg.model) if hasattr(learner, "width_advice") else ""
                 raise CapacityError(f"{exc} {advice} {_how_to_go_on(out, i)}".replace("  ", " ")) from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
             if distributed.is_distributed() and resumable:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit_activity
 from ..core.capacity import forecast, width_for
-from ..core.network import CLNPNet
+from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
 from ..core.pruning import Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
@@ -218,8 +218,9 @@ class CLNP(LoopHooks):
         return [forecast([r.owned for r in self.reports[:t + 1]], self.reports[t].free_after, names)
                 for t in range(len(self.reports))]
 
-    def width_advice(self, remaining: int) -> str:
-        """What the forecast says each layer's width should be for ``remaining`` more tasks (for an error)."""
+    def width_advice(self, remaining: int, model: str | None = None) -> str:
+        """What the forecast says each layer's width should be for ``remaining`` more tasks (for an error);
+        with the run's ``model`` spec, the spec to run with instead."""
         if not self.reports:
             return ""
         latest = forecast([r.owned for r in self.reports], self.reports[-1].free_after,
@@ -229,8 +230,9 @@ class CLNP(LoopHooks):
         spec = ",".join(str(w) for w in widths)
         rates = ", ".join(f"{row['units_per_task']:.0f}" for row in latest)
         tasks = f"{remaining} remaining task{'s' if remaining != 1 else ''}"
+        instead = f"--model {spec_with_widths(model, widths)}" if model else f"e.g. --model mlp:{spec} for an MLP"
         return (f"At the rate of the tasks so far ({rates} units per task and layer), the {tasks} need "
-                f"widths {spec} (e.g. --model mlp:{spec} for an MLP), or run with --grow.")
+                f"widths {spec} ({instead}), or run with --grow.")
 
     def learner_state(self) -> tuple[dict[str, Tensor], dict]:
         """Everything learned so far, as data: the network's tensors and JSON-able metadata.
