@@ -81,7 +81,7 @@ if where in ("train", "finetune"):
 elif where == "prune":
     real_choose = trainer.choose_pruning
 
-    def choose_pruning(net, task, activity, evaluate, margin):
+    def choose_pruning(net, task, activity, evaluate, margin, **options):
         calls = [0]
 
         def counted(*args):
@@ -90,7 +90,7 @@ elif where == "prune":
                 die()
             return evaluate(*args)
 
-        return real_choose(net, task, activity, counted, margin)
+        return real_choose(net, task, activity, counted, margin, **options)
 
     trainer.choose_pruning = choose_pruning
 

@@ -260,8 +260,8 @@ def _greedy_in_layer(monkeypatch, layer: int, tasks: set[int], needs: int | None
     """Make the listed tasks keep ``needs`` free units of ``layer`` (all of them if None or too few)."""
     real = clnp_method.choose_pruning
 
-    def choose(net, task, activity, evaluate, margin):
-        decision = real(net, task, activity, evaluate, margin)
+    def choose(net, task, activity, evaluate, margin, **options):
+        decision = real(net, task, activity, evaluate, margin, **options)
         if task in tasks:
             free = torch.nonzero(net.blocks[layer].layer.owner == FREE).flatten()
             decision.keep[layer][free[:needs]] = True

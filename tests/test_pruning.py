@@ -78,3 +78,38 @@ def test_a_task_learned_with_the_contribution_measure_prunes_within_the_margin()
     report = clnp.CLNP(net, quick_config(margin=2.0, l1=1e-4, activity="contribution")).learn(task)
     assert report.val_accuracy_pruned >= report.val_accuracy_dense - 0.02 - 1e-12
     assert sum(report.pruned) > 0
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_into_the_task(weighted):
+    """The reuse rounds try the old unit that matters least first: activity times its weights into the
+    task, or the activity alone when it already counts those weights (the ``contribution`` measure)."""
+    from clnp.core.activity import outgoing_weight
+    from clnp.core.partition import live_units, trainable_units
+    from clnp.core.pruning import Score, choose_pruning
+
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (8, 8), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=1, finetune_epochs=0))
+    learner.learn(clnp.split_digits()[0])
+    for block in net.blocks:  # task 0 owns units 0-3 of each layer; 4-7 are free for task 1
+        block.layer.owner[:4], block.layer.owner[4:] = 0, -1
+    net.refresh_masks()
+    net.reset_free_units_()
+    net.add_head(2)
+    old = live_units(net.blocks[0].layer.owner, 0)
+    weight = outgoing_weight(net, 0, 1)
+    activity = [weight.clamp_min(1e-6) ** -0.5, torch.rand(8)]  # least active = most weighted, and back
+    proposals = []
+
+    def evaluate(keep, cut):
+        if cut is not None and cut[0].any():
+            proposals.append(torch.nonzero(cut[0]).flatten().tolist())
+        pruned = any((~k & trainable_units(o)).any() for k, o in zip(keep, net.owners, strict=True))
+        return Score(0.0 if pruned else 1.0)  # no unit may go; every old unit may be disconnected
+
+    choose_pruning(net, 1, activity, evaluate, margin=1.0, weighted=weighted)
+    idx = torch.nonzero(old).flatten()
+    by_activity, by_both = activity[0][idx], (activity[0] * weight)[idx]
+    assert torch.argmin(by_activity) != torch.argmin(by_both)  # the two orders differ here: the test can tell
+    assert proposals[0] == [int(idx[torch.argmin(by_activity if weighted else by_both)])]

@@ -138,10 +138,12 @@ def _rounds(axes: list[_Axis], masks: list[Tensor], value: bool, passes: Callabl
 
 
 def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate: Evaluate,
-                   margin: float) -> PruneDecision:
+                   margin: float, weighted: bool = False) -> PruneDecision:
     """Units to prune and old units to disconnect, as much as the ``margin`` (accuracy points) allows.
 
     See the module docstring for the search. ``evaluate`` may also return a bare accuracy (a float).
+    ``weighted``: ``activity`` already counts each unit's weights into the task (the ``contribution``
+    measure), so the order of the old units does not multiply by them a second time.
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")
@@ -186,7 +188,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         idx = torch.nonzero(o).flatten()
         if idx.numel() == 0:
             continue
-        strength = act[i][idx] * outgoing_weight(net, i, task, keep)[idx].to(act[i].device)
+        strength = act[i][idx] if weighted else act[i][idx] * outgoing_weight(net, i, task, keep)[idx].to(act[i].device)
         reuse_axes.append(_Axis(i, idx[torch.argsort(strength, stable=True)], share=1.0))
     if reuse_axes:
         current = _rounds(reuse_axes, cut, True, lambda c: within(score(keep, c)), current, history, "reuse")

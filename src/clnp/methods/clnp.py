@@ -344,7 +344,7 @@ class CLNP(LoopHooks):
                                                                      batch_size=cfg.eval_batch_size)[0]
             decision = choose_pruning(net, task_id, activity,
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
-                                      cfg.margin)
+                                      cfg.margin, weighted=cfg.activity == "contribution")
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
