@@ -127,3 +127,47 @@ def test_baselines_train_under_ddp_with_every_rank_identical_after_every_task(me
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
     assert len(results["accuracy_matrix"]) == 3
+
+
+SHARD_SCRIPT = """
+import json, sys
+import torch
+import clnp
+from clnp.core.activity import predict_with_loss
+from clnp.methods import clnp as method, distributed
+
+distributed.init_from_env(torch.device("cpu"))
+task = clnp.split_digits(seed=0)[0]
+torch.manual_seed(0)
+net = clnp.build_model("mlp:64,64", (1, 8, 8))
+learner = clnp.CLNP(net, clnp.CLNPConfig(device="cpu"))
+net.add_head(task.n_classes)
+probe = learner._search_inputs(task)  # 37 validation inputs and training inputs, up to 1000: odd shards
+reference = predict_with_loss(net, 0, probe)[0]
+keep = [torch.arange(64) % 3 != 0, torch.arange(64) % 2 == 0]
+rows = []  # inputs this rank predicts for the search's evaluation
+real = method.predict_with_loss
+method.predict_with_loss = lambda net, t, x, *args, **kw: (rows.append(len(x)), real(net, t, x, *args, **kw))[1]
+shared = learner._score(task, 0, keep, None, probe, reference)
+method.predict_with_loss = real
+predicted, _, confidence = predict_with_loss(net, 0, probe[:len(task.val)], task.val.y, keep)
+whole = predict_with_loss(net, 0, probe, None, keep)[0]
+json.dump({"shared": list(shared), "accuracy": float((predicted == task.val.y).sum()) / len(task.val),
+           "agreement": float((whole == reference).sum()) / len(probe), "confidence": confidence,
+           "rows": sum(rows), "inputs": len(probe)},
+          open(f"{sys.argv[1]}/rank{distributed.rank()}.json", "w"))
+distributed.shutdown(clean=True)
+"""
+
+
+def test_the_search_shares_each_evaluation_out_and_every_rank_judges_it_alike(tmp_path):
+    script = tmp_path / "score.py"
+    script.write_text(SHARD_SCRIPT)
+    proc = _torchrun(str(script), str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["shared"] == r1["shared"]  # bit-identical on both ranks: the same path through the search
+    accuracy, agreement, confidence = r0["shared"]
+    assert (accuracy, agreement) == (r0["accuracy"], r0["agreement"])  # what one rank finds on everything
+    assert 0 < agreement < 1 and abs(confidence - r0["confidence"]) < 1e-9
+    assert r0["rows"] + r1["rows"] == r0["inputs"] and abs(r0["rows"] - r1["rows"]) <= 1  # half each

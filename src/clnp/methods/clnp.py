@@ -428,18 +428,27 @@ class CLNP(LoopHooks):
         pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
         saved = [weight.detach().clone() for weight, _ in pairs]
         n_val = len(task.val)
+        inputs = task.val.x if probe is None else probe
+        # Under torchrun each rank predicts its share of the inputs; every rank then has all predictions.
+        rows = distributed.shard(inputs.shape[0])
+        labelled = slice(rows.start, max(rows.start, min(rows.stop, n_val)))
         try:
             for weight, mask in pairs:
                 weight.masked_fill_(mask, 0.0)
-            predicted, _, confidence = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep,
-                                                            self.config.eval_batch_size)
-            if probe is not None:
-                more, _, _ = predict_with_loss(self.net, task_id, probe[n_val:], None, keep,
+            predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], task.val.y[labelled],
+                                                            keep, self.config.eval_batch_size)
+            if labelled.stop < rows.stop:
+                more, _, _ = predict_with_loss(self.net, task_id, inputs[labelled.stop:rows.stop], None, keep,
                                                self.config.eval_batch_size)
                 predicted = torch.cat([predicted, more])
         finally:
             for (weight, _), value in zip(pairs, saved, strict=True):
                 weight.copy_(value)
+        if distributed.is_distributed():
+            predicted = distributed.gather_rows(predicted, inputs.shape[0], self.device)
+            share = torch.tensor(confidence * (labelled.stop - labelled.start), dtype=torch.float64,
+                                 device=self.device)
+            confidence = float(distributed.sum_scalar(share)) / n_val
         acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
         return Score(acc, agreement, None if reference is None else confidence)

@@ -7,9 +7,12 @@ through a :class:`~torch.utils.data.distributed.DistributedSampler`; DDP all-red
 so every rank takes the same optimiser step. Everything else keeps the ranks identical by
 construction, with torch.distributed's own collectives:
 
-* every rank evaluates the whole validation set (it holds it), and a decision that evaluations
-  drive (CLNP's pruning masks, its fine-tuning check) is taken from rank 0 with :func:`agree`
-  and :func:`agree_tensors_`, so float noise between devices can never split the partition;
+* every rank holds the whole validation set; the pruning search, which evaluates it many times,
+  shares each evaluation out (each rank predicts its :func:`shard` of the inputs, and
+  :func:`gather_rows` gives every rank all the predictions), the one-off evaluations run whole on
+  every rank; a decision that evaluations drive (CLNP's pruning masks, its fine-tuning check) is
+  taken from rank 0 with :func:`agree` and :func:`agree_tensors_`, so float noise between devices
+  can never split the partition;
 * batch-norm running statistics are broadcast from rank 0 at the end of every phase;
 * after every task the runner compares a digest of every rank's learned state (:func:`check_in_step`).
 
@@ -108,6 +111,32 @@ def agree_tensors_(tensors: Sequence[Tensor]) -> None:
             t.copy_(carrier.bool())
         else:
             dist.broadcast(t, src=0)
+
+
+def shard(n: int) -> slice:
+    """This rank's contiguous share of ``n`` rows (every row in a single process)."""
+    if not is_distributed():
+        return slice(0, n)
+    w, r = world_size(), rank()
+    return slice(r * n // w, (r + 1) * n // w)
+
+
+def gather_rows(part: Tensor, n: int, device: torch.device) -> Tensor:
+    """Every rank's :func:`shard` of ``n`` rows, in rank order, on every rank (``part`` itself alone).
+
+    The collective runs on ``device`` (NCCL needs the GPU); the result comes back where ``part`` was.
+    """
+    if not is_distributed():
+        return part
+    w = world_size()
+    sizes = [(r + 1) * n // w - r * n // w for r in range(w)]
+    if part.shape[0] != sizes[rank()]:
+        raise ValueError(f"rank {rank()} holds {part.shape[0]} rows; its shard of {n} is {sizes[rank()]}")
+    padded = torch.zeros((max(sizes), *part.shape[1:]), dtype=part.dtype, device=device)
+    padded[:part.shape[0]] = part.to(device)
+    pieces = [torch.empty_like(padded) for _ in range(w)]
+    dist.all_gather(pieces, padded)
+    return torch.cat([piece[:size] for piece, size in zip(pieces, sizes, strict=True)]).to(part.device)
 
 
 def sum_scalar(value: Tensor) -> Tensor:
