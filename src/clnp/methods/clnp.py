@@ -428,30 +428,38 @@ class CLNP(LoopHooks):
         pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
         saved = [weight.detach().clone() for weight, _ in pairs]
         n_val = len(task.val)
-        inputs = task.val.x if probe is None else probe
-        # Under torchrun each rank predicts its share of the inputs; every rank then has all predictions.
-        rows = distributed.shard(inputs.shape[0])
-        labelled = slice(rows.start, max(rows.start, min(rows.stop, n_val)))
         try:
             for weight, mask in pairs:
                 weight.masked_fill_(mask, 0.0)
-            predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], task.val.y[labelled],
-                                                            keep, self.config.eval_batch_size)
-            if labelled.stop < rows.stop:
-                more, _, _ = predict_with_loss(self.net, task_id, inputs[labelled.stop:rows.stop], None, keep,
-                                               self.config.eval_batch_size)
-                predicted = torch.cat([predicted, more])
+            predicted, confidence = self._predict_shared(task_id, task.val.x if probe is None else probe,
+                                                         task.val.y, keep)
         finally:
             for (weight, _), value in zip(pairs, saved, strict=True):
                 weight.copy_(value)
+        acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
+        agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
+        return Score(acc, agreement, None if reference is None else confidence)
+
+    def _predict_shared(self, task_id: int, inputs: Tensor, labels: Tensor,
+                        keep: Sequence[Tensor] | None) -> tuple[Tensor, float]:
+        """Predictions for every one of ``inputs`` and the mean probability of the true class over the
+        first ``len(labels)`` of them (the labelled ones). Under torchrun each rank predicts its share
+        of the inputs and every rank gets them all, so the ranks judge alike at a fraction of the cost."""
+        n_labelled = labels.shape[0]
+        rows = distributed.shard(inputs.shape[0])
+        labelled = slice(rows.start, max(rows.start, min(rows.stop, n_labelled)))
+        batch = self.config.eval_batch_size
+        predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], labels[labelled], keep,
+                                                     batch)
+        if labelled.stop < rows.stop:
+            more, _, _ = predict_with_loss(self.net, task_id, inputs[labelled.stop:rows.stop], None, keep, batch)
+            predicted = torch.cat([predicted, more])
         if distributed.is_distributed():
             predicted = distributed.gather_rows(predicted, inputs.shape[0], self.device)
             share = torch.tensor(confidence * (labelled.stop - labelled.start), dtype=torch.float64,
                                  device=self.device)
-            confidence = float(distributed.sum_scalar(share)) / n_val
-        acc = float((predicted[:n_val] == task.val.y).sum()) / n_val
-        agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
-        return Score(acc, agreement, None if reference is None else confidence)
+            confidence = float(distributed.sum_scalar(share)) / max(1, n_labelled)
+        return predicted, confidence
 
     def _check_trained(self, task: Task, task_id: int) -> None:
         """Refuse to prune and freeze a task whose dense network learned nothing.
@@ -532,9 +540,10 @@ class CLNP(LoopHooks):
     def validate(self, head: int) -> float:
         phase = self._phase
         assert phase is not None
+        val = phase.task.val
         with self._precision():
-            return accuracy(self.net, head, phase.task.val.x, phase.task.val.y, phase.keep,
-                            self.config.eval_batch_size)
+            predicted, _ = self._predict_shared(head, val.x, val.y, phase.keep)
+        return float((predicted == val.y).sum()) / max(1, len(val))
 
     @torch.no_grad()
     def _reused(self, task_id: int) -> list[int]:

@@ -9,10 +9,10 @@ construction, with torch.distributed's own collectives:
 
 * every rank holds the whole validation set; the pruning search, which evaluates it many times,
   shares each evaluation out (each rank predicts its :func:`shard` of the inputs, and
-  :func:`gather_rows` gives every rank all the predictions), the one-off evaluations run whole on
-  every rank; a decision that evaluations drive (CLNP's pruning masks, its fine-tuning check) is
-  taken from rank 0 with :func:`agree` and :func:`agree_tensors_`, so float noise between devices
-  can never split the partition;
+  :func:`gather_rows` gives every rank all the predictions), as does CLNP's validation after each
+  epoch; the one-off evaluations run whole on every rank; a decision that evaluations drive
+  (CLNP's pruning masks, its fine-tuning check) is taken from rank 0 with :func:`agree` and
+  :func:`agree_tensors_`, so float noise between devices can never split the partition;
 * batch-norm running statistics are broadcast from rank 0 at the end of every phase;
 * after every task the runner compares a digest of every rank's learned state (:func:`check_in_step`).
 
