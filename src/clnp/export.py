@@ -287,9 +287,8 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
         shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].input_shape
     assert cfg.model is not None
     learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
-    learner_meta = meta.get("learner") if isinstance(meta.get("learner"), dict) else {}
     # The same consistency checks as a resume: owners, heads and shapes must fit the model and each other.
-    load_checked(learner, tensors, learner_meta, "clnp", cfg.model, tuple(shape),
+    load_checked(learner, tensors, meta.get("learner"), "clnp", cfg.model, tuple(shape),
                  [int(t.get("n_classes", 0)) for t in meta.get("tasks", []) if isinstance(t, dict)], str(ckpt))
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()

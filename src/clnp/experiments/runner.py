@@ -143,10 +143,7 @@ def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Seq
                               "the run has not finished")
     train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
     learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
-    learner_meta = meta.get("learner")
-    if not isinstance(learner_meta, dict):
-        raise CheckpointError(f"{out / CHECKPOINT_DIR}: 'learner' is missing or not an object")
-    load_checked(learner, tensors, learner_meta, cfg.method, cfg.model, stream[0].input_shape,
+    load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, stream[0].input_shape,
                  [t.n_classes for t in stream], str(out / CHECKPOINT_DIR), tasks=stream)
     return learner, stream
 
@@ -306,7 +303,7 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
 
 
-def load_checked(learner: Any, tensors: dict, learner_meta: dict, method: str, model: str,
+def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, model: str,
                  input_shape: Sequence[int], n_classes: Sequence[int], source: str,
                  tasks: Sequence | None = None) -> None:
     """Load a checkpoint's learner state into ``learner``, freshly built for the run, after the consistency
@@ -314,8 +311,11 @@ def load_checked(learner: Any, tensors: dict, learner_meta: dict, method: str, m
 
     ``n_classes``: per finished task; ``tasks``: the finished tasks themselves, for a learner that reads
     their data again (joint training). Whatever does not fit, in the checks or in the learner's own
-    loading, is a :class:`CheckpointError` naming ``source``.
+    loading, is a :class:`CheckpointError` naming ``source``; ``learner_meta`` is the checkpoint's
+    ``learner`` entry, as read.
     """
+    if not isinstance(learner_meta, dict):
+        raise CheckpointError(f"{source}: 'learner' is missing or not an object")
     if method == "clnp":
         check_clnp_state(tensors, learner_meta, model, input_shape, n_classes, source)
     try:
@@ -356,10 +356,7 @@ def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, 
         raise CheckpointError(f"{ckpt_file}: 'accuracy_rows' must hold {n} rows of 1..{n} accuracies in [0, 1]")
     if not isinstance(task_info, list) or len(task_info) != n or not all(isinstance(t, dict) for t in task_info):
         raise CheckpointError(f"{ckpt_file}: 'task_info' must hold one report per finished task ({n})")
-    learner_meta = meta.get("learner")
-    if not isinstance(learner_meta, dict):
-        raise CheckpointError(f"{ckpt_file}: 'learner' is missing or not an object")
-    load_checked(learner, tensors, learner_meta, cfg.method, cfg.model, input_shape,
+    load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, input_shape,
                  [t.n_classes for t in stream[:n]], str(ckpt_file), tasks=stream[:n])
     try:
         torch.set_rng_state(rng_state)
