@@ -440,25 +440,29 @@ class CLNP(LoopHooks):
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
         return Score(acc, agreement, None if reference is None else confidence)
 
-    def _predict_shared(self, task_id: int, inputs: Tensor, labels: Tensor,
+    def _predict_shared(self, task_id: int, inputs: Tensor, labels: Tensor | None,
                         keep: Sequence[Tensor] | None) -> tuple[Tensor, float]:
         """Predictions for every one of ``inputs`` and the mean probability of the true class over the
-        first ``len(labels)`` of them (the labelled ones). Under torchrun each rank predicts its share
-        of the inputs and every rank gets them all, so the ranks judge alike at a fraction of the cost."""
-        n_labelled = labels.shape[0]
+        first ``len(labels)`` of them (the labelled ones; 0.0 without labels). Under torchrun each rank
+        predicts its share of the inputs and every rank gets them all, so the ranks judge alike at a
+        fraction of the cost."""
+        n_labelled = 0 if labels is None else labels.shape[0]
         rows = distributed.shard(inputs.shape[0])
         labelled = slice(rows.start, max(rows.start, min(rows.stop, n_labelled)))
         batch = self.config.eval_batch_size
-        predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], labels[labelled], keep,
-                                                     batch)
+        predicted, confidence = torch.zeros(0, dtype=torch.long), 0.0
+        if labels is not None:
+            predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], labels[labelled],
+                                                         keep, batch)
         if labelled.stop < rows.stop:
             more, _, _ = predict_with_loss(self.net, task_id, inputs[labelled.stop:rows.stop], None, keep, batch)
             predicted = torch.cat([predicted, more])
         if distributed.is_distributed():
             predicted = distributed.gather_rows(predicted, inputs.shape[0], self.device)
-            share = torch.tensor(confidence * (labelled.stop - labelled.start), dtype=torch.float64,
-                                 device=self.device)
-            confidence = float(distributed.sum_scalar(share)) / max(1, n_labelled)
+            if labels is not None:
+                share = torch.tensor(confidence * (labelled.stop - labelled.start), dtype=torch.float64,
+                                     device=self.device)
+                confidence = float(distributed.sum_scalar(share)) / max(1, n_labelled)
         return predicted, confidence
 
     def _check_trained(self, task: Task, task_id: int) -> None:
@@ -542,7 +546,7 @@ class CLNP(LoopHooks):
         assert phase is not None
         val = phase.task.val
         with self._precision():
-            predicted, _ = self._predict_shared(head, val.x, val.y, phase.keep)
+            predicted, _ = self._predict_shared(head, val.x, None, phase.keep)
         return float((predicted == val.y).sum()) / max(1, len(val))
 
     @torch.no_grad()
