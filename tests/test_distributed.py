@@ -142,7 +142,7 @@ torch.manual_seed(0)
 net = clnp.build_model("mlp:64,64", (1, 8, 8))
 learner = clnp.CLNP(net, clnp.CLNPConfig(device="cpu"))
 net.add_head(task.n_classes)
-probe = learner._search_inputs(task)  # 37 validation inputs and training inputs, up to 1000: odd shards
+probe = learner._search_inputs(task, learner.config.margin)  # 37 validation inputs and training inputs: odd shards
 reference = predict_with_loss(net, 0, probe)[0]
 keep = [torch.arange(64) % 3 != 0, torch.arange(64) % 2 == 0]
 rows = []  # inputs this rank predicts for the search's evaluation

@@ -113,3 +113,56 @@ def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_int
     by_activity, by_both = activity[0][idx], (activity[0] * weight)[idx]
     assert torch.argmin(by_activity) != torch.argmin(by_both)  # the two orders differ here: the test can tell
     assert proposals[0] == [int(idx[torch.argmin(by_activity if weighted else by_both)])]
+
+
+
+def _search_scores(monkeypatch, task, margin):
+    """Every score the search saw learning ``task`` (the dense network's first), then the accepted one's."""
+    from clnp.methods import clnp as method
+
+    scores = []
+    real = method.choose_pruning
+
+    def spy(net, task_id, activity, evaluate, margin, **options):
+        def recorded(keep, cut):
+            scores.append(evaluate(keep, cut))
+            return scores[-1]
+        decision = real(net, task_id, activity, recorded, margin, **options)
+        scores.append(evaluate(decision.keep, decision.reuse_cut))
+        return decision
+
+    monkeypatch.setattr(method, "choose_pruning", spy)
+    torch.manual_seed(0)
+    clnp.CLNP(clnp.mlp(64, (64, 64), input_shape=(1, 8, 8)), quick_config(margin=margin)).learn(task)
+    return scores
+
+
+def test_where_the_margin_is_worth_few_validation_inputs_the_search_holds_agreement_and_confidence(monkeypatch):
+    """However large the validation split, a margin worth a handful of its inputs is too coarse for
+    accuracy alone (a nearly perfect task gets pruned to its first error): every evaluation also reports
+    the agreement with the dense network on the validation inputs and the mean true-class probability,
+    and the accepted configuration holds both within the margin."""
+    from clnp.core.pruning import CONFIDENCE_SLACK
+    from clnp.methods.clnp import RESOLVED_INPUTS, SEARCH_INPUTS
+
+    task = clnp.permuted_digits(1, seed=0, val_fraction=0.8)[0]
+    margin = 0.5
+    assert len(task.val) >= SEARCH_INPUTS and margin / 100 * len(task.val) < RESOLVED_INPUTS
+    scores = _search_scores(monkeypatch, task, margin)
+    dense, accepted = scores[0], scores[-1]
+    assert dense.agreement == 1.0 and 0 < dense.confidence <= 1
+    assert all(s.confidence is not None for s in scores)
+    assert any(0 < s.agreement < 1 for s in scores)  # predictions are compared one by one ...
+    assert {round(s.agreement * len(task.val), 6) % 1 for s in scores} == {0.0}  # ... on the validation inputs
+    assert accepted.agreement >= 1 - margin / 100 - 1e-9
+    assert accepted.confidence >= dense.confidence - CONFIDENCE_SLACK * margin / 100 - 1e-9
+
+
+def test_where_the_margin_is_worth_many_validation_inputs_accuracy_alone_judges_the_search(monkeypatch):
+    from clnp.methods.clnp import RESOLVED_INPUTS
+
+    task = clnp.permuted_digits(1, seed=0, val_fraction=0.8)[0]
+    margin = 2.0
+    assert margin / 100 * len(task.val) >= RESOLVED_INPUTS
+    scores = _search_scores(monkeypatch, task, margin)
+    assert all(s.confidence is None and s.agreement == 1.0 for s in scores)

@@ -2,23 +2,26 @@
 
 :func:`choose_pruning` takes the trained network of the current task, its units' activity on the
 validation split and an ``evaluate(keep, cut)`` callable (validation accuracy, and finer measures
-for small validation splits, with the units where ``keep`` is False silenced and the old units
-where ``cut`` is True disconnected from the task), and returns a :class:`PruneDecision`. One
+where accuracy cannot resolve the margin, with the units where ``keep`` is False silenced and the
+old units where ``cut`` is True disconnected from the task), and returns a :class:`PruneDecision`. One
 margin serves the whole task: every configuration the search accepts is one it has evaluated,
 with validation accuracy at least ``dense - margin`` and, where ``evaluate`` reports them, the finer
 measures below within the margin too.
 
-**Small validation sets.** Accuracy on 37 validation inputs moves in steps of 2.7 points: a 1-point
-margin then allows no error, and a search on accuracy alone prunes until the first validation
-error appears, far past what the test set tolerates (split-digits, ``l1`` 1e-3: task 0 kept 1 and
-4 units at 100 % validation accuracy and scored 97.2 % on its test set). So, for such splits, the
-caller also reports two finer measures, and the search holds both within the margin: agreement
-of the pruned network's predictions with the dense network's on more inputs (CLNP: the validation
-inputs plus training inputs, up to 1000; no labels needed), and the mean probability the network
-gives the true class of each validation input, which moves continuously (it may fall by
-:data:`CONFIDENCE_SLACK` margins, as it falls faster than accuracy; agreement on training
-inputs alone let task 2 of split-digits keep 1 and 3 units and lose 3.7 test points). Large
-validation splits are judged by their accuracy alone.
+**Finer measures than accuracy.** Where the margin is worth only a few validation inputs, accuracy
+cannot resolve it, and a search on accuracy alone prunes until the first validation error appears,
+far past what the test set tolerates. On 37 validation inputs accuracy moves in steps of 2.7 points
+(split-digits, ``l1`` 1e-3: task 0 kept 1 and 4 units at 100 % validation accuracy and scored 97.2 %
+on its test set); a margin of 0.1 points on 1200 inputs allows one error (split-fashion-mnist's
+near-perfect tasks kept 0-12 units and scored 99.9 % where PackNet scored 100.0 %). There the
+caller also reports two finer measures, and the search holds both within the margin: agreement of
+the pruned network's predictions with the dense network's (CLNP: on the validation inputs, plus
+training inputs up to 1000 for a small split; no labels needed), and the mean probability the
+network gives the true class of each validation input, which moves continuously (it may fall by
+:data:`CONFIDENCE_SLACK` margins, as it falls faster than accuracy; agreement on training inputs
+alone let task 2 of split-digits keep 1 and 3 units and lose 3.7 test points). Where the margin is
+worth many inputs, accuracy alone judges: the finer measures then only keep more units (CLNP's
+``RESOLVED_INPUTS`` draws the line; figures in ``bench/RESULTS.md``).
 
 **Units, in rounds, scarcest layer first.** Each layer keeps its candidates (the free units, which
 the task trained) in order of activity, lowest first, and a step size (one unit to begin with).

@@ -46,8 +46,15 @@ class TrainingFailedError(FloatingPointError):
 LOSS_GAIN = 0.05
 """A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
 
+RESOLVED_INPUTS = 10
+"""Accuracy alone judges the pruning search where the margin is worth at least this many validation inputs;
+below, the search also holds agreement with the dense network and the true-class confidence. Measured: at
+1.2 inputs (split-fashion-mnist, margin 0.1) the finer measures lift ACC from 99.31 to 99.34 %; at 15
+(permuted-fashion-mnist, margin 0.25) they keep more units per task and cost the last tasks accuracy."""
+
 SEARCH_INPUTS = 1000
-"""The pruning search compares predictions with the dense network's on at least this many inputs."""
+"""Where it holds the finer measures, the search compares predictions with the dense network's on at least
+this many inputs (the validation inputs, then training inputs)."""
 
 GROW_LOOKBACK = 2
 """With ``grow``: the coming task is expected to keep as many units as the most of the last this many tasks."""
@@ -339,7 +346,7 @@ class CLNP(LoopHooks):
             seconds["activity"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            probe = self._search_inputs(task)
+            probe = self._search_inputs(task, cfg.margin)
             reference = None if probe is None else predict_with_loss(net, task_id, probe,
                                                                      batch_size=cfg.eval_batch_size)[0]
             decision = choose_pruning(net, task_id, activity,
@@ -408,22 +415,24 @@ class CLNP(LoopHooks):
         return pairs
 
     @staticmethod
-    def _search_inputs(task: Task) -> Tensor | None:
-        """Where the validation split is too small for accuracy to resolve the margin (under
-        :data:`SEARCH_INPUTS` inputs): the validation inputs, then evenly spaced training inputs up to
-        that many, on which the search compares predictions with the dense network's (no labels needed).
-        None for a validation split large enough on its own."""
+    def _search_inputs(task: Task, margin: float) -> Tensor | None:
+        """Where accuracy cannot resolve the ``margin`` (it is worth fewer than :data:`RESOLVED_INPUTS`
+        validation inputs), the inputs on which the search also compares predictions with the dense
+        network's (no labels needed): the validation inputs, then evenly spaced training inputs up to
+        :data:`SEARCH_INPUTS`. None where accuracy alone resolves the margin."""
+        if margin / 100.0 * len(task.val) >= RESOLVED_INPUTS:
+            return None
         extra = min(len(task.train), SEARCH_INPUTS - len(task.val))
         if extra <= 0:
-            return None
+            return task.val.x
         index = torch.linspace(0, len(task.train) - 1, extra).round().long()
         return torch.cat([task.val.x, task.train.take(index)])
 
     @torch.no_grad()
     def _score(self, task: Task, task_id: int, keep: list[Tensor], cut: list[Tensor] | None, probe: Tensor | None,
                reference: Tensor | None) -> Score:
-        """Validation accuracy; with a ``probe`` (a small validation split), agreement with the dense
-        network's predictions on it and the mean true-class probability. Units ``~keep`` are silenced
+        """Validation accuracy; with a ``probe`` (where accuracy cannot resolve the margin), agreement with the
+        dense network's predictions on it and the mean true-class probability. Units ``~keep`` are silenced
         and the old units ``cut`` disconnected from the task."""
         pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
         saved = [weight.detach().clone() for weight, _ in pairs]
