@@ -115,7 +115,6 @@ def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_int
     assert proposals[0] == [int(idx[torch.argmin(by_activity if weighted else by_both)])]
 
 
-
 def _search_scores(monkeypatch, task, margin):
     """Every score the search saw learning ``task`` (the dense network's first), then the accepted one's."""
     from clnp.methods import clnp as method
