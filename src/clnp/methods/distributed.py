@@ -113,12 +113,16 @@ def agree_tensors_(tensors: Sequence[Tensor]) -> None:
             dist.broadcast(t, src=0)
 
 
+def _share(n: int, r: int, w: int) -> slice:
+    """Rank ``r``'s contiguous share of ``n`` rows among ``w`` ranks."""
+    return slice(r * n // w, (r + 1) * n // w)
+
+
 def shard(n: int) -> slice:
     """This rank's contiguous share of ``n`` rows (every row in a single process)."""
     if not is_distributed():
         return slice(0, n)
-    w, r = world_size(), rank()
-    return slice(r * n // w, (r + 1) * n // w)
+    return _share(n, rank(), world_size())
 
 
 def gather_rows(part: Tensor, n: int, device: torch.device) -> Tensor:
@@ -129,7 +133,7 @@ def gather_rows(part: Tensor, n: int, device: torch.device) -> Tensor:
     if not is_distributed():
         return part
     w = world_size()
-    sizes = [(r + 1) * n // w - r * n // w for r in range(w)]
+    sizes = [share.stop - share.start for share in (_share(n, r, w) for r in range(w))]
     if part.shape[0] != sizes[rank()]:
         raise ValueError(f"rank {rank()} holds {part.shape[0]} rows; its shard of {n} is {sizes[rank()]}")
     padded = torch.zeros((max(sizes), *part.shape[1:]), dtype=part.dtype, device=device)
