@@ -127,9 +127,15 @@ def test_asking_for_more_tasks_than_a_split_stream_has_is_an_error(data_dir):
         get_benchmark("split-mnist", n_tasks=6, data_dir=str(data_dir))
 
 
-def test_every_benchmark_has_defaults_a_run_needs_and_says_how_to_get_its_data():
+def test_every_benchmark_sets_only_its_model_epochs_and_batch_size_and_says_how_to_get_its_data():
+    from clnp.experiments.config import RunConfig
+
     for spec in BENCHMARKS.values():
-        assert {"model", "epochs", "batch_size", "lr", "l1", "margin"} <= set(spec.defaults), spec.name
+        assert set(spec.defaults) == {"model", "epochs", "batch_size"}, spec.name
+        resolved = RunConfig(benchmark=spec.name).resolved()
+        # CLNP's and the training settings' defaults are the same for every benchmark
+        assert (resolved.l1, resolved.margin, resolved.finetune_epochs, resolved.lr, resolved.optimizer) == (
+            3e-3, 1.0, 5, 1e-3, "adam"), spec.name
         assert spec.data and spec.how_to_get()
     assert BENCHMARKS["split-digits"].data_present()
     assert "dataset-fashion-mnist" in BENCHMARKS["permuted-fashion-mnist"].how_to_get()

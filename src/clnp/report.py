@@ -204,6 +204,35 @@ def capacity_table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def has_plan(results: dict) -> bool:
+    return any(b is not None for row in results.get("capacity") or [] for b in row.get("budget_by_task") or [])
+
+
+def plan_table(results: dict) -> str:
+    """Per task (rows) and layer (columns): units kept / the plan's budget, and the validation accuracy (points)
+    the search gave up to meet it; ``!`` marks a task over its budget (the margin allowed no fewer units)."""
+    capacity = results.get("capacity") or []
+    if not has_plan(results):
+        return ""
+    n = max(len(row["owned_by_task"]) for row in capacity)
+    width = max(22, *(len(str(row["layer"])) + 2 for row in capacity))
+    lines = [f"{'task':<6}" + "".join(f"{row['layer']:>{width}}" for row in capacity)]
+    for t in range(n):
+        cells = []
+        for row in capacity:
+            budget = (row.get("budget_by_task") or [None] * n)[t]
+            if budget is None:
+                cells.append("greedy")
+                continue
+            over = (row.get("over_budget_by_task") or [0] * n)[t]
+            given = (row.get("given_up_by_task") or [0.0] * n)[t]
+            cells.append(f"{row['owned_by_task'][t]:>5} /{budget:>5}{'!' if over else ' '} {given:>5.2f} pts")
+        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells))
+    if any(any(row.get("over_budget_by_task") or []) for row in capacity):
+        lines.append("(!: kept more units than the budget; pruning more would have cost more than the margin)")
+    return "\n".join(lines)
+
+
 def any_growth(results: dict) -> bool:
     return any(any(row.get("grown_by_task") or []) for row in results.get("capacity") or [])
 
@@ -245,6 +274,8 @@ def summary(results: dict) -> str:
         exact = "  (exactly 0)" if bwt == 0.0 and len(results["accuracy_matrix"]) > 1 else ""
         lines.append(f"backward transfer  {100 * bwt:+.2f} points{exact}")
     lines += ["", "units per layer (owned by the task / free after it / old units it reuses):", capacity_table(results)]
+    if has_plan(results):
+        lines += ["", "capacity plan (units kept / budget, validation points given up for it):", plan_table(results)]
     forecast = forecast_text(results)
     if forecast:
         lines += ["", forecast]
@@ -453,6 +484,11 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
                         ax.text(x, b + h / 2, str(h), ha="center", va="center", fontsize=7,
                                 color="white" if colour == "#3b6ea8" else "black")
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+        budgets = row.get("budget_by_task") or []
+        marks = [(x, seg[0] + seg[1] + b) for x, (seg, b) in enumerate(zip(segments, budgets)) if b is not None]
+        if marks:  # the plan's budget: the most the task's own units (the blue bar) were to reach
+            ax.hlines([y for _, y in marks], [x - 0.42 for x, _ in marks], [x + 0.42 for x, _ in marks],
+                      colors="black", linewidths=1.6, label="budget of the task's units")
         ax.set_title(f"{row['layer']}: {units} units", fontsize=9)
         ax.set_xticks(xs, [f"T{t}" for t in xs])
         ax.set_xlabel("after learning task")

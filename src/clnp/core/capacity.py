@@ -1,11 +1,17 @@
-"""Capacity arithmetic: how fast each layer's free units are spent, and how many more tasks fit.
+"""Capacity arithmetic: the plan's budget per task and layer, how fast free units are spent, how many more tasks fit.
 
-Pure counting on the per-task unit counts a learner reports; nothing here touches a network.
+Counting on owner vectors and the per-task unit counts a learner reports; nothing here touches a network.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from .partition import FREE
 
 
 def forecast(owned: Sequence[Sequence[int]], free: Sequence[int], names: Sequence[str]) -> dict:
@@ -26,10 +32,72 @@ def forecast(owned: Sequence[Sequence[int]], free: Sequence[int], names: Sequenc
     return {"after_task": n - 1, "layers": layers, "fills_first": first}
 
 
+OPEN_HORIZON = 4
+"""With no expected number of tasks, the plan assumes at least this many tasks to come (this one included)."""
+
+
+RESERVE_TASKS = 1
+"""With a known number of tasks, the plan keeps one task's share in reserve: the last task does not take every free
+unit (permuted-digits, 10 tasks: without it task 9 took 9 of the last 10 units of layer 1), so a stream that runs
+longer than announced, or a task over its budget, still finds room."""
+
+
+def tasks_to_plan_for(expected: int | None, done: int) -> int:
+    """How many tasks, the coming one included, share the free units.
+
+    With ``expected`` tasks in the stream: those not yet learned (at least 1, should a stream run past its
+    announced length), plus :data:`RESERVE_TASKS`. Open-ended (``expected`` None): as many again as have been learned, at least
+    :data:`OPEN_HORIZON` (the doubling rule of online planning: a stream is assumed to go on as long as it
+    has gone), so every task leaves most of what is free to those after it and the free units never run
+    out at a geometric pace.
+    """
+    if expected is not None:
+        return max(1, expected - done) + RESERVE_TASKS
+    return max(OPEN_HORIZON, done + 1)
+
+
+def unit_budget(free: Sequence[int], tasks_left: int) -> list[int]:
+    """Per layer, the most new units the coming task may keep: an equal share of the free units among the
+    ``tasks_left`` tasks (the coming one included), at least one unit where any is free.
+
+    Recomputed before every task, so what a task leaves unspent passes to the ones after it; old units a
+    task reads cost nothing and are not counted.
+    """
+    if tasks_left < 1:
+        raise ValueError(f"tasks_left must be >= 1, got {tasks_left}")
+    return [max(1, int(f) // tasks_left) if f > 0 else 0 for f in free]
+
+
+TRAIN_HEADROOM = 2.0
+"""With a plan, a task trains on this many times its budget of free units (the rest stay silent for later tasks)."""
+MIN_TRAINED = 8
+"""... and on at least this many (where as many are free): a task with a budget of one unit still trains a few."""
+
+
+def units_to_train(owners: Sequence[Tensor], budget: Sequence[int]) -> list[Tensor]:
+    """Per layer, boolean per unit: the free units the coming task trains, the first ``TRAIN_HEADROOM`` times its
+    budget (at least :data:`MIN_TRAINED`) in index order.
+
+    A task trained on every free unit spreads over them, and the search cannot bring it back to its budget within
+    the margin (permuted-digits, ``mlp:256,256``: task 0 kept 98 and 123 units for a budget of 25, and the stream
+    stopped at task 5). Free units are interchangeable (re-initialised before each task), so which ones a task
+    trains does not matter; how many does. The others stay free and untouched for the tasks to come.
+    """
+    chosen = []
+    for owner, b in zip(owners, budget, strict=True):
+        free = torch.nonzero(owner == FREE).flatten()
+        n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)))
+        mask = torch.zeros_like(owner, dtype=torch.bool)
+        mask[free[:n]] = True
+        chosen.append(mask)
+    return chosen
+
+
 def width_for(width: int, free: int, units_per_task: float, remaining: int) -> int:
     """The width a layer of ``width`` units (``free`` of them free) needs for ``remaining`` more tasks that
     keep ``units_per_task`` units each."""
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["forecast", "width_for"]
+__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "TRAIN_HEADROOM", "forecast", "tasks_to_plan_for", "unit_budget",
+           "units_to_train", "width_for"]

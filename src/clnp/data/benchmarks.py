@@ -209,25 +209,14 @@ def _split_cifar10_100(n_tasks: int | None, seed: int, data_dir: str | None, dow
     return tasks
 
 
-L1_DEFAULT = 3e-3
-"""The L1 pull on each unit (``clnp.core.sparsity``: a sum over units, so it means the same at every width and
-fill). One value for every benchmark, measured with ``bench/l1_sweep.py`` (bench/RESULTS.md, "One L1
-coefficient"): split-digits mlp:256,256, permuted-fashion-mnist mlp:100,100 at batch 10 and mlp:1000,1000
-at batch 256."""
-DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "finetune_epochs": 5, "batch_size": 32,
-                   "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
-MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                           "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
-# Split tasks are binary and 98-99.9 % accurate: a 2-point margin (the stop-gap of the search before the
-# rounds) let split-fashion-mnist's tasks keep 1-7 units of the first layer and lose 1-2 validation
-# points each (ACC 98.82 %, seed 0, mlp:1000,1000, 5 epochs), with 985 of 1000 units still free. With
-# error rates of 0.1-3 % even half a point is a third of some tasks' errors: at 0.1 the same stream
-# scores 99.10 +- 0.16 % over 3 seeds against 98.94 +- 0.12 % at 0.5 (5 fine-tuning epochs at lr 3e-4,
-# bench/RESULTS.md), and 900 of the first layer's 1000 units are still free.
-MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                        "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 0.1}
-CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "finetune_epochs": 2, "batch_size": 128,
-                  "optimizer": "adam", "lr": 1e-3, "weight_decay": 0.0, "l1": L1_DEFAULT, "margin": 1.0}
+# A benchmark sets only its data, model, epochs and batch size. Every method's settings (CLNP's L1, margin,
+# fine-tuning; the optimiser and learning rate) have one default for every benchmark, declared with the method
+# (clnp.methods.clnp.CLNPConfig, clnp.methods.config.TrainConfig): the capacity plan, not a per-benchmark margin,
+# fits each stream into its network (docs/design.md, "Capacity is a budget").
+DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "batch_size": 32}
+MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "batch_size": 128}
+MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "batch_size": 128}
+CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "batch_size": 128}
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "split-digits": BenchmarkSpec(
@@ -235,7 +224,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         _digits_split, DIGITS_DEFAULTS, data=("digits",), max_tasks=5, input_shape=(1, 8, 8)),
     "permuted-digits": BenchmarkSpec(
         "permuted-digits", "scikit-learn 8x8 digits under seeded pixel permutations, 10 classes each",
-        _digits_permuted, {**DIGITS_DEFAULTS, "epochs": 30, "margin": 2.0}, default_tasks=5, data=("digits",),
+        _digits_permuted, {**DIGITS_DEFAULTS, "epochs": 30}, default_tasks=5, data=("digits",),
         input_shape=(1, 8, 8)),
     "permuted-fashion-mnist": BenchmarkSpec(
         "permuted-fashion-mnist", "Fashion-MNIST under seeded pixel permutations: 10 tasks of 10 classes",

@@ -13,7 +13,7 @@ import math
 import re
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,17 @@ import yaml
 
 from ..methods.config import TrainConfig
 from ..methods.devices import check_device_name, check_precision
+
+
+def shared_defaults() -> dict[str, Any]:
+    """The run settings no benchmark sets, from where each is declared once: the training settings'
+    (:class:`TrainConfig`) and CLNP's own (``l1``, ``margin``) dataclass defaults."""
+    from ..methods.clnp import CLNPConfig
+
+    names = {f.name for f in fields(RunConfig)}
+    return {f.name: f.default for f in fields(CLNPConfig)
+            if f.name in names and f.default is not MISSING and f.name not in {"seed", "device", "precision",
+                                                                               "progress"}}
 
 
 class ConfigError(ValueError):
@@ -59,14 +70,15 @@ class RunConfig:
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> RunConfig:
-        """A copy with every ``None`` replaced by the benchmark's default."""
+        """A copy with every ``None`` replaced by the benchmark's default (model, epochs, batch size), then by the
+        one default every benchmark shares (:func:`shared_defaults`)."""
         from ..data.benchmarks import BENCHMARKS
 
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {self.benchmark!r}; expected one of: {', '.join(BENCHMARKS)}")
         spec = BENCHMARKS[self.benchmark]
         values = asdict(self)
-        for key, default in spec.defaults.items():
+        for key, default in {**shared_defaults(), **spec.defaults}.items():
             if values.get(key) is None:
                 values[key] = default
         return RunConfig(**values)

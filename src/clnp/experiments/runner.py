@@ -235,6 +235,13 @@ class _EpochReporter:
                  "(threshold search)")
 
 
+def _over_budget_text(info: dict) -> str:
+    """For the progress line: where a task kept more units than its budget (the margin allowed no fewer)."""
+    over, budget = info.get("over_budget") or [], info.get("budget") or []
+    parts = [f"layer {i}: {b + o} units for a budget of {b}" for i, (o, b) in enumerate(zip(over, budget)) if o > 0]
+    return f"; over its unit budget ({', '.join(parts)}): the margin allowed no fewer" if parts else ""
+
+
 def _say(line: str) -> None:
     """A progress line on stderr; on a terminal through tqdm, so that it does not break a bar being drawn."""
     if sys.stderr.isatty():
@@ -254,7 +261,8 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     input_shape = stream[0].input_shape
     # Bars over epochs on a terminal; on a pipe or a file plain lines, one per finished task.
     bars = cfg.progress and sys.stderr.isatty()
-    train = dataclasses.replace(cfg.train_config(), progress=bars, device=str(device))
+    # Methods that plan capacity (CLNP's unit budget) plan over the whole stream.
+    train = dataclasses.replace(cfg.train_config(), progress=bars, device=str(device), expected_tasks=len(stream))
     learner = build_method(cfg.method, cfg.model, input_shape, train, cfg.method_options())
     resumable = isinstance(learner, Resumable)
     if resuming and not resumable:
@@ -428,7 +436,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
                 mean = sum(rows[-1]) / len(rows[-1])
                 _say(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
                      f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
-                     f"{100 * mean:.1f} %")
+                     f"{100 * mean:.1f} %{_over_budget_text(info)}")
     finally:
         if log is not None:
             log.close()

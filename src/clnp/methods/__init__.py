@@ -54,7 +54,7 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "grow", "grow_min", "max_growth")
+CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "grow", "grow_min", "max_growth", "plan")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
@@ -70,7 +70,7 @@ class Option:
     """One of a method's own settings (``--option METHOD.NAME=VALUE``, ``extra:`` in YAML): its kind and range."""
 
     kind: str
-    """``number``, ``int`` or ``choice``."""
+    """``number``, ``int``, ``bool`` or ``choice``."""
     default: Any
     low: float | None = None
     high: float | None = None
@@ -82,6 +82,8 @@ class Option:
     def range_text(self) -> str:
         if self.kind == "choice":
             return "one of " + ", ".join(repr(c) for c in self.choices)
+        if self.kind == "bool":
+            return "true or false"
         what = "an integer" if self.kind == "int" else "a finite number"
         lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
         hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
@@ -95,6 +97,14 @@ class Option:
             if value not in self.choices:
                 raise bad
             return value
+        if self.kind == "bool":
+            words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
+                     "off": False}
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() not in words:
+                raise bad
+            return words[str(value).strip().lower()]
         if isinstance(value, bool):
             raise bad
         try:
@@ -118,6 +128,8 @@ _STRENGTH = "strength of the penalty"
 OPTIONS: dict[str, dict[str, Option]] = {
     "clnp": {"activity": Option("choice", "mean_abs", choices=ACTIVITY_MEASURES,
                                 help="unit activity measure"),
+             "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
+                                               "spends the whole margin on every task)"),
              "min_gain": Option("number", 0.1, low=0, high=1,
                                 help="how far from chance towards 100 % a task must train before it is frozen"),
              "grow_min": Option("int", 1, low=1, help="with --grow: the fewest free units a layer must have"),

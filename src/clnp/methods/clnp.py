@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit_activity
-from ..core.capacity import forecast, width_for
+from ..core.capacity import forecast, tasks_to_plan_for, unit_budget, units_to_train, width_for
 from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
 from ..core.pruning import Score, choose_pruning
@@ -70,10 +70,17 @@ class CLNPConfig(TrainConfig):
     shared with PackNet.
     """
 
-    l1: float | tuple[float, ...] = 1e-3
-    """L1 coefficient on mean absolute activation: one value for all layers, or one per layer."""
+    l1: float | tuple[float, ...] = 3e-3
+    """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
+    over units (each unit feels the same pull at any width and fill), so one default serves every benchmark
+    (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient")."""
     margin: float = 1.0
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
+    plan: bool = True
+    """Plan capacity over the stream: before each task, give every layer a unit budget (an equal share of its free
+    units among the tasks still to come, ``expected_tasks``, or open-ended); the search first prunes what costs
+    no accuracy and spends the margin only where a layer is over its budget. False: the greedy search of the
+    paper, which spends the whole margin on every task."""
     activity: str = "mean_abs"
     """Unit activity measure, the order in which the search prunes: one of
     :data:`~clnp.core.activity.ACTIVITY_MEASURES` (``mean_abs``, ``firing_rate``, ``contribution``)."""
@@ -93,7 +100,7 @@ class CLNPConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number", "grow": "bool",
-                                 "grow_min": "int", "max_growth": "number"})
+                                 "plan": "bool", "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:
@@ -133,6 +140,15 @@ class TaskReport:
     epoch_log: list[dict] = field(default_factory=list)
     grown: list[int] = field(default_factory=list)
     """Units added to each layer before the task (``grow``); empty or zeros without growth."""
+    budget: list[int] | None = None
+    """The plan's per-layer budget: the most new units the task could keep without spending the margin on it
+    (None: greedy search, ``plan=False``)."""
+    over_budget: list[int] = field(default_factory=list)
+    """Per layer, units kept beyond the budget because pruning them would cost more than the margin."""
+    given_up: list[float] = field(default_factory=list)
+    """Per layer, validation accuracy (points) the search gave up to prune that layer's units."""
+    val_accuracy_lossless: float | None = None
+    """After the pruning that cost nothing (with a plan); the margin is spent below it only for the budget."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -205,7 +221,8 @@ class CLNP(LoopHooks):
         return autocast(self.config.precision, self.device)
 
     def capacity(self) -> list[dict]:
-        """Per prunable layer: units, and per task the units owned, free after and reused."""
+        """Per prunable layer: units, and per task the units owned, free after and reused, the plan's budget, the
+        units kept over it and the validation accuracy (points) the search gave up in that layer."""
         rows = []
         for i, name in enumerate(self.net.layer_names):
             rows.append({
@@ -215,6 +232,9 @@ class CLNP(LoopHooks):
                 "free_after_task": [r.free_after[i] for r in self.reports],
                 "reused_by_task": [r.reused[i] for r in self.reports],
                 "grown_by_task": [r.grown[i] if r.grown else 0 for r in self.reports],
+                "budget_by_task": [None if r.budget is None else r.budget[i] for r in self.reports],
+                "over_budget_by_task": [r.over_budget[i] if r.over_budget else 0 for r in self.reports],
+                "given_up_by_task": [r.given_up[i] if r.given_up else 0.0 for r in self.reports],
             })
         return rows
 
@@ -330,13 +350,18 @@ class CLNP(LoopHooks):
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> TaskReport:
         cfg = self.config
         net = self.net
+        budget = unit_budget(net.free_units(), tasks_to_plan_for(cfg.expected_tasks, task_id)) if cfg.plan else None
+        trained = None if budget is None else units_to_train(net.owners, budget)
         net.reset_free_units_()
+        if trained is not None:
+            self._silence_untrained(trained)
         net.add_head(task.n_classes)
         seconds: dict[str, float] = {}
         log: list[dict] = []
 
         t0 = time.perf_counter()
-        self._train(task, task_id, cfg.epochs, "train", generator, keep=None, l1=True, log=log)
+        train_keep = None if trained is None else [t | (o != FREE) for t, o in zip(trained, net.owners, strict=True)]
+        self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log)
         seconds["train"] = time.perf_counter() - t0
         with self._precision():
             self._check_trained(task, task_id)
@@ -351,7 +376,8 @@ class CLNP(LoopHooks):
                                                                      batch_size=cfg.eval_batch_size)[0]
             decision = choose_pruning(net, task_id, activity,
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
-                                      cfg.margin, weighted=cfg.activity == "contribution")
+                                      cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
+                                      trained=trained)
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
@@ -391,9 +417,24 @@ class CLNP(LoopHooks):
             thresholds=decision.thresholds,
             seconds=seconds,
             epoch_log=log,
+            budget=decision.budget,
+            over_budget=decision.over_budget,
+            given_up=decision.given_up,
+            val_accuracy_lossless=decision.val_accuracy_lossless,
         )
         self.reports.append(report)
         return report
+
+    @torch.no_grad()
+    def _silence_untrained(self, trained: Sequence[Tensor]) -> None:
+        """Zero the incoming weights and biases of the free units the task does not train (the plan keeps them for
+        later tasks): they compute 0, so neither the activity measure nor the search sees random features."""
+        for block, chosen in zip(self.net.blocks, trained, strict=True):
+            layer = block.layer
+            rows = (layer.owner == FREE) & ~chosen.to(layer.owner.device)
+            layer.weight[rows] = 0.0
+            if layer.bias is not None:
+                layer.bias[rows] = 0.0
 
     def _reuse_cut_masks(self, task_id: int, cut: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
         """(weight, mask) pairs: the connections from the old units ``cut`` into the task's units or head."""

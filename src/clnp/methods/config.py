@@ -40,7 +40,7 @@ class TrainConfig:
 
     epochs: int = 20
     """Training epochs per task."""
-    finetune_epochs: int = 3
+    finetune_epochs: int = 5
     """Epochs of retraining after pruning, for the methods that prune (CLNP, PackNet); 0 turns it off.
     A shared budget, so that pruning methods are compared at equal retraining cost."""
     batch_size: int = 64
@@ -63,6 +63,9 @@ class TrainConfig:
     leaves the network where it is (the library's default; ``clnp run`` defaults to ``auto``)."""
     precision: str = "32"
     """``32``, ``bf16-mixed`` or ``16-mixed``: autocast for the forward passes of training and evaluation."""
+    expected_tasks: int | None = None
+    """How many tasks the stream holds, for a method that plans its capacity over it (CLNP's unit budget);
+    None: not known (open-ended). ``clnp run`` fills in the benchmark's task count."""
 
     def __post_init__(self) -> None:
         check_field_types(self, {
@@ -72,6 +75,10 @@ class TrainConfig:
         })
         if self.device is not None:
             check_device_name(self.device)
+        if self.expected_tasks is not None:
+            check_field_types(self, {"expected_tasks": "int"})
+            if self.expected_tasks < 1:
+                raise ValueError(f"expected_tasks must be >= 1 (or None: open-ended), got {self.expected_tasks}")
         check_precision(self.precision)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
