@@ -89,7 +89,7 @@ FULL = ["run", "--benchmark", "permuted-digits", "--tasks", "10", "--model", "ml
 def test_permuted_digits_on_a_narrow_mlp_stops_with_advice_and_finishes_every_task_with_grow(tmp_path, capsys):
     assert main([*FULL, "--out", str(tmp_path / "plain")]) == 3
     err = capsys.readouterr().err
-    assert "layer 0:Linear(64->32) has no free unit left" in err and "the last tasks kept" in err
+    assert re.search(r"layer \d:Linear\((64|32)->32\) has no free unit left", err) and "the last tasks kept" in err
     assert "remaining tasks need widths" in err and "--grow" in err
     widths = re.search(r"need widths (\d+),(\d+) \(--model mlp:(\d+),(\d+)\)", err)
     assert widths is not None, err  # the run's own spec, with the widths it needs
@@ -110,7 +110,7 @@ def test_permuted_digits_on_a_narrow_mlp_stops_with_advice_and_finishes_every_ta
 
 def test_growth_stops_at_its_cap_with_the_old_capacity_error(tmp_path):
     config = RunConfig(benchmark="permuted-digits", tasks=10, model="mlp:32,32", grow=True, progress=False,
-                       extra={"max_growth": 1.5})
+                       extra={"max_growth": 1.5, "plan": False})  # the plan fits this stream into 48 units
     from clnp.methods.clnp import CapacityError
 
     with pytest.raises(CapacityError, match=r"cap of max_growth=1.5 times its initial 32"):
