@@ -5,6 +5,7 @@ tuning trial is scored) in the precision it ran in."""
 from __future__ import annotations
 
 import ast
+import statistics
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,8 @@ import torch
 from torch import nn
 
 import clnp
+from clnp.experiments.runner import RunConfig, load_learner, run
+from clnp.experiments.tuning import validation_accuracy
 from clnp.methods import build_method
 from clnp.methods.devices import autocast
 
@@ -83,3 +86,30 @@ def test_packnet_and_hat_keep_what_their_last_epoch_measured_under_mixed_precisi
         assert report["val_accuracy_final"] == measured[-1]
         last.append(measured[-1])
     assert [learner.accuracy(j, t.val.x, t.val.y) for j, t in enumerate(digit_tasks)] == last
+
+
+def _outputs(learner, task_id: int, x: torch.Tensor) -> torch.Tensor:
+    """A task's logits as the learner computes them when it evaluates."""
+    if isinstance(learner, clnp.CLNP):
+        learner.net.eval()
+        with torch.no_grad(), learner._precision():
+            return learner.net(x, task_id).float()
+    return learner.logits(task_id, x)
+
+
+@pytest.mark.parametrize("method", ["clnp", "packnet"])
+def test_a_finished_run_loads_back_and_is_tuned_in_the_precision_it_ran_in(method, tmp_path):
+    """``load_learner`` (and so ``--tune``'s criterion) computes as the bf16 run did: in bf16, with the run's
+    accuracies."""
+    results = run(RunConfig(method=method, tasks=3, model="mlp:64,64", epochs=4, finetune_epochs=1,
+                            precision="bf16-mixed", progress=False), tmp_path)
+    learner, stream = load_learner(tmp_path)
+    for j, task in enumerate(stream):
+        logits = _outputs(learner, j, task.test.x)
+        assert torch.equal(logits, logits.bfloat16().float())  # computed in bf16, as the run evaluated
+    assert [learner.accuracy(j, task.test.x, task.test.y) for j, task in enumerate(stream)] == \
+        results["accuracy_matrix"][-1]
+    assert validation_accuracy(tmp_path) == statistics.fmean(learner.accuracy(j, task.val.x, task.val.y)
+                                                             for j, task in enumerate(stream))
+    if method == "clnp":  # zero forgetting: each task's validation accuracy is the one reported when it was learned
+        assert validation_accuracy(tmp_path) == statistics.fmean(t["val_accuracy_final"] for t in results["tasks"])
