@@ -124,8 +124,9 @@ def finished_run_of(out: str | Path, config: RunConfig) -> dict | None:
 
 
 def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Sequence]:
-    """The learner of the finished run in ``out``, rebuilt from its final checkpoint on the CPU (32-bit), and
-    the run's task stream, for looking at what it learned (accuracies, units, reuse).
+    """The learner of the finished run in ``out``, rebuilt from its final checkpoint on the CPU, and the run's
+    task stream, for looking at what it learned (accuracies, units, reuse). It evaluates in the run's precision
+    (autocast runs on the CPU too), so its accuracies are the run's and a ``--tune`` trial is scored as it ran.
 
     ``streams`` caches streams by (benchmark, tasks, seed, data dir) across calls. Raises
     :class:`~clnp.checkpoint.CheckpointError` if the checkpoint does not hold every task of the stream.
@@ -141,7 +142,7 @@ def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Seq
     if meta.get("step") != len(stream):
         raise CheckpointError(f"{out / CHECKPOINT_DIR}: holds {meta.get('step')} of {len(stream)} tasks; "
                               "the run has not finished")
-    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", precision="32")
+    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu")
     learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
     load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, stream[0].input_shape,
                  [t.n_classes for t in stream], str(out / CHECKPOINT_DIR), tasks=stream)

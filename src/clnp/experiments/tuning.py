@@ -145,7 +145,7 @@ def fits_stream(results: dict, n_tasks: int) -> bool | None:
 
 def validation_accuracy(directory: str | Path, streams: dict | None = None) -> float:
     """ACC on the validation splits: the mean over all tasks of the run's validation accuracy after its last
-    task, from the final checkpoint of the finished run in ``directory`` (on the CPU, 32-bit)."""
+    task, from the final checkpoint of the finished run in ``directory`` (on the CPU, in the run's precision)."""
     from .runner import load_learner
 
     learner, stream = load_learner(directory, streams)

@@ -84,11 +84,17 @@ def module_device(module: nn.Module) -> torch.device:
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``precision`` on ``device``'s type; a no-op context for ``32``."""
+    """``torch.autocast`` for ``precision`` on ``device``'s type; a no-op context for ``32``.
+
+    The cast cache is off: with it, a region casts a weight once and serves that copy to every later
+    forward pass in the region, so an edit in place (the pruning search tries its reuse cuts on the new
+    head's weight inside one region) would be scored on the weight as it was before the edit. A cast
+    computes the same values as a cached one, so results are unchanged wherever nothing was edited.
+    """
     if precision == "32":
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=dtype)
+    return torch.autocast(device_type=device.type, dtype=dtype, cache_enabled=False)
 
 
 def grad_scaler(precision: str, device: torch.device) -> torch.amp.GradScaler | None:
