@@ -3,19 +3,25 @@ training item per epoch, in the loader's worker processes, and runs repeat and r
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 from torch.utils.data import Dataset, get_worker_info
 
-from clnp.data.benchmarks import split_digits
-from clnp.data.tasks import Split, Task
+from clnp.cli import main
+from clnp.data.benchmarks import get_benchmark, split_digits
+from clnp.data.tasks import DatasetSplit, Split, Task
 from clnp.methods import METHODS, build_method
 from clnp.methods.plain_net import PlainNet
 from clnp.methods.quadratic import fisher_diagonal
 
-from .conftest import quick_config
+from .conftest import quick_config, read_results, reference_run
+from .test_kill import DRIVER, _assert_same_run, _finished_tasks
 
 SHAPE = (1, 8, 8)
 WORKERS = 2
@@ -112,3 +118,34 @@ def test_the_fisher_of_a_dataset_task_is_the_fisher_of_its_untransformed_trainin
     assert all(torch.equal(a, b) for a, b in zip(from_loader, from_tensors, strict=True))
     assert _calls(tmp_path / "calls.txt") == [] and task.train._x is None
 
+
+# ------------------------------------------------------------------- the command line: split-digits-loader
+LOADER_ARGS = ["--benchmark", "split-digits-loader", "--tasks", "3", "--model", "mlp:32,32", "--epochs", "2",
+               "--lr", "0.01", "--finetune-epochs", "1", "--seed", "1", "--no-progress"]
+
+
+def test_split_digits_loader_serves_split_digits_through_a_dataloader_with_workers_and_a_transform():
+    loader, tensors = get_benchmark("split-digits-loader", 2, seed=1), get_benchmark("split-digits", 2, seed=1)
+    for a, b in zip(loader, tensors, strict=True):
+        assert isinstance(a.train, DatasetSplit) and a.train.workers == WORKERS and a.train.transform is not None
+        assert torch.equal(a.train.y, b.train.y) and torch.equal(a.val.x, b.val.x) and torch.equal(a.test.x, b.test.x)
+
+
+@pytest.fixture(scope="module")
+def loader_reference(tmp_path_factory) -> Path:
+    """The dataset-backed run left alone."""
+    return reference_run(tmp_path_factory, LOADER_ARGS)
+
+
+@pytest.mark.parametrize("kill_at, finished", [("train:1:5", 1), ("finetune:2:2", 2)])
+def test_a_dataset_backed_run_killed_mid_task_resumes_to_the_same_results(kill_at, finished, tmp_path,
+                                                                           loader_reference):
+    out = tmp_path / "killed"
+    env = {**os.environ, "CLNP_TEST_KILL_AT": kill_at, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-c", DRIVER, "run", *LOADER_ARGS, "--out", str(out)], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -signal.SIGKILL, f"the run was not killed at {kill_at}: {proc.stderr[-2000:]}"
+    assert _finished_tasks(out) == finished
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    _assert_same_run(out, loader_reference)
+    assert read_results(out)["resumed_at_tasks"] == [finished]
