@@ -21,7 +21,7 @@ class Terminated(KeyboardInterrupt):
 
 
 BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist", "split-cifar10-100", "split-digits",
-                   "split-fashion-mnist", "split-mnist")
+                   "split-digits-loader", "split-fashion-mnist", "split-mnist")
 PRESET_NAMES = ("paper-pmnist", "split-cifar")
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
 METHOD_NAMES = ("clnp", "finetune", "independent", "joint", "ewc", "online-ewc", "si", "mas", "packnet", "hat")

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from .datasets import DATA_SOURCES, Dataset, load_cifar10, load_cifar100, load_digits, load_fashion_mnist, load_mnist
-from .tasks import Split, Task
+from .tasks import DatasetSplit, Split, Task
 
 
 def carve_validation(x: Tensor, y: Tensor, fraction: float, seed: int) -> tuple[Split, Split]:
@@ -176,6 +176,42 @@ def _digits_split(n_tasks: int | None, seed: int, data_dir: str | None, download
     return tasks if n_tasks is None else tasks[:n_tasks]
 
 
+LOADER_WORKERS = 2
+"""DataLoader workers of each training split of ``split-digits-loader``."""
+LOADER_JITTER = 0.02
+"""Standard deviation of the Gaussian noise ``split-digits-loader`` adds to training inputs (pixels in [0, 1])."""
+
+
+class SplitItems:
+    """A tensor split as a map-style dataset of ``(input, label)`` items, as a user's own dataset would be."""
+
+    def __init__(self, split: Split) -> None:
+        self.x, self.targets = split.x, split.y
+
+    def __len__(self) -> int:
+        return int(self.targets.shape[0])
+
+    def __getitem__(self, i: int) -> tuple[Tensor, int]:
+        return self.x[i], int(self.targets[i])
+
+
+def jitter(x: Tensor) -> Tensor:
+    """Train-only augmentation: Gaussian pixel noise (module-level: the loader's workers pickle it)."""
+    return x + LOADER_JITTER * torch.randn_like(x)
+
+
+def through_loader(task: Task, workers: int = LOADER_WORKERS) -> Task:
+    """``task`` with its training split served as a map-style dataset through a DataLoader (``workers``, the
+    :func:`jitter` transform); validation and test stay the same tensors."""
+    train = task.train
+    assert isinstance(train, Split)
+    return Task(task.name, task.n_classes, DatasetSplit(SplitItems(train), jitter, workers), task.val, task.test)
+
+
+def _digits_loader(n_tasks: int | None, seed: int, data_dir: str | None, download: bool = False) -> list[Task]:
+    return [through_loader(t) for t in _digits_split(n_tasks, seed, data_dir, download)]
+
+
 def _digits_permuted(n_tasks: int | None, seed: int, data_dir: str | None, download: bool = False) -> list[Task]:
     return permuted_digits(n_tasks or 5, seed=seed)
 
@@ -222,6 +258,10 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "split-digits": BenchmarkSpec(
         "split-digits", "scikit-learn 8x8 digits, classes in pairs: 5 tasks of 2 classes (bundled, no download)",
         _digits_split, DIGITS_DEFAULTS, data=("digits",), max_tasks=5, input_shape=(1, 8, 8)),
+    "split-digits-loader": BenchmarkSpec(
+        "split-digits-loader", "split-digits with each training split read as a torch Dataset through a "
+        f"DataLoader ({LOADER_WORKERS} workers, Gaussian jitter as train-only augmentation)",
+        _digits_loader, DIGITS_DEFAULTS, data=("digits",), max_tasks=5, input_shape=(1, 8, 8)),
     "permuted-digits": BenchmarkSpec(
         "permuted-digits", "scikit-learn 8x8 digits under seeded pixel permutations, 10 classes each",
         _digits_permuted, {**DIGITS_DEFAULTS, "epochs": 30}, default_tasks=5, data=("digits",),

@@ -10,6 +10,7 @@ tens of times per task.
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,10 @@ class Split:
         """The inputs at ``index`` (no transform)."""
         return self.x[index]
 
+    def input_batches(self, batch_size: int) -> Iterator[Tensor]:
+        """Every input, in order, ``batch_size`` at a time."""
+        yield from self.x.split(batch_size)
+
 
 class DatasetSplit:
     """A training split read from a map-style dataset whose items are ``(input tensor, integer label)``.
@@ -39,8 +44,9 @@ class DatasetSplit:
     ``transform`` (applied to the input, in the loader's workers) is for training only: augmentation.
     ``workers`` is the DataLoader's ``num_workers``. Batches are drawn by index lists the training loop
     makes (seeded, so a resumed run reads the same batches); worker RNGs are seeded from the same seed.
-    ``x`` (every input, untransformed) is read and cached only for a method that needs all inputs at
-    once (``joint``, EWC's Fisher information); CLNP never reads it.
+    Every method trains through :meth:`batches`; what reads inputs outside training reads them untransformed,
+    a bounded sample (:meth:`take`) or batch by batch (:meth:`input_batches`). ``x`` (every input at once,
+    untransformed) is for a user's own code: no method reads it.
     """
 
     def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None = None, workers: int = 0) -> None:
@@ -80,6 +86,14 @@ class DatasetSplit:
         """The inputs at ``index``, untransformed."""
         return torch.stack([torch.as_tensor(self.dataset[int(i)][0]) for i in index])
 
+    def input_batches(self, batch_size: int) -> Iterator[Tensor]:
+        """Every input, untransformed, in order, ``batch_size`` at a time, through a DataLoader with the split's
+        workers: a pass over the split that never holds it whole in memory."""
+        from torch.utils.data import DataLoader
+
+        for x, *_ in DataLoader(_Transformed(self.dataset, None), batch_size=batch_size, num_workers=self.workers):
+            yield x
+
     def sample_shape(self) -> tuple[int, ...]:
         return tuple(torch.as_tensor(self.dataset[0][0]).shape)
 
@@ -94,7 +108,8 @@ class DatasetSplit:
 
 
 class _Transformed:
-    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers)."""
+    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers). Integer fields
+    after the label (a task index, see :func:`union_split`) pass through."""
 
     def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None) -> None:
         self.dataset, self.transform = dataset, transform
@@ -102,10 +117,38 @@ class _Transformed:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
-        x, y = self.dataset[i]
+    def __getitem__(self, i: int) -> tuple[Tensor, ...]:
+        x, y, *rest = self.dataset[i]
         x = torch.as_tensor(x)
-        return (self.transform(x) if self.transform is not None else x), torch.as_tensor(int(y))
+        return ((self.transform(x) if self.transform is not None else x), torch.as_tensor(int(y)),
+                *(torch.as_tensor(int(r)) for r in rest))
+
+
+class _Union:
+    """Items ``(input, label, k)`` of the training splits ``parts`` one after another, each input through its
+    own split's transform (a tensor split's: none)."""
+
+    def __init__(self, parts: Sequence[Split | DatasetSplit]) -> None:
+        self.parts = [(_Transformed(p.dataset, p.transform) if isinstance(p, DatasetSplit) else p) for p in parts]
+        self.ends = torch.tensor([len(p) for p in parts]).cumsum(0).tolist()
+        self.targets = torch.cat([p.y for p in parts])
+
+    def __len__(self) -> int:
+        return self.ends[-1] if self.ends else 0
+
+    def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
+        k = bisect.bisect_right(self.ends, i)
+        part, j = self.parts[k], i - (self.ends[k - 1] if k else 0)
+        x, y = (part.x[j], part.y[j]) if isinstance(part, Split) else part[j]
+        return x, y, k
+
+
+def union_split(parts: Sequence[Split | DatasetSplit]) -> DatasetSplit:
+    """The training splits ``parts`` as one dataset-backed split of items ``(input, label, k)``, ``k`` the
+    index of the item's split: each input through its own split's transform, read with the most workers any
+    part asks for (joint training on the tasks seen so far)."""
+    workers = max((p.workers for p in parts if isinstance(p, DatasetSplit)), default=0)
+    return DatasetSplit(_Union(parts), None, workers)
 
 
 def read_split(dataset: Any, batch_size: int = 1024, workers: int = 0) -> Split:

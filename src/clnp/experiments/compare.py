@@ -615,7 +615,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     _door(config, [c for p in plans.values() for c in p.get("cells", [])] + _grid_cells(config, out, known, {}), out)
     stream = get_benchmark(config.benchmark, n_tasks=config.tasks, seed=0, data_dir=config.data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    input_shape = tuple(stream[0].train.x.shape[1:])
+    input_shape = stream[0].input_shape
     n_classes = [t.n_classes for t in stream]
 
     record, chosen = _tune(config, plans, launcher, log, len(stream)) if config.tune else (_untuned(config), {})

@@ -460,7 +460,9 @@ class CLNP(LoopHooks):
         """Where accuracy cannot resolve the ``margin`` (it is worth fewer than :data:`RESOLVED_INPUTS`
         validation inputs), the inputs on which the search also compares predictions with the dense
         network's (no labels needed): the validation inputs, then evenly spaced training inputs up to
-        :data:`SEARCH_INPUTS`. None where accuracy alone resolves the margin."""
+        :data:`SEARCH_INPUTS`. None where accuracy alone resolves the margin. The training inputs are read
+        untransformed (``take``), like the validation inputs: the probe stands for the data the task is judged
+        on, not for its augmentation, and a bounded sample keeps a dataset-backed split out of memory."""
         if margin / 100.0 * len(task.val) >= RESOLVED_INPUTS:
             return None
         extra = min(len(task.train), SEARCH_INPUTS - len(task.val))
@@ -555,7 +557,7 @@ class CLNP(LoopHooks):
                              l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None,
                              reuse_cut=list(reuse_cut))
         try:
-            log += fit(self, net, net.trainable_parameters(task_id), (task.train.x, task.train.y), self.config,
+            log += fit(self, net, net.trainable_parameters(task_id), task.train, self.config,
                        generator, epochs=epochs, head=task_id, task=task_id, phase=phase,
                        label=f"task {task_id} ({task.name})", on_epoch=self.on_epoch)
         finally:

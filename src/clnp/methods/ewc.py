@@ -33,7 +33,7 @@ class EWC(QuadraticLearner):
         super().__init__(net, config, strength)
 
     def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
-        fisher = fisher_diagonal(self.net, task_id, task.train.x, self.config.batch_size)
+        fisher = fisher_diagonal(self.net, task_id, task.train.input_batches(self.config.batch_size))
         self.terms.append((fisher, self.anchor()))
         return {"strength": self.strength}
 

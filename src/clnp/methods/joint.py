@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..data.tasks import Task
+from ..data.tasks import DatasetSplit, Task, union_split
 from .config import TrainConfig
 from .plain_net import PlainNet
 from .sequential import SequentialLearner
@@ -38,11 +38,16 @@ class Joint(SequentialLearner):
             self.net = PlainNet(self.model, self.net.input_shape).to(self.device)
         for t in self.seen:
             self.net.add_head(t.n_classes)
-        x = torch.cat([t.train.x for t in self.seen])
-        y = torch.cat([t.train.y for t in self.seen])
-        owner = torch.cat([torch.full((len(t.train),), k, dtype=torch.long) for k, t in enumerate(self.seen)])
-        self._fit(task, task_id, self.config.epochs, list(self.net.parameters()), generator, data=(x, y, owner))
-        return {"union_examples": int(y.shape[0])}
+        data: tuple[Tensor, Tensor, Tensor] | DatasetSplit
+        if any(isinstance(t.train, DatasetSplit) for t in self.seen):
+            data = union_split([t.train for t in self.seen])  # through the DataLoader, each task's transform
+        else:
+            x = torch.cat([t.train.x for t in self.seen])
+            y = torch.cat([t.train.y for t in self.seen])
+            owner = torch.cat([torch.full((len(t.train),), k, dtype=torch.long) for k, t in enumerate(self.seen)])
+            data = (x, y, owner)
+        self._fit(task, task_id, self.config.epochs, list(self.net.parameters()), generator, data=data)
+        return {"union_examples": sum(len(t.train) for t in self.seen)}
 
     def restore_tasks(self, tasks: list[Task]) -> None:
         """After :meth:`load_learner_state`: the tasks learned so far (joint training reads their data again)."""

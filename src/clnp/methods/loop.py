@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor, nn
 
-from ..data.tasks import DatasetSplit
+from ..data.tasks import DatasetSplit, Split
 from . import distributed
 from .config import TrainConfig, make_optimizer
 from .devices import autocast, grad_scaler, module_device
@@ -164,16 +164,19 @@ class _Step(nn.Module):
 
 
 def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
-        data: Sequence[Tensor] | DatasetSplit, config: TrainConfig, generator: torch.Generator, *, epochs: int,
-        head: int, task: int, phase: str, label: str, on_epoch: EpochCallback | None = None) -> list[dict]:
+        data: Sequence[Tensor] | Split | DatasetSplit, config: TrainConfig, generator: torch.Generator, *,
+        epochs: int, head: int, task: int, phase: str, label: str, on_epoch: EpochCallback | None = None) -> list[dict]:
     """Train ``params`` of ``module`` for ``epochs`` epochs over ``data``; return the epoch log rows.
 
-    ``data``: aligned tensors (inputs, labels, ...) or a dataset-backed split. ``head`` is passed to
+    ``data``: aligned tensors (inputs, labels, ...), a task's training split as it is (``task.train``: a
+    dataset-backed one is read through its DataLoader, never whole into memory). ``head`` is passed to
     every hook; ``task`` and ``phase`` go into the log; ``label`` names the task in errors. A fresh
     optimiser is made from ``config`` (the ``finetune`` phase at ``config.finetune_lr``, when given).
     Batches go to ``module``'s device; the forward passes run in ``config.precision``; under
     ``torchrun`` the module trains wrapped in DDP (:mod:`.distributed`).
     """
+    if isinstance(data, Split):
+        data = (data.x, data.y)
     optimizer = make_optimizer(list(params), config.finetuning() if phase == "finetune" else config)
     device = module_device(module)
     epochs_data = _Epochs(data, config.batch_size, generator, device)

@@ -36,7 +36,7 @@ class OnlineEWC(QuadraticLearner):
         self.gamma = gamma
 
     def after_task(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
-        fisher = fisher_diagonal(self.net, task_id, task.train.x, self.config.batch_size)
+        fisher = fisher_diagonal(self.net, task_id, task.train.input_batches(self.config.batch_size))
         if self.terms:
             fisher = [self.gamma * old + new for old, new in zip(self.terms[0][0], fisher, strict=True)]
         self.terms = [(fisher, self.anchor())]

@@ -10,7 +10,7 @@ EWC, SI and MAS keep one running term anchored at the latest weights.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import torch
 from torch import Tensor
@@ -103,17 +103,24 @@ def squared_output_norm(logits: Tensor) -> Tensor:
     return logits.pow(2).sum()
 
 
-def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor, batch_size: int) -> list[Tensor]:
+def fisher_diagonal(net: PlainNet, task_id: int, batches: Iterable[Tensor]) -> list[Tensor]:
     """Diagonal Fisher information of the trunk, estimated as Hsu et al.'s EWC does (their strengths
-    assume it): over minibatches of ``x``, the squared gradient of the batch's mean negative
+    assume it): over the minibatches ``batches`` of inputs, the squared gradient of the batch's mean negative
     log-likelihood of the model's own predictions, times the batch length, averaged over batches.
+
+    EWC passes ``task.train.input_batches(batch_size)``: the whole training split, untransformed, batch by
+    batch. Untransformed because the penalty protects the task's outputs on its data as it is judged
+    (validation and test are never transformed), not on augmented copies, and so that the estimate does not
+    depend on which random transform a run drew; batch by batch so that a dataset-backed split is never held
+    whole in memory.
     """
     params = net.trunk_parameters()
     sums = [torch.zeros_like(p) for p in params]
-    batches = x.split(batch_size)
+    n_batches = 0
     was = net.training
     net.eval()
     for xb in batches:
+        n_batches += 1
         xb = xb.to(params[0].device, non_blocking=True)
         logits = net(xb, task_id)
         loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
@@ -122,7 +129,7 @@ def fisher_diagonal(net: PlainNet, task_id: int, x: Tensor, batch_size: int) -> 
             if g is not None:
                 s += g.detach() ** 2 * xb.shape[0]
     net.train(was)
-    return [s / len(batches) for s in sums]
+    return [s / n_batches for s in sums]
 
 
 def sensitivity(net: PlainNet, task_id: int, x: Tensor) -> list[Tensor]:

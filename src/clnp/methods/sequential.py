@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.tasks import Task
+from ..data.tasks import DatasetSplit, Task
 from .config import TrainConfig
 from .devices import evaluating, place
 from .loop import EpochCallback, LoopHooks, fit
@@ -165,11 +165,13 @@ class SequentialLearner(LoopHooks):
         return self.net.trunk_parameters() + list(self.net.heads[task_id].parameters())
 
     def _fit(self, task: Task, task_id: int, epochs: int, params: Sequence[nn.Parameter],
-             generator: torch.Generator, phase: str = "train", data: Sequence[Tensor] | None = None) -> None:
-        """Train ``params`` on ``task`` through the one loop (on ``data`` instead, aligned tensors for
-        :meth:`batch_loss`, where given)."""
+             generator: torch.Generator, phase: str = "train",
+             data: Sequence[Tensor] | DatasetSplit | None = None) -> None:
+        """Train ``params`` on ``task`` through the one loop (on ``data`` instead, aligned tensors or a split for
+        :meth:`batch_loss`, where given). The training split goes to the loop as it is: a dataset-backed one
+        is read through its DataLoader (workers, transform), never whole into memory."""
         self._task = task
-        data = (task.train.x, task.train.y) if data is None else data
+        data = task.train if data is None else data
         fit(self, self.net, params, data, self.config, generator, epochs=epochs,
             head=task_id, task=len(self.reports), phase=phase, label=f"{self.method}: task {task_id} ({task.name})",
             on_epoch=self.on_epoch)
@@ -221,7 +223,9 @@ def check_consumed(tensors: Mapping[str, Tensor], used: set[str], method: str) -
 
 
 def sample_inputs(task: Task, n: int, generator: torch.Generator) -> Tensor:
-    """Up to ``n`` training inputs of ``task``, drawn without replacement (seeded)."""
+    """Up to ``n`` training inputs of ``task``, drawn without replacement (seeded), untransformed: an importance
+    estimate (MAS) is of the data the task is judged on, not of its augmentation, and stays the same whichever
+    random transform a run draws; ``take`` reads only the ``n`` items, never a dataset-backed split whole."""
     order = torch.randperm(len(task.train), generator=generator)[:n]
     return task.train.take(order)
 
