@@ -17,6 +17,40 @@ from typing import Any
 import torch
 from torch import Tensor
 
+MAX_CLASSES = 100_000
+"""The most classes a task may have. A head is a layer, capped as a layer's width is (``clnp run``'s
+``MAX_LAYER_WIDTH``): ``n_classes=10**7``, a typo, would allocate and compute for minutes before failing."""
+
+
+class ItemError(ValueError):
+    """A dataset item that does not fit (shape, dtype, NaN or inf), named by its index where it is read."""
+
+
+def check_item(x: Tensor, index: int, shape: tuple[int, ...], where: str, after: str = "") -> None:
+    """Refuse item ``index`` of a dataset (``where``: e.g. ``task 'a': train``) unless it is a finite float tensor
+    of ``shape``. Checked as items are read, so that a bad item is named instead of failing a batch later."""
+    if tuple(x.shape) != shape:
+        raise ItemError(f"{where} item {index} has shape {tuple(x.shape)}{after}; expected {shape} "
+                        "(the shape of item 0)")
+    if not torch.is_floating_point(x):
+        raise ItemError(f"{where} item {index} is {x.dtype}{after}; expected floating-point inputs "
+                        "(e.g. x.float() / 255 for 8-bit images)")
+    if not torch.isfinite(x).all():
+        raise ItemError(f"{where} item {index} contains NaN or infinite values{after}")
+
+
+def _one_line(batches: Iterator[Any]) -> Iterator[Any]:
+    """``batches`` of a DataLoader, an :class:`ItemError` raised in a worker told in its own one line (the loader
+    appends the worker's traceback to the message)."""
+    try:
+        yield from batches
+    except ItemError as exc:
+        text = str(exc).strip()
+        if "\n" not in text:
+            raise
+        line = text.splitlines()[-1]
+        raise ItemError(line.partition("ItemError: ")[2] or line) from None
+
 
 @dataclass
 class Split:
@@ -37,13 +71,16 @@ class DatasetSplit:
     """A training split read from a map-style dataset whose items are ``(input tensor, integer label)``.
 
     ``transform`` (applied to the input, in the loader's workers) is for training only: augmentation.
-    ``workers`` is the DataLoader's ``num_workers``. Batches are drawn by index lists the training loop
+    ``workers`` is the DataLoader's ``num_workers``. ``where`` names the split in errors (``task 'a': train``):
+    every item is checked as it is read (its shape against item 0's, a float dtype, no NaN or inf; after the
+    transform too), on both routes, :meth:`take` and :meth:`batches`. Batches are drawn by index lists the training loop
     makes (seeded, so a resumed run reads the same batches); worker RNGs are seeded from the same seed.
     ``x`` (every input, untransformed) is read and cached only for a method that needs all inputs at
     once (``joint``, EWC's Fisher information); CLNP never reads it.
     """
 
-    def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None = None, workers: int = 0) -> None:
+    def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None = None, workers: int = 0, *,
+                 where: str = "train") -> None:
         if not hasattr(dataset, "__getitem__") or not hasattr(dataset, "__len__"):
             raise TypeError("expected a map-style dataset (with __getitem__ and __len__), "
                             f"got {type(dataset).__name__}")
@@ -52,6 +89,8 @@ class DatasetSplit:
         self.dataset = dataset
         self.transform = transform
         self.workers = workers
+        self.where = where
+        self._shape: tuple[int, ...] | None = None
         self._x: Tensor | None = None
         self._y: Tensor | None = None
 
@@ -77,27 +116,38 @@ class DatasetSplit:
         return self._x
 
     def take(self, index: Tensor) -> Tensor:
-        """The inputs at ``index``, untransformed."""
-        return torch.stack([torch.as_tensor(self.dataset[int(i)][0]) for i in index])
+        """The inputs at ``index``, untransformed (each checked: :func:`check_item`)."""
+        shape = self.sample_shape()
+        items = []
+        for i in index.tolist():
+            x = torch.as_tensor(self.dataset[i][0])
+            check_item(x, i, shape, self.where)
+            items.append(x)
+        return torch.stack(items)
 
     def sample_shape(self) -> tuple[int, ...]:
-        return tuple(torch.as_tensor(self.dataset[0][0]).shape)
+        """The shape of item 0, which every item must have."""
+        if self._shape is None:
+            self._shape = tuple(torch.as_tensor(self.dataset[0][0]).shape)
+        return self._shape
 
     def batches(self, chunks: Sequence[Tensor], pin_memory: bool, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
         """``(inputs, labels)`` for each index list of ``chunks``, through a DataLoader."""
         from torch.utils.data import DataLoader
 
-        loader = DataLoader(_Transformed(self.dataset, self.transform), batch_sampler=[c.tolist() for c in chunks],
-                            num_workers=self.workers, pin_memory=pin_memory,
-                            generator=torch.Generator().manual_seed(seed))
-        yield from loader
+        loader = DataLoader(_Transformed(self.dataset, self.transform, self.sample_shape(), self.where),
+                            batch_sampler=[c.tolist() for c in chunks], num_workers=self.workers,
+                            pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
+        yield from _one_line(iter(loader))
 
 
 class _Transformed:
-    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers)."""
+    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers); each item is
+    checked (:func:`check_item`) before and after the transform, in the worker that reads it."""
 
-    def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None) -> None:
-        self.dataset, self.transform = dataset, transform
+    def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None, shape: tuple[int, ...],
+                 where: str) -> None:
+        self.dataset, self.transform, self.shape, self.where = dataset, transform, shape, where
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -105,19 +155,25 @@ class _Transformed:
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor]:
         x, y = self.dataset[i]
         x = torch.as_tensor(x)
-        return (self.transform(x) if self.transform is not None else x), torch.as_tensor(int(y))
+        check_item(x, i, self.shape, self.where)
+        if self.transform is not None:
+            x = self.transform(x)
+            check_item(x, i, self.shape, self.where, after=" after the transform")
+        return x, torch.as_tensor(int(y))
 
 
-def read_split(dataset: Any, batch_size: int = 1024, workers: int = 0) -> Split:
-    """Every item of a map-style dataset, read once through a DataLoader into a :class:`Split`."""
+def read_split(dataset: Any, batch_size: int = 1024, workers: int = 0, where: str = "") -> Split:
+    """Every item of a map-style dataset, read once through a DataLoader into a :class:`Split` (each item checked
+    by :func:`check_item`; ``where`` names the split in its errors)."""
     from torch.utils.data import DataLoader
 
+    if len(dataset) == 0:
+        return Split(torch.zeros(0), torch.zeros(0, dtype=torch.long))
     xs, ys = [], []
-    for x, y in DataLoader(_Transformed(dataset, None), batch_size=batch_size, num_workers=workers):
+    checked = _Transformed(dataset, None, tuple(torch.as_tensor(dataset[0][0]).shape), where or "dataset")
+    for x, y in _one_line(iter(DataLoader(checked, batch_size=batch_size, num_workers=workers))):
         xs.append(x)
         ys.append(y)
-    if not xs:
-        return Split(torch.zeros(0), torch.zeros(0, dtype=torch.long))
     return Split(torch.cat(xs), torch.cat(ys).long())
 
 
@@ -137,8 +193,9 @@ class Task:
         """A task whose training split is read through a DataLoader (``workers``, the train-only
         ``transform``); ``val`` and ``test`` are read once into tensors. Each dataset is map-style with
         items ``(input tensor, integer label)``."""
-        return cls(name, n_classes, DatasetSplit(train, transform, workers), read_split(val, workers=workers),
-                   read_split(test, workers=workers))
+        return cls(name, n_classes, DatasetSplit(train, transform, workers, where=f"task {name!r}: train"),
+                   read_split(val, workers=workers, where=f"task {name!r}: val"),
+                   read_split(test, workers=workers, where=f"task {name!r}: test"))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -149,6 +206,9 @@ class Task:
         """Check the task at the door; raise ``ValueError`` saying what is wrong and what was expected."""
         if self.n_classes < 2:
             raise ValueError(f"task {self.name!r} has {self.n_classes} class; a task needs at least 2")
+        if self.n_classes > MAX_CLASSES:
+            raise ValueError(f"task {self.name!r} has {self.n_classes} classes; at most {MAX_CLASSES} are allowed "
+                             "(a head is a layer, capped as a layer's width; a larger count is taken for a typo)")
         if isinstance(self.train, DatasetSplit):
             self._validate_dataset_split(input_shape)
         for part in ("val", "test") if isinstance(self.train, DatasetSplit) else ("train", "val", "test"):
