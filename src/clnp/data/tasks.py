@@ -27,16 +27,23 @@ class ItemError(ValueError):
 
 
 def check_item(x: Tensor, index: int, shape: tuple[int, ...], where: str, after: str = "") -> None:
-    """Refuse item ``index`` of a dataset (``where``: e.g. ``task 'a': train``) unless it is a finite float tensor
-    of ``shape``. Checked as items are read, so that a bad item is named instead of failing a batch later."""
+    """Refuse item ``index`` of a dataset (``where``: e.g. ``task 'a': train``) unless it is a float tensor of
+    ``shape``. Checked as items are read (cheap: no pass over the values), so that a bad item is named where a
+    batch of it would fail to stack or to compute; NaN and inf are checked per batch (:func:`check_finite`)."""
     if tuple(x.shape) != shape:
         raise ItemError(f"{where} item {index} has shape {tuple(x.shape)}{after}; expected {shape} "
                         "(the shape of item 0)")
     if not torch.is_floating_point(x):
         raise ItemError(f"{where} item {index} is {x.dtype}{after}; expected floating-point inputs "
                         "(e.g. x.float() / 255 for 8-bit images)")
+
+
+def check_finite(x: Tensor, index: Sequence[int], where: str, after: str = "") -> None:
+    """Refuse a batch ``x`` of the items ``index`` that holds NaN or inf, naming the first such item: one pass over
+    the batch (a small fraction of reading it), where the loss would only say so an epoch later."""
     if not torch.isfinite(x).all():
-        raise ItemError(f"{where} item {index} contains NaN or infinite values{after}")
+        row = int((~torch.isfinite(x)).flatten(1).any(1).nonzero()[0])
+        raise ItemError(f"{where} item {index[row]} contains NaN or infinite values{after}")
 
 
 def _one_line(batches: Iterator[Any]) -> Iterator[Any]:
@@ -72,9 +79,10 @@ class DatasetSplit:
 
     ``transform`` (applied to the input, in the loader's workers) is for training only: augmentation.
     ``workers`` is the DataLoader's ``num_workers``. ``where`` names the split in errors (``task 'a': train``):
-    every item is checked as it is read (its shape against item 0's, a float dtype, no NaN or inf; after the
-    transform too), on both routes, :meth:`take` and :meth:`batches`. Batches are drawn by index lists the training loop
-    makes (seeded, so a resumed run reads the same batches); worker RNGs are seeded from the same seed.
+    every item is checked as it is read (its shape against item 0's and a float dtype, after the transform too;
+    no NaN or inf, per batch), on both routes, :meth:`take` and :meth:`batches`. Batches are drawn by index
+    lists the training loop makes (seeded, so a resumed run reads the same batches); worker RNGs are seeded from
+    the same seed.
     ``x`` (every input, untransformed) is read and cached only for a method that needs all inputs at
     once (``joint``, EWC's Fisher information); CLNP never reads it.
     """
@@ -123,7 +131,9 @@ class DatasetSplit:
             x = torch.as_tensor(self.dataset[i][0])
             check_item(x, i, shape, self.where)
             items.append(x)
-        return torch.stack(items)
+        out = torch.stack(items)
+        check_finite(out, index.tolist(), self.where)
+        return out
 
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of item 0, which every item must have."""
@@ -138,12 +148,15 @@ class DatasetSplit:
         loader = DataLoader(_Transformed(self.dataset, self.transform, self.sample_shape(), self.where),
                             batch_sampler=[c.tolist() for c in chunks], num_workers=self.workers,
                             pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
-        yield from _one_line(iter(loader))
+        after = " (after the transform)" if self.transform is not None else ""
+        for chunk, (x, y) in zip(chunks, _one_line(iter(loader)), strict=True):
+            check_finite(x, chunk.tolist(), self.where, after)
+            yield x, y
 
 
 class _Transformed:
-    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers); each item is
-    checked (:func:`check_item`) before and after the transform, in the worker that reads it."""
+    """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers); each item's shape
+    and dtype are checked (:func:`check_item`) before and after the transform, in the worker that reads it."""
 
     def __init__(self, dataset: Any, transform: Callable[[Tensor], Tensor] | None, shape: tuple[int, ...],
                  where: str) -> None:
@@ -171,7 +184,8 @@ def read_split(dataset: Any, batch_size: int = 1024, workers: int = 0, where: st
         return Split(torch.zeros(0), torch.zeros(0, dtype=torch.long))
     xs, ys = [], []
     checked = _Transformed(dataset, None, tuple(torch.as_tensor(dataset[0][0]).shape), where or "dataset")
-    for x, y in _one_line(iter(DataLoader(checked, batch_size=batch_size, num_workers=workers))):
+    for start, (x, y) in enumerate(_one_line(iter(DataLoader(checked, batch_size=batch_size, num_workers=workers)))):
+        check_finite(x, range(start * batch_size, start * batch_size + x.shape[0]), checked.where)
         xs.append(x)
         ys.append(y)
     return Split(torch.cat(xs), torch.cat(ys).long())
