@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import NoReturn
 
 from .version import __version__
 
@@ -30,6 +31,25 @@ so the help needs no torch; tests/test_cli_friction.py checks these equal the re
 
 _RUN_DIR: list[Path | None] = [None]
 """The run directory of the command being run, for the messages of an interrupt."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: ``clnp run: error: ... (see 'clnp run --help')``, exit code 2, no usage."""
+
+    def error(self, message: str) -> NoReturn:  # type: ignore[override]
+        self._fail(self.prog, message)
+
+    def parse_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                   namespace: argparse.Namespace | None = None) -> argparse.Namespace:
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # name the subcommand whose arguments they are not
+            command = getattr(parsed, "command", None)
+            self._fail(f"{self.prog} {command}" if command else self.prog,
+                       f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _fail(self, prog: str, message: str) -> NoReturn:
+        self.exit(2, f"{prog}: error: {message} (see '{prog} --help')\n")
 
 
 def _os_error_text(exc: OSError) -> str:
@@ -324,7 +344,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="clnp", description="Continual learning via neural pruning: zero-forgetting task-incremental training.")
     parser.add_argument("--version", action="version", version=f"clnp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)

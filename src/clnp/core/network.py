@@ -95,6 +95,9 @@ class CLNPNet(nn.Module):
                     blocks.append(self._make_block(current))
                 current = [_masked_copy(module)]
             elif isinstance(module, (*ACTIVATIONS, *PASS_THROUGH, *BATCH_NORMS)):
+                if getattr(module, "return_indices", False):
+                    raise ValueError(f"{type(module).__name__}(return_indices=True) returns (values, indices), "
+                                     "which the next layer cannot read; expected return_indices=False")
                 twin = _masked_copy(module)
                 if current is None:
                     if isinstance(module, BATCH_NORMS):
@@ -133,10 +136,17 @@ class CLNPNet(nn.Module):
         self.register_buffer("task_widths", torch.zeros((0, len(blocks)), dtype=torch.long))
         self.register_load_state_dict_pre_hook(self._fit_loaded_shapes)
         # Loaded tensors are the truth: derive masks and snapshots from them (no consolidation first).
-        self.register_load_state_dict_post_hook(lambda module, keys: module.refresh_masks(consolidate=False))
+        # (Bound methods, not lambdas: the network pickles, and torch.save saves it whole.)
+        self.register_load_state_dict_post_hook(self._refresh_after_load)
         # A user's own loop (AdamW, param.data edits) may have moved frozen rows: state_dict() holds the truth.
-        self.register_state_dict_pre_hook(lambda module, prefix, keep_vars: module.consolidate_())
+        self.register_state_dict_pre_hook(self._consolidate_before_save)
         self.refresh_masks()
+
+    def _refresh_after_load(self, module: nn.Module, keys: object) -> None:
+        self.refresh_masks(consolidate=False)
+
+    def _consolidate_before_save(self, module: nn.Module, prefix: str, keep_vars: bool) -> None:
+        self.consolidate_()
 
     @staticmethod
     def _make_block(modules: list[nn.Module]) -> Block:
@@ -178,8 +188,8 @@ class CLNPNet(nn.Module):
         """Add the output head of a new task; return its task id."""
         if n_classes < 2:
             raise ValueError(f"a task needs at least 2 classes, got {n_classes}")
-        device = self.blocks[0].layer.weight.device
-        head = MaskedLinear(self.feature_dim, n_classes).to(device)
+        weight = self.blocks[0].layer.weight  # the new head takes the trunk's device and dtype (net.double())
+        head = MaskedLinear(self.feature_dim, n_classes).to(device=weight.device, dtype=weight.dtype)
         self.heads.append(head)
         head.refresh_(expand_owner(self.blocks[-1].layer.owner, self.feature_dim))
         self._refresh_learned()
@@ -324,11 +334,13 @@ class CLNPNet(nn.Module):
 
         A learned task is computed from its frozen values and its live units only, in any grad mode.
         """
-        self.check_input(x, task)
+        x = self.check_input(x, task)
         return self.heads[task](self._trunk(x, keep, None, task=task), self.is_learned(task))
 
-    def check_input(self, x: Tensor, task: int) -> None:
-        """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]``."""
+    def check_input(self, x: Tensor, task: int) -> Tensor:
+        """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]`` or not floating
+        point; return ``x`` in the network's dtype (float64 or float16 inputs of a float32 network are converted,
+        as ``torch.from_numpy`` of a float64 array would otherwise fail deep inside a layer)."""
         if not 0 <= task < len(self.heads):
             raise IndexError(f"unknown task id {task}: this network has {len(self.heads)} task heads")
         if tuple(x.shape[1:]) != self.input_shape:
@@ -336,6 +348,10 @@ class CLNPNet(nn.Module):
                 f"inputs of shape {tuple(x.shape)} do not fit this network: expected [N, "
                 f"{', '.join(str(s) for s in self.input_shape)}]"
             )
+        if not torch.is_floating_point(x):
+            raise ValueError(f"inputs must be floating point, got {x.dtype} (e.g. x.float() / 255 for 8-bit images)")
+        dtype = self.blocks[0].layer.weight.dtype
+        return x if x.dtype == dtype else x.to(dtype)
 
     def forward_with_activity(
         self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None,
@@ -346,7 +362,7 @@ class CLNPNet(nn.Module):
         ``l1_weights`` (from :func:`clnp.sparsity.l1_unit_weights`) adds the L1 activity penalty's
         gradient to the backward pass; the caller then adds only the penalty's value to the loss.
         """
-        self.check_input(x, task)
+        x = self.check_input(x, task)
         taps: list[Tensor] = []
         logits = self.heads[task](self._trunk(x, keep, taps, l1_weights, task=task), self.is_learned(task))
         return logits, taps

@@ -27,7 +27,7 @@ from ..core.pruning import Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
 from ..data.tasks import Task
 from . import distributed
-from .config import ConfigTypeError, TrainConfig, check_field_types, is_number
+from .config import ConfigTypeError, TrainConfig, check_field_types, check_some_inputs, is_number
 from .devices import autocast, place
 from .loop import EpochCallback, LoopHooks, fit
 
@@ -288,6 +288,7 @@ class CLNP(LoopHooks):
             raise ValueError(f"task {task_id}: inputs must be finite floating-point values (no NaN or inf)")
         if y is None:
             return
+        check_some_inputs(task_id, x)
         n_classes = self.net.heads[task_id].n_units
         if y.dim() != 1 or y.shape[0] != x.shape[0] or torch.is_floating_point(y) or y.dtype == torch.bool:
             raise ValueError(f"task {task_id}: expected {x.shape[0]} integer labels (shape [{x.shape[0]}]), "

@@ -14,6 +14,10 @@ import torch
 
 from .devices import check_device_name, check_precision
 
+MAX_SEED = 2**32 - 1
+"""The largest seed: what numpy accepts (``clnp run``'s data splits are seeded through it), and far inside the
+64 bits that ``torch.manual_seed`` takes of the per-task seed ``seed * 1_000_003 + task``."""
+
 
 class ConfigTypeError(ValueError, TypeError):
     """A configuration value of the wrong type (a ``ValueError`` too, so callers refuse it as bad input)."""
@@ -80,6 +84,8 @@ class TrainConfig:
             if self.expected_tasks < 1:
                 raise ValueError(f"expected_tasks must be >= 1 (or None: open-ended), got {self.expected_tasks}")
         check_precision(self.precision)
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"seed must be >= 0 and <= {MAX_SEED}, got {self.seed}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -106,6 +112,12 @@ class TrainConfig:
         """The plain training settings (drops a subclass's method settings)."""
         names = {f.name for f in fields(TrainConfig)}
         return TrainConfig(**{k: v for k, v in vars(self).items() if k in names})
+
+
+def check_some_inputs(task_id: int, x: torch.Tensor) -> None:
+    """Refuse the accuracy of no inputs (it is undefined; 0.0 would read as a task forgotten)."""
+    if x.shape[0] == 0:
+        raise ValueError(f"task {task_id}: accuracy of no inputs is undefined; expected at least one input")
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

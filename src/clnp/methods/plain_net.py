@@ -82,8 +82,8 @@ class PlainNet(nn.Module):
 
     def add_head(self, n_classes: int) -> int:
         """Add the output head of a new task; return its index."""
-        device = next(self.parameters()).device
-        self.heads.append(nn.Linear(self.feature_dim, n_classes).to(device))
+        weight = self.blocks[0].layer.weight  # the trunk's device and dtype
+        self.heads.append(nn.Linear(self.feature_dim, n_classes).to(device=weight.device, dtype=weight.dtype))
         return len(self.heads) - 1
 
     def trunk_parameters(self) -> list[nn.Parameter]:
@@ -91,7 +91,8 @@ class PlainNet(nn.Module):
         return list(self.stem.parameters()) + list(self.blocks.parameters())
 
     def features(self, x: Tensor, gates: Sequence[Tensor | None] | None = None) -> Tensor:
-        x = self.stem(x)
+        dtype = self.blocks[0].layer.weight.dtype  # float64 or float16 inputs: converted, as CLNPNet does
+        x = self.stem(x if x.dtype == dtype or not x.is_floating_point() else x.to(dtype))
         for i, block in enumerate(self.blocks):
             x = block(x, None if gates is None else gates[i])
         return x

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..data.tasks import DatasetSplit, Task
-from .config import TrainConfig
+from .config import TrainConfig, check_some_inputs
 from .devices import evaluating, place
 from .loop import EpochCallback, LoopHooks, fit
 from .plain_net import PlainNet, count_parameters
@@ -66,6 +66,7 @@ class SequentialLearner(LoopHooks):
 
     def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
         """Test accuracy (a fraction) of an already learned task."""
+        check_some_inputs(task_id, x)
         return self._accuracy_of(*self._evaluator(task_id), x, y)
 
     def logits(self, task_id: int, x: Tensor) -> Tensor:
