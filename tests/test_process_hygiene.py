@@ -61,3 +61,18 @@ def test_no_process_of_a_sigkilled_compare_jobs_2_survives_it(tmp_path):
         for c in children:
             if _alive(c):
                 os.kill(c, signal.SIGKILL)
+
+
+def test_launcher_slurm_without_slurm_is_refused_with_one_line_instead_of_running_here(tmp_path, capsys,
+                                                                                       monkeypatch):
+    from clnp.cli import main
+
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no sbatch to be found
+    out = tmp_path / "cmp"
+    assert main(["compare", "--methods", "finetune", "--tasks", "2", "--epochs", "1", "--model", "mlp:8",
+                 "--device", "cpu", "--launcher", "slurm", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clnp compare: error: --launcher slurm: no Slurm on this machine") and \
+        "--launcher local" in err and err.count("\n") == 1, err
+    assert not out.exists()

@@ -13,7 +13,8 @@ the launcher: each run is seeded by its own configuration.
   ``--device cuda`` (or ``auto`` where CUDA is present) worker ``i`` trains on ``cuda:{i % GPUs}``. The
   workers end with the comparison, even one killed by SIGKILL (and multiprocessing's resource tracker with them).
 * :class:`Submitit` (``--launcher slurm``): one Slurm job per run through ``submitit``
-  (``pip install 'clnp[slurm]'``), waited for here; ``local-submitit`` is the same code path with
+  (``pip install 'clnp[slurm]'``), waited for here; without ``sbatch`` on the PATH it is refused (submitit would
+  run every job at once on this machine instead); ``local-submitit`` is the same code path with
   submitit's ``LocalExecutor`` (processes on this machine instead of ``sbatch``), for tests. A job that
   reaches its time limit is requeued by submitit (the function offers ``checkpoint``) and its run
   resumes from its last finished task. Interrupting the waiting command (Ctrl-C, SIGTERM) cancels the
@@ -27,6 +28,7 @@ command again continues the grid (finished runs are reused, unfinished ones resu
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -210,6 +212,11 @@ class Submitit(Launcher):
 
     def __init__(self, settings: SlurmSettings, local: bool = False, poll_seconds: float | None = None) -> None:
         self.submitit = require_submitit()
+        if not local and shutil.which("sbatch") is None:
+            # submitit would fall back to running every job at once on this machine, not queued by a scheduler
+            raise ValueError("--launcher slurm: no Slurm on this machine (sbatch is not on PATH), and submitit would "
+                             "start every run here at once; run it where sbatch is, or use --launcher local --jobs N "
+                             "to run here")
         self.settings = settings
         self.local = local
         self.poll = poll_seconds if poll_seconds is not None else (0.5 if local else 30.0)
