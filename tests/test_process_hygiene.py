@@ -76,3 +76,43 @@ def test_launcher_slurm_without_slurm_is_refused_with_one_line_instead_of_runnin
     assert err.startswith("clnp compare: error: --launcher slurm: no Slurm on this machine") and \
         "--launcher local" in err and err.count("\n") == 1, err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("args, named", [
+    (["--method", "ewc", "--grow"], "--grow"),
+    (["--method", "ewc", "--l1", "0.01"], "--l1"),
+    (["--method", "si", "--margin", "2"], "--margin"),
+    (["--method", "ewc", "--finetune-epochs", "3"], "--finetune-epochs"),
+    (["--method", "finetune", "--finetune-lr", "1e-4"], "--finetune-lr"),
+], ids=["ewc_grow", "ewc_l1", "si_margin", "ewc_finetune_epochs", "finetune_finetune_lr"])
+def test_a_setting_the_method_would_ignore_is_refused_at_the_door(tmp_path, capsys, args, named):
+    from clnp.cli import main
+
+    out = tmp_path / "run"
+    assert main(["run", "--benchmark", "split-digits", *args, "--epochs", "1", "--out", str(out),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("clnp run: error:") and err.count("\n") == 1 and named in err, err
+    assert "would ignore it" in err and not out.exists()
+
+
+def test_a_yaml_config_giving_a_baseline_grow_is_refused_but_a_baselines_own_config_yaml_reruns(tmp_path):
+    from clnp.experiments.config import ConfigError, RunConfig, combine, dump_config
+
+    path = tmp_path / "c.yaml"
+    path.write_text("method: ewc\ngrow: true\n")
+    with pytest.raises(ConfigError, match="would ignore it"):
+        combine(config_file=path)
+    recorded = RunConfig(method="ewc").resolved()  # what a baseline run's config.yaml holds (l1, margin filled in)
+    path.write_text(dump_config(recorded))
+    assert combine(config_file=path)[0].l1 == recorded.l1
+
+
+def test_compare_refuses_a_setting_no_compared_method_reads():
+    from clnp.experiments.compare import CompareConfig
+
+    with pytest.raises(ValueError, match="--l1 is read by clnp only"):
+        CompareConfig(methods=["ewc", "si"], l1=0.01)
+    with pytest.raises(ValueError, match="--finetune-epochs is read by clnp and packnet only"):
+        CompareConfig(methods=["finetune"], finetune_epochs=2)
+    CompareConfig(methods=["clnp", "ewc"], l1=0.01, finetune_epochs=2)  # clnp reads them
