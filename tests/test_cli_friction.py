@@ -94,7 +94,8 @@ def test_exported_files_have_mode_0644_and_every_file_is_printed(tmp_path, capsy
 
 def test_export_of_a_baseline_run_says_only_clnp_networks_export(tmp_path, capsys):
     out = tmp_path / "ft"
-    assert main(["run", "--method", "finetune", *QUICK, "--out", str(out)]) == 0
+    shared = QUICK[:6] + ["--no-progress"]  # without CLNP's --finetune-epochs and --l1, which finetune refuses
+    assert main(["run", "--method", "finetune", *shared, "--out", str(out)]) == 0
     capsys.readouterr()
     assert main(["export", str(out), "--task", "0"]) == 2
     assert "is a run of method 'finetune'; only CLNP networks can be exported" in capsys.readouterr().err

@@ -171,3 +171,18 @@ def test_the_search_shares_each_evaluation_out_and_every_rank_judges_it_alike(tm
     assert (accuracy, agreement) == (r0["accuracy"], r0["agreement"])  # what one rank finds on everything
     assert 0 < agreement < 1 and abs(confidence - r0["confidence"]) < 1e-9
     assert r0["rows"] + r1["rows"] == r0["inputs"] and abs(r0["rows"] - r1["rows"]) <= 1  # half each
+
+
+def test_a_ddp_run_resumed_without_torchrun_is_refused_with_one_line_naming_its_world_size(ddp_run, tmp_path):
+    import shutil
+
+    out = tmp_path / "run"
+    shutil.copytree(ddp_run, out)
+    (out / "results.json").unlink()  # every task is in the checkpoint: a resume would only write the results
+    assert json.loads((out / "checkpoint" / "meta.json").read_text())["world_size"] == 2
+    proc = subprocess.run([sys.executable, "-m", "clnp", "run", "--resume", str(out), "--no-progress"], env=ENV,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.startswith("clnp run: error:") and proc.stderr.count("\n") == 1, proc.stderr
+    assert "2 processes" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (out / "results.json").exists()

@@ -243,6 +243,9 @@ class CLNPNet(nn.Module):
     def _fit_loaded_shapes(self, module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
         """Before a load: grow the layers to the loaded owners' lengths (a grown network's checkpoint), and
         take ``task_widths`` as loaded (or, from a checkpoint older than growth, the present widths)."""
+        owners = [state_dict.get(f"{prefix}blocks.{i}.layer.owner") for i in range(len(self.blocks))]
+        if f"{prefix}task_widths" in state_dict and all(isinstance(o, Tensor) for o in owners):
+            check_task_widths(state_dict[f"{prefix}task_widths"], owners)  # type: ignore[arg-type]
         for i, block in enumerate(self.blocks):
             owner = state_dict.get(f"{prefix}blocks.{i}.layer.owner")
             if owner is not None and owner.numel() > block.layer.n_units:
@@ -449,6 +452,26 @@ class CLNPNet(nn.Module):
         """Parameters the current task trains: the trunk's (masked) and its own head's."""
         params = [p for p in self.blocks.parameters() if p.requires_grad]
         return params + list(self.heads[task].parameters())
+
+
+def check_task_widths(widths: Tensor, owners: Sequence[Tensor]) -> None:
+    """Refuse ``task_widths`` that do not fit the owner vectors (``ValueError``): an old task computes with its
+    row's widths and reads only the units below them, so a row that cuts off a unit the task owns (or
+    shrinks from one task to the next: layers only grow) would silently change that task's outputs."""
+    if widths.dim() != 2 or widths.shape[1] != len(owners) or widths.is_floating_point():
+        raise ValueError(f"task_widths must be an integer matrix of one row per learned task and one column per "
+                         f"prunable layer ({len(owners)}); got shape {tuple(widths.shape)} {widths.dtype}")
+    rows = [[int(w) for w in row] for row in widths.tolist()]
+    for t, row in enumerate(rows):
+        for i, (w, owner) in enumerate(zip(row, owners, strict=True)):
+            if not 1 <= w <= owner.numel() or (t and w < rows[t - 1][i]):
+                low = rows[t - 1][i] if t else 1
+                raise ValueError(f"task_widths row {t} gives layer {i} {w} units; expected {low}..{owner.numel()} "
+                                 "(layers only grow)")
+            owned = (owner == t).nonzero().flatten()
+            if owned.numel() and int(owned[-1]) >= w:
+                raise ValueError(f"task_widths row {t} gives layer {i} {w} units, but task {t} owns unit "
+                                 f"{int(owned[-1])}: a task's widths must cover every unit it owns")
 
 
 def mlp(in_features: int, hidden: Sequence[int] = (256, 256), dropout: float = 0.0,

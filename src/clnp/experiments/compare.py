@@ -36,6 +36,7 @@ from pathlib import Path
 from ..methods.clnp import CapacityError
 from . import tuning as tuning_
 from .checkpoint import CheckpointError
+from .config import READ_ONLY_BY
 from .launchers import LAUNCHERS, InProcess, Launcher, SlurmSettings, make_launcher, worker_device
 from .runner import RunConfig, resume, run, unfinished_run
 
@@ -142,6 +143,10 @@ class CompareConfig:
             raise ValueError(f"unknown method(s) {', '.join(unknown)}; expected some of: {', '.join(sorted(METHODS))}")
         if len(set(self.methods)) != len(self.methods):
             raise ValueError(f"a method is named twice in {self.methods}")
+        for name, readers in READ_ONLY_BY.items():  # a setting none of the compared methods would read
+            if name != "grow" and getattr(self, name) is not None and not set(readers) & set(self.methods):
+                raise ValueError(f"--{name.replace('_', '-')} is read by {' and '.join(readers)} only, which "
+                                 f"{'is' if len(readers) == 1 else 'are'} not compared here: drop it")
         stray = [m for m in self.options if m not in self.methods]
         if stray:
             raise ValueError(f"options given for {', '.join(stray)}, which is not among the compared methods")

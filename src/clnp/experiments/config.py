@@ -326,9 +326,32 @@ def combine(preset: str | None = None, config_file: str | Path | None = None,
     if flags:
         values.update(check_values(flags, "command line"))
     out = values.pop("out", None)
+    refuse_ignored_settings(values)
     if isinstance(values.get("data_dir"), str):  # stored absolute: a resume from another folder finds the data
         values["data_dir"] = str(Path(values["data_dir"]).expanduser().absolute())
     return RunConfig(**values), out
+
+
+READ_ONLY_BY = {"l1": ("clnp",), "margin": ("clnp",), "grow": ("clnp",), "finetune_epochs": ("clnp", "packnet"),
+                "finetune_lr": ("clnp", "packnet")}
+"""Run settings that only some methods read; given to another method they would be ignored without a word."""
+
+
+def refuse_ignored_settings(values: dict) -> None:
+    """Refuse (``ConfigError``) a setting that the run's method would ignore, e.g. ``--method ewc --grow``.
+
+    A value equal to what the run records anyway (the benchmark's default; ``grow`` false) passes: that is
+    what a baseline run's own ``config.yaml`` holds, and rerunning it with ``--config`` must work."""
+    from ..data.benchmarks import BENCHMARKS
+
+    method = values.get("method") or RunConfig.method
+    spec = BENCHMARKS.get(values.get("benchmark") or RunConfig.benchmark)
+    defaults = {"grow": False, "finetune_lr": None, **(spec.defaults if spec is not None else {})}
+    for name, readers in READ_ONLY_BY.items():
+        value = values.get(name)
+        if method not in readers and value is not None and value != defaults.get(name):
+            raise ConfigError(f"--{name.replace('_', '-')} ({name}) is read by {' and '.join(readers)} only; "
+                              f"method {method} would ignore it: drop it or choose {readers[0]}")
 
 
 def dump_config(config: RunConfig) -> str:

@@ -10,7 +10,11 @@ would silently zero weights under a wrong owner vector):
 * every owner vector holds task ids of finished tasks or ``FREE``; head *k* is owned by task *k*;
 * per layer, the units each task owns and the units left free agree with the learner's reports;
 * every cut weight (from a free unit, or from a later task's unit, into an owned unit or a head)
-  is exactly zero, as the partition holds it; a shuffled owner vector breaks this.
+  is exactly zero, as the partition holds it; a shuffled owner vector breaks this;
+* each task's row of ``task_widths`` covers every unit the task owns, never shrinks from one task to the
+  next, and is the width its reports give (units owned so far plus those left free): an old task reads
+  only the units below its row, so a narrowed row would silently change its outputs;
+* no frozen value (an owned unit's weights, bias, batch-norm values; a head) is NaN or infinite.
 
 Every failure is a :class:`~clnp.experiments.checkpoint.CheckpointError` naming the checkpoint,
 the tensor and what was expected.
@@ -23,7 +27,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..core.network import build_model
+from ..core.network import build_model, check_task_widths
 from ..core.partition import FREE, cut_mask, expand_owner
 from .checkpoint import CheckpointError
 
@@ -56,6 +60,12 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
             raise CheckpointError(f"{source}: task_widths must hold one row of layer widths per finished task "
                                   f"({n} x {len(spec)}), between {spec} and {template.widths}; got "
                                   f"{tuple(widths.shape)} {widths.dtype}")
+        owner_tensors = [tensors.get(f"blocks.{i}.layer.owner") for i in range(len(spec))]
+        if all(isinstance(o, Tensor) and o.dim() == 1 for o in owner_tensors):
+            try:
+                check_task_widths(widths, owner_tensors)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise CheckpointError(f"{source}: {exc}") from None
         tensors = {k: v for k, v in tensors.items() if k != "task_widths"}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -85,6 +95,8 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
             if not isinstance(free, list) or len(free) != blocks or int((owner == FREE).sum()) != free[i]:
                 raise CheckpointError(f"{source}: layer {i} has {int((owner == FREE).sum())} free units; the last "
                                       f"report says {free!r}")
+    if widths is not None:
+        _check_widths_against_reports(widths, reports, source)
     for k in range(n):
         head_owner = tensors[f"heads.{k}.owner"]
         if not bool((head_owner == k).all()):
@@ -99,3 +111,37 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
         if bool(torch.any(weight[cut] != 0)):
             raise CheckpointError(f"{source}: {name} has non-zero weights where the owner vectors say they are cut: "
                                   "the owners do not belong to these weights")
+    _check_frozen_values_finite(tensors, owners, n, source)
+
+
+def _check_widths_against_reports(widths: Tensor, reports: list[dict], source: str) -> None:
+    """Each task's row of ``task_widths`` is the layer's width when it finished: the units owned by it and the
+    tasks before it, plus those it left free (from its report; the reports' ``owned`` fit the owners)."""
+    owned_so_far = [0] * widths.shape[1]
+    for k, report in enumerate(reports):
+        owned_so_far = [a + int(b) for a, b in zip(owned_so_far, report["owned"], strict=True)]
+        free = report.get("free_after")
+        if not isinstance(free, list) or len(free) != len(owned_so_far):
+            raise CheckpointError(f"{source}: report {k} has free_after {free!r}; expected one count per layer")
+        for i, (owned, left) in enumerate(zip(owned_so_far, free, strict=True)):
+            if int(widths[k, i]) != owned + left:
+                raise CheckpointError(
+                    f"{source}: task_widths row {k} says layer {i} had {int(widths[k, i])} units; its reports give "
+                    f"{owned + left} (owned by tasks 0..{k} plus {left} free after task {k})")
+
+
+def _check_frozen_values_finite(tensors: Mapping[str, Tensor], owners: Sequence[Tensor], n: int,
+                                source: str) -> None:
+    """Refuse a NaN or infinity in a frozen unit (weights, bias, batch norm) or a head: an old task would compute
+    with it for ever. A checksum cannot tell such a value from a real one; a real run never freezes one."""
+    for name, t in tensors.items():
+        if not t.is_floating_point():
+            continue
+        parts = name.split(".")
+        if parts[0] == "heads" and int(parts[1]) < n:
+            if not bool(torch.isfinite(t).all()):
+                raise CheckpointError(f"{source}: {name} holds NaN or infinite values (head {parts[1]} is frozen)")
+        elif parts[0] == "blocks" and t.dim() and t.shape[0] == owners[int(parts[1])].numel():
+            frozen = owners[int(parts[1])] != FREE
+            if not bool(torch.isfinite(t[frozen]).all()):
+                raise CheckpointError(f"{source}: {name} holds NaN or infinite values in frozen units")

@@ -10,9 +10,11 @@ the launcher: each run is seeded by its own configuration.
   a run's own failure (which the function returns as a value) stops the comparison, as it always did.
 * :class:`ProcessPool` (``--jobs N``): ``N`` worker processes (``spawn``: safe with CUDA and threads).
   Each worker uses ``cpu_count // N`` threads unless ``OMP_NUM_THREADS`` is set, and with
-  ``--device cuda`` (or ``auto`` where CUDA is present) worker ``i`` trains on ``cuda:{i % GPUs}``.
+  ``--device cuda`` (or ``auto`` where CUDA is present) worker ``i`` trains on ``cuda:{i % GPUs}``. The
+  workers end with the comparison, even one killed by SIGKILL (and multiprocessing's resource tracker with them).
 * :class:`Submitit` (``--launcher slurm``): one Slurm job per run through ``submitit``
-  (``pip install 'clnp[slurm]'``), waited for here; ``local-submitit`` is the same code path with
+  (``pip install 'clnp[slurm]'``), waited for here; without ``sbatch`` on the PATH it is refused (submitit would
+  run every job at once on this machine instead); ``local-submitit`` is the same code path with
   submitit's ``LocalExecutor`` (processes on this machine instead of ``sbatch``), for tests. A job that
   reaches its time limit is requeued by submitit (the function offers ``checkpoint``) and its run
   resumes from its last finished task. Interrupting the waiting command (Ctrl-C, SIGTERM) cancels the
@@ -26,6 +28,11 @@ command again continues the grid (finished runs are reused, unfinished ones resu
 from __future__ import annotations
 
 import os
+import shutil
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,7 +85,9 @@ _WORKER: dict[str, int] = {}
 """In a pool worker: its index and the pool's size (empty in any other process)."""
 
 
-def _init_worker(counter: Any, workers: int) -> None:
+def _init_worker(counter: Any, workers: int, parent: int | None = None) -> None:
+    if parent is not None:
+        _die_with_parent(parent)
     with counter.get_lock():
         index = counter.value
         counter.value += 1
@@ -87,6 +96,32 @@ def _init_worker(counter: Any, workers: int) -> None:
         import torch
 
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this worker as soon as ``parent`` (the comparison) is gone, even when it was SIGKILLed and no clean-up
+    of its ran: at once on Linux (``PR_SET_PDEATHSIG``), elsewhere within a second (a thread that polls). Once the
+    workers are gone, multiprocessing's resource tracker reads the end of its pipe and ends too."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+        except (OSError, AttributeError):  # no libc to ask: the thread below still watches
+            pass
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="clnp-parent-watch", daemon=True).start()
+
+
+_PR_SET_PDEATHSIG = 1
+"""Linux ``prctl`` option: the signal this process gets when the thread that started it ends."""
 
 
 def worker_device(device: str) -> str:
@@ -122,7 +157,7 @@ class ProcessPool(Launcher):
         counter = ctx.Value("i", 0)
         workers = min(self.workers, len(items))
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker,
-                                   initargs=(counter, workers))
+                                   initargs=(counter, workers, os.getpid()))
         finished = False
         try:
             futures = {}
@@ -177,6 +212,11 @@ class Submitit(Launcher):
 
     def __init__(self, settings: SlurmSettings, local: bool = False, poll_seconds: float | None = None) -> None:
         self.submitit = require_submitit()
+        if not local and shutil.which("sbatch") is None:
+            # submitit would fall back to running every job at once on this machine, not queued by a scheduler
+            raise ValueError("--launcher slurm: no Slurm on this machine (sbatch is not on PATH), and submitit would "
+                             "start every run here at once; run it where sbatch is, or use --launcher local --jobs N "
+                             "to run here")
         self.settings = settings
         self.local = local
         self.poll = poll_seconds if poll_seconds is not None else (0.5 if local else 30.0)

@@ -348,6 +348,12 @@ def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, 
         raise CheckpointError(
             f"{ckpt_file}: the checkpoint was written with another configuration than config.yaml holds "
             f"({diff}; was config.yaml edited?)")
+    world, now = meta.get("world_size"), distributed.world_size()  # None: written before it was recorded
+    if world is not None and world != now:
+        raise CheckpointError(
+            f"{ckpt_file}: the run was trained by {world!r} processes (torchrun world size) and is resumed by {now}; "
+            "each process's share of every batch, and so the results, would differ: resume it with "
+            f"{world!r} processes in all (e.g. torchrun --nproc-per-node {world!r} -m clnp run --resume ...)")
     done = meta.get("tasks")
     if not isinstance(done, list) or len(done) != meta.get("step"):
         raise CheckpointError(f"{ckpt_file}: 'tasks' must list the {meta.get('step')} finished tasks")
@@ -489,5 +495,6 @@ def _save(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, rows:
         "capacity": learner.capacity(),
         "resumed_at_tasks": resumed_at,
         "train_seconds": train_seconds,
+        "world_size": distributed.world_size(),
     }
     save_checkpoint(directory, tensors, meta, step=n)
