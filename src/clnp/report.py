@@ -485,7 +485,8 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
                                 color="white" if colour == "#3b6ea8" else "black")
             bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
         budgets = row.get("budget_by_task") or []
-        marks = [(x, seg[0] + seg[1] + b) for x, (seg, b) in enumerate(zip(segments, budgets)) if b is not None]
+        marks = [(x, seg[0] + seg[1] + b) for x, (seg, b) in enumerate(zip(segments, budgets, strict=False))
+                 if b is not None]
         if marks:  # the plan's budget: the most the task's own units (the blue bar) were to reach
             ax.hlines([y for _, y in marks], [x - 0.42 for x, _ in marks], [x + 0.42 for x, _ in marks],
                       colors="black", linewidths=1.6, label="budget of the task's units")

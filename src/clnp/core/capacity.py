@@ -46,9 +46,9 @@ def tasks_to_plan_for(expected: int | None, done: int) -> int:
     """How many tasks, the coming one included, share the free units.
 
     With ``expected`` tasks in the stream: those not yet learned (at least 1, should a stream run past its
-    announced length), plus :data:`RESERVE_TASKS`. Open-ended (``expected`` None): as many again as have been learned, at least
-    :data:`OPEN_HORIZON` (the doubling rule of online planning: a stream is assumed to go on as long as it
-    has gone), so every task leaves most of what is free to those after it and the free units never run
+    announced length), plus :data:`RESERVE_TASKS`. Open-ended (``expected`` None): as many again as have been
+    learned, at least :data:`OPEN_HORIZON` (the doubling rule of online planning: a stream is assumed to go
+    on as long as it has gone), so every task leaves most of what is free to those after it and the free units never run
     out at a geometric pace.
     """
     if expected is not None:
@@ -99,5 +99,5 @@ def width_for(width: int, free: int, units_per_task: float, remaining: int) -> i
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "TRAIN_HEADROOM", "forecast", "tasks_to_plan_for", "unit_budget",
-           "units_to_train", "width_for"]
+__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "TRAIN_HEADROOM", "forecast", "tasks_to_plan_for",
+           "unit_budget", "units_to_train", "width_for"]

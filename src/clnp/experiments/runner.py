@@ -239,7 +239,8 @@ class _EpochReporter:
 def _over_budget_text(info: dict) -> str:
     """For the progress line: where a task kept more units than its budget (the margin allowed no fewer)."""
     over, budget = info.get("over_budget") or [], info.get("budget") or []
-    parts = [f"layer {i}: {b + o} units for a budget of {b}" for i, (o, b) in enumerate(zip(over, budget)) if o > 0]
+    parts = [f"layer {i}: {b + o} units for a budget of {b}"
+             for i, (o, b) in enumerate(zip(over, budget, strict=False)) if o > 0]
     return f"; over its unit budget ({', '.join(parts)}): the margin allowed no fewer" if parts else ""
 
 
