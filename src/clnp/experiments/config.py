@@ -340,13 +340,13 @@ READ_ONLY_BY = {"l1": ("clnp",), "margin": ("clnp",), "grow": ("clnp",), "finetu
 def refuse_ignored_settings(values: dict) -> None:
     """Refuse (``ConfigError``) a setting that the run's method would ignore, e.g. ``--method ewc --grow``.
 
-    A value equal to what the run records anyway (the benchmark's default; ``grow`` false) passes: that is
+    A value equal to what the run records anyway (the default; ``grow`` false) passes: that is
     what a baseline run's own ``config.yaml`` holds, and rerunning it with ``--config`` must work."""
     from ..data.benchmarks import BENCHMARKS
 
     method = values.get("method") or RunConfig.method
     spec = BENCHMARKS.get(values.get("benchmark") or RunConfig.benchmark)
-    defaults = {"grow": False, "finetune_lr": None, **(spec.defaults if spec is not None else {})}
+    defaults = {"grow": False, **shared_defaults(), **(spec.defaults if spec is not None else {})}
     for name, readers in READ_ONLY_BY.items():
         value = values.get(name)
         if method not in readers and value is not None and value != defaults.get(name):
