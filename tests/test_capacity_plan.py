@@ -1,0 +1,98 @@
+"""The capacity plan: each task's unit budget, and a search that spends the margin only to meet it."""
+
+import pytest
+import torch
+
+import clnp
+from clnp.core.capacity import OPEN_HORIZON, RESERVE_TASKS, tasks_to_plan_for, unit_budget, units_to_train
+from clnp.core.partition import trainable_units
+from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
+
+from .conftest import quick_config
+
+
+def test_each_task_may_keep_an_equal_share_of_the_free_units_among_the_tasks_still_to_come():
+    assert tasks_to_plan_for(10, 0) == 10 + RESERVE_TASKS
+    assert tasks_to_plan_for(10, 9) == 1 + RESERVE_TASKS  # the last task leaves a reserve
+    assert tasks_to_plan_for(10, 12) == 1 + RESERVE_TASKS  # a stream longer than announced still plans
+    assert tasks_to_plan_for(None, 0) == OPEN_HORIZON  # open-ended: as many again as learned, at least a few
+    assert tasks_to_plan_for(None, 30) == 31
+    assert unit_budget([100, 7, 0], 11) == [9, 1, 0]  # at least one unit where any is free
+    with pytest.raises(ValueError, match="tasks_left must be >= 1"):
+        unit_budget([10], 0)
+
+
+def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_others_free():
+    owner = torch.tensor([0, -1, -1, 1, -1, -1, -1, -1, -1, -1, -1, -1])
+    chosen = units_to_train([owner], [1])[0]
+    assert int(chosen.sum()) == 8 and not chosen[owner != -1].any()  # MIN_TRAINED free units, none owned
+    chosen = units_to_train([owner], [100])[0]
+    assert torch.equal(chosen, owner == -1)  # never more than are free
+
+
+def _search(budget, margin=1.0, dead=4):
+    """A search on a toy network where the first ``dead`` free units of each layer cost nothing to prune and
+    every further one costs 0.3 validation points."""
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (12, 12), input_shape=(1, 8, 8))
+    net.add_head(2)
+    activity = [torch.arange(12, dtype=torch.float) for _ in range(2)]  # unit u is the u-th least active
+
+    def evaluate(keep, cut):
+        cost = sum(max(0, int((~k & trainable_units(o)).sum()) - dead) for k, o in zip(keep, net.owners,
+                                                                                     strict=True))
+        return Score(1.0 - 0.003 * cost)
+
+    return choose_pruning(net, 0, activity, evaluate, margin=margin, budget=budget)
+
+
+def test_where_the_budget_allows_the_search_prunes_only_what_costs_nothing():
+    decision = _search(budget=[10, 10])
+    assert decision.pruned == [4, 4] and decision.val_accuracy_after == decision.val_accuracy_before
+    assert decision.over_budget == [0, 0] and decision.given_up == [0.0, 0.0]
+
+
+def test_where_it_does_not_the_search_spends_the_margin_to_meet_the_budget_and_no_more():
+    decision = _search(budget=[7, 12])
+    assert [12 - p for p in decision.pruned] == [7, 8]  # layer 0 pruned to its budget, layer 1 only what is free
+    assert decision.over_budget == [0, 0]
+    assert decision.given_up[0] == pytest.approx(0.3) and decision.given_up[1] == 0.0
+
+
+def test_where_even_the_margin_cannot_meet_the_budget_the_task_keeps_what_it_must_and_says_so():
+    decision = _search(budget=[1, 1])
+    assert decision.val_accuracy_after >= decision.val_accuracy_before - 0.01 - 1e-9  # never past the margin
+    assert sum(decision.over_budget) > 0
+    kept = [12 - p for p in decision.pruned]
+    assert [k - b for k, b in zip(kept, [1, 1], strict=True)] == decision.over_budget
+
+
+def test_the_free_loss_is_a_tenth_of_the_margin():
+    assert FREE_SHARE == 0.1
+    decision = _search(budget=[10, 10], margin=10.0)  # 1 free point: three more units per layer go for nothing
+    assert decision.val_accuracy_after >= decision.val_accuracy_before - FREE_SHARE * 10.0 / 100 - 1e-9
+    assert decision.budget == [10, 10] and decision.over_budget == [0, 0]
+
+
+def test_clnp_reports_the_plan_of_every_task_and_keeps_within_budget_or_says_why(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=6, l1=3e-3, margin=1.0, expected_tasks=3))
+    for task in digit_tasks[:3]:
+        report = learner.learn(task)
+        assert report.budget is not None and len(report.budget) == 2
+        for owned, budget, over in zip(report.owned, report.budget, report.over_budget, strict=True):
+            assert owned == budget + over if over else owned <= budget
+        assert report.val_accuracy_lossless is not None
+        assert report.val_accuracy_pruned >= report.val_accuracy_dense - 0.01 - 1e-9
+    first = learner.reports[0]
+    assert first.budget == [48 // (3 + RESERVE_TASKS)] * 2
+    rows = learner.capacity()
+    assert [row["budget_by_task"] for row in rows] == [[r.budget[i] for r in learner.reports] for i in range(2)]
+
+
+def test_without_a_plan_the_greedy_search_reports_no_budget(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (32, 32), input_shape=(1, 8, 8)), quick_config(epochs=2, plan=False))
+    report = learner.learn(digit_tasks[0])
+    assert report.budget is None and report.over_budget == [0, 0]
