@@ -38,7 +38,8 @@ def test_benchmarks_shows_each_benchmarks_defaults(capsys):
     out = capsys.readouterr().out
     for spec in BENCHMARKS.values():
         assert f"--model {spec.defaults['model']}" in out
-    assert "defaults: --tasks 5 (at most 5) --model mlp:256,256 --epochs 60 --finetune-epochs 5 --batch-size 32" in out
+    assert "defaults: --tasks 5 (at most 5) --model mlp:256,256 --epochs 60 --batch-size 32" in out
+    assert "every benchmark" in out and "--l1 0.003" in out and "--margin 1" in out and "--finetune-epochs 5" in out
 
 
 def test_compare_takes_optimizer_weight_decay_preset_and_config(tmp_path, capsys):

@@ -208,15 +208,25 @@ def _cmd_benchmarks(args: argparse.Namespace) -> int:
         print(f"{spec.name:<24}{present:<11}{spec.description}")
         print(f"{'':<35}get: {spec.how_to_get()}")
         print(f"{'':<35}defaults: {_defaults_text(spec)}")
+    from .experiments.config import shared_defaults
+
+    shared = " ".join(_flag(k, v) for k, v in shared_defaults().items() if v is not None)
+    print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}\n"
+          "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
+          "of every layer\nand spends the margin only where it must to stay within that share (docs/design.md, "
+          "'Capacity is a budget').")
     return 0
+
+
+def _flag(key: str, value: object) -> str:
+    return f"--{key.replace('_', '-')} {value:g}" if isinstance(value, float) else f"--{key.replace('_', '-')} {value}"
 
 
 def _defaults_text(spec: object) -> str:
     """A benchmark's default run settings as flags (what `clnp run --benchmark NAME` uses unless told)."""
     values = dict(spec.defaults)  # type: ignore[attr-defined]
     parts = [f"--tasks {spec.length()} (at most {spec.max_tasks})"]  # type: ignore[attr-defined]
-    parts += [f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float) else f"--{k.replace('_', '-')} {v}"
-              for k, v in values.items()]
+    parts += [_flag(k, v) for k, v in values.items()]
     return " ".join(parts)
 
 

@@ -23,6 +23,10 @@ from ..methods.config import TrainConfig
 from ..methods.devices import check_device_name, check_precision
 
 
+_SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "epochs", "batch_size"}
+"""Run settings with a default of their own in :class:`RunConfig`, or set by every benchmark."""
+
+
 def shared_defaults() -> dict[str, Any]:
     """The run settings no benchmark sets, from where each is declared once: the training settings'
     (:class:`TrainConfig`) and CLNP's own (``l1``, ``margin``) dataclass defaults."""
@@ -30,8 +34,7 @@ def shared_defaults() -> dict[str, Any]:
 
     names = {f.name for f in fields(RunConfig)}
     return {f.name: f.default for f in fields(CLNPConfig)
-            if f.name in names and f.default is not MISSING and f.name not in {"seed", "device", "precision",
-                                                                               "progress"}}
+            if f.name in names and f.default is not MISSING and f.name not in _SET_ELSEWHERE}
 
 
 class ConfigError(ValueError):
