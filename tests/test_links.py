@@ -236,3 +236,19 @@ def test_a_checkpoint_is_never_saved_into_a_folder_that_is_a_link(tmp_path):
     assert [p.name for p in folder.iterdir()] == ["tensors-0001.safetensors"]
     assert (folder / "tensors-0001.safetensors").read_text() == "mine"
 
+
+@pytest.mark.parametrize("name", ["comparison.json", "comparison.md", "accuracy_per_task.png", "clnp/s0/results.json",
+                                  "clnp/s0/checkpoint"])
+def test_compare_never_writes_its_tables_or_runs_through_a_link(tmp_path, capsys, name):
+    folder, users_file = _outside(tmp_path)
+    before = {**_snapshot(folder), users_file: users_file.read_bytes()}
+    out = tmp_path / "cmp"
+    (out / name).parent.mkdir(parents=True)
+    (out / name).symlink_to(folder if name.endswith("checkpoint") else users_file)
+    capsys.readouterr()
+    assert main(["compare", "--methods", "clnp", "--seeds", "1", *QUICK[:-1], "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    _one_line_error(err)
+    assert "link" in err
+    assert {**_snapshot(folder), users_file: users_file.read_bytes()} == before
+    assert (out / name).is_symlink()
