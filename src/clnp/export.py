@@ -17,6 +17,7 @@ list of layers that :func:`load_state_dict_export` rebuilds).
 from __future__ import annotations
 
 import copy
+import io
 import json
 import os
 import sys
@@ -201,7 +202,11 @@ def _readable(paths: list[Path]) -> list[Path]:
     umask = os.umask(0)
     os.umask(umask)
     for p in paths:
-        os.chmod(p, 0o666 & ~umask)
+        fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW)  # the file written, never what a link points to
+        try:
+            os.fchmod(fd, 0o666 & ~umask)
+        finally:
+            os.close(fd)
     return paths
 
 
@@ -211,14 +216,22 @@ def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: S
     ``torchscript``: ``path`` (``torch.jit.load`` reads it); ``onnx``: ``path`` (needs the ``onnx``
     and ``onnxscript`` packages: ``pip install clnp[onnx]``); ``state_dict``: ``path`` as
     safetensors plus ``path`` with suffix ``.json`` listing the layers (:func:`load_state_dict_export`).
+    A symbolic link at any of these names is refused (``RunDirError``): clnp never writes through a link.
     """
+    from .experiments.checkpoint import atomic_write_bytes
+    from .experiments.rundir import refuse_link
+
     path = Path(path)
+    for name in (path, path.with_suffix(".json"), path.with_name(path.name + ".data")):
+        refuse_link(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = torch.zeros(1, *input_shape)
     if fmt == "torchscript":
+        buffer = io.BytesIO()
         with warnings.catch_warnings():  # torch.jit is deprecated in recent torch, but still works
             warnings.simplefilter("ignore", DeprecationWarning)
-            torch.jit.save(torch.jit.trace(model, example), str(path))
+            torch.jit.save(torch.jit.trace(model, example), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
         return _readable([path])
     if fmt == "onnx":
         try:
@@ -238,8 +251,6 @@ def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: S
         return _readable([path, data] if data.is_file() else [path])
     if fmt == "state_dict":
         from safetensors.torch import save
-
-        from .experiments.checkpoint import atomic_write_bytes
 
         atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
         meta = path.with_suffix(".json")
@@ -261,12 +272,15 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     from .data.benchmarks import get_benchmark
     from .experiments.checkpoint import has_checkpoint, load_checkpoint
     from .experiments.config import RunConfig
+    from .experiments.rundir import refuse_link
     from .experiments.runner import CHECKPOINT_DIR, load_checked
     from .methods import build_method
 
     if fmt not in FORMATS:
         raise ValueError(f"unknown export format {fmt!r}; expected one of {', '.join(FORMATS)}")
     run_dir = Path(run_dir)
+    if output is None:  # the run directory's own export/: never a link to a folder elsewhere
+        refuse_link(run_dir / "export")
     ckpt = run_dir / CHECKPOINT_DIR
     if not has_checkpoint(ckpt):
         method = _results_method(run_dir)

@@ -7,6 +7,7 @@ baselines (which have no capacity diagnostics) and those copied from another mac
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from dataclasses import dataclass, field
@@ -359,7 +360,12 @@ def _new_figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=150, facecolor="white")
+    """Write the PNG atomically, never through a link (a link there is refused, what it points to untouched)."""
+    from .experiments.checkpoint import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=150, facecolor="white")
+    atomic_write_bytes(path, buffer.getvalue())
     return path
 
 
@@ -582,9 +588,14 @@ def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = Non
     """Write the report's PNG plots into ``out_dir``; plots the results cannot support are skipped.
 
     ``log`` holds the rows of the run's ``log.csv`` (see :func:`read_log`; ``None``: the run has
-    none); with rows, the training curves are plotted too.
+    none); with rows, the training curves are plotted too. A symbolic link at a plot's name is refused
+    (``RunDirError``, a ``ValueError``) before any plot is written: clnp never writes through a link.
     """
+    from .experiments.rundir import refuse_link
+
     out = Path(out_dir)
+    for name in PLOT_FILES.values():
+        refuse_link(out / name)
     out.mkdir(parents=True, exist_ok=True)
     plots = Plots()
     plots.written.append(plot_accuracy_matrix(results, out / PLOT_FILES["accuracy_matrix"]))

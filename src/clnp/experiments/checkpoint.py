@@ -23,6 +23,7 @@ malformed metadata) raises :class:`CheckpointError`, naming the file and what wa
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -35,6 +36,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
+
+from .rundir import link_error, refuse_link
 
 FORMAT_VERSION = 2
 """Bumped whenever the layout changes incompatibly; loaders refuse versions newer than theirs.
@@ -75,10 +78,20 @@ def _fsync_dir(path: Path) -> None:
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
+    """Write ``data`` to ``path`` atomically: temp file in the same directory, fsync, rename, fsync dir.
+
+    Never through a link: a link at ``path`` or at the temporary name is refused (``RunDirError``); the
+    temporary file is created anew (a leftover regular file of that name, from a killed process, is removed).
+    """
+    path = refuse_link(Path(path))
+    tmp = refuse_link(path.with_name(f".{path.name}.tmp-{os.getpid()}"))
+    if tmp.is_file():
+        tmp.unlink()
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o666)
+    except FileExistsError:  # something else appeared there since: a link, or another writer's file
+        raise link_error(tmp) if tmp.is_symlink() else FileExistsError(errno.EEXIST, "exists", str(tmp)) from None
+    with open(fd, "wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
@@ -99,7 +112,7 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
     the current global CPU RNG state) is stored alongside, for :func:`restore_rng`. Returns the
     path of ``meta.json``.
     """
-    directory = Path(directory)
+    directory = refuse_link(Path(directory))  # a link would lead the writes and deletions below outside
     directory.mkdir(parents=True, exist_ok=True)
     if RNG_KEY in tensors:
         raise ValueError(f"the tensor name {RNG_KEY!r} is reserved for the RNG state")
@@ -121,7 +134,7 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
     # Only now is the previous tensor file unreferenced: remove it and any leftover temp files.
     for old in directory.iterdir():
         stale_tensor = old.name.startswith("tensors-") and old.name != tensor_name
-        if stale_tensor or ".tmp-" in old.name:
+        if (stale_tensor or ".tmp-" in old.name) and not old.is_symlink():
             old.unlink(missing_ok=True)
     return directory / META_NAME
 

@@ -26,6 +26,7 @@ method in both tables.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import statistics
 import time
@@ -35,9 +36,10 @@ from pathlib import Path
 
 from ..methods.clnp import CapacityError
 from . import tuning as tuning_
-from .checkpoint import CheckpointError
+from .checkpoint import CheckpointError, atomic_write_bytes, atomic_write_text
 from .config import READ_ONLY_BY
 from .launchers import LAUNCHERS, InProcess, Launcher, SlurmSettings, make_launcher, worker_device
+from .rundir import refuse_link, refuse_links
 from .runner import RunConfig, resume, run, unfinished_run
 
 JSON_NAME = "comparison.json"
@@ -242,9 +244,13 @@ def _theirs(directory: Path) -> dict | None:
 
 
 def _door(config: CompareConfig, cells: Sequence[_Cell], out: Path, table: bool = True) -> None:
-    """Refuse, before these cells run, to replace runs of other settings (and with ``table`` a larger table)."""
+    """Refuse, before these cells run, to replace runs of other settings (and with ``table`` a larger table), and
+    a symbolic link where the comparison or one of its runs writes (never written through)."""
+    for name in (JSON_NAME, MARKDOWN_NAME, PLOT_NAME):
+        refuse_link(out / name)
     conflicts = []
     for cell in cells:
+        refuse_links(cell.directory)
         theirs = _theirs(cell.directory)
         ours = asdict(cell.config.check())
         if theirs is not None and not same_run(ours, theirs):
@@ -441,8 +447,10 @@ def plot(summary: dict, path: Path) -> None:
         ax.legend(fontsize="small", ncol=min(6, len(methods)), loc="lower center", bbox_to_anchor=(0.5, 1.0),
                   frameon=False)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
     plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def _clock(seconds: float) -> str:
@@ -778,8 +786,6 @@ def _summary(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dic
 
 
 def _write(summary: dict, out: Path) -> None:
-    tmp = out / (JSON_NAME + ".tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
-    tmp.replace(out / JSON_NAME)
-    (out / MARKDOWN_NAME).write_text(markdown_table(summary))
+    atomic_write_text(out / JSON_NAME, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(out / MARKDOWN_NAME, markdown_table(summary))
     plot(summary, out / PLOT_NAME)

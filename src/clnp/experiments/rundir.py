@@ -9,6 +9,9 @@ clnp deletes or replaces only the files whose names it writes itself (:data:`OWN
   may be the user's own);
 * a directory holding a finished or an unfinished run, or files clnp did not write, is refused
   unless ``overwrite``; with it, exactly clnp's own files are removed and every other file is kept;
+* a symbolic link at a name clnp writes (its lock, marker, results, plots, ``checkpoint/``, ``export/``, their
+  files and the temporary names of its atomic writes) is refused with one line, never written through,
+  replaced or removed (:func:`links`), so no file outside the directory is ever changed;
 * while a run writes the directory it holds ``OUT/.clnp.lock`` (an exclusive ``flock``, with the
   process id in it for the message). A second writer is refused; a lock file left by a killed run
   is not locked any more (the kernel drops the lock with the process), and is taken over.
@@ -30,7 +33,7 @@ LOCK_NAME = ".clnp.lock"
 CHECKPOINT_DIR = "checkpoint"
 EXPORT_DIR = "export"
 OWN_TOP = frozenset({"config.yaml", "log.csv", "results.json", MARKER_NAME, LOCK_NAME, "accuracy_matrix.png",
-                     "task_accuracy.png", "capacity.png", "training.png"})
+                     "task_accuracy.png", "capacity.png", "training.png", "capacity_forecast.png"})
 """File names clnp writes at the top of a run directory (``clnp run``, ``clnp report``)."""
 _TMP = re.compile(r"^\..+\.tmp-\d+$")
 """Temporary files of an atomic write (``.results.json.tmp-PID``)."""
@@ -40,6 +43,49 @@ OWN_EXPORT = re.compile(r"^task-\d+\.(pt|onnx|onnx\.data|safetensors|json)$")
 
 class RunDirError(ValueError):
     """A run directory clnp must not write: it holds another run, files clnp did not write, or is locked."""
+
+
+def link_error(link: Path) -> RunDirError:
+    """The one-line refusal of a symbolic link where clnp writes a file or folder of its own."""
+    try:
+        target = os.readlink(link)
+    except OSError:
+        target = "?"
+    return RunDirError(f"{link} is a symbolic link (to {target}): clnp never writes through a link it did not make; "
+                       "move the link away (what it points to is left as it is)")
+
+
+def refuse_link(path: Path) -> Path:
+    """``path``, unless it is a symbolic link (:func:`link_error`); it need not exist."""
+    if Path(path).is_symlink():
+        raise link_error(Path(path))
+    return Path(path)
+
+
+def links(path: str | Path) -> list[Path]:
+    """The symbolic links in run directory ``path`` at names clnp writes: its files at the top, ``checkpoint/``
+    and ``export/``, the files clnp writes in them, and the temporary names of its atomic writes (read-only)."""
+    path = Path(path)
+    found: list[Path] = []
+    if not path.is_dir():
+        return found
+    for entry in sorted(path.iterdir()):
+        if entry.is_symlink() and (entry.name in OWN_TOP or entry.name in (CHECKPOINT_DIR, EXPORT_DIR)
+                                   or _TMP.match(entry.name)):
+            found.append(entry)
+    for sub, pattern in ((CHECKPOINT_DIR, OWN_CHECKPOINT), (EXPORT_DIR, OWN_EXPORT)):
+        d = path / sub
+        if d.is_dir() and not d.is_symlink():
+            found += [e for e in sorted(d.iterdir())
+                      if e.is_symlink() and (pattern.match(e.name) or _TMP.match(e.name))]
+    return found
+
+
+def refuse_links(path: str | Path) -> None:
+    """Refuse (:class:`RunDirError`, naming the first) any link :func:`links` finds in run directory ``path``."""
+    found = links(path)
+    if found:
+        raise link_error(found[0])
 
 
 @dataclass
@@ -53,6 +99,7 @@ class DirState:
     unfinished: bool = False
     own: list[Path] = field(default_factory=list)
     foreign: list[Path] = field(default_factory=list)
+    links: list[Path] = field(default_factory=list)
 
     def describe_foreign(self, limit: int = 4) -> str:
         names = [str(p.relative_to(self.path)) + ("/" if p.is_dir() else "") for p in self.foreign[:limit]]
@@ -98,8 +145,9 @@ def inspect(path: str | Path) -> DirState:
         raise RunDirError(f"{path} is a file, not a directory: choose a directory for --out")
     state.exists = True
     state.is_run = _looks_like_run(path)
+    state.links = links(path)
     for entry in sorted(path.iterdir()):
-        if entry.name == LOCK_NAME and entry.is_file():
+        if entry.name == LOCK_NAME and entry.is_file() and not entry.is_symlink():
             state.own.append(entry)
         elif not state.is_run:
             state.foreign.append(entry)
@@ -143,6 +191,8 @@ def judge(state: DirState, overwrite: bool) -> None:
     path = state.path
     if not state.exists or not ([p for p in state.own if p.name != LOCK_NAME] or state.foreign):
         return
+    if state.links:
+        raise link_error(state.links[0])
     if not state.is_run:
         raise RunDirError(
             f"{path} is not empty and holds no clnp run ({state.describe_foreign()}); clnp writes only into a new "
@@ -210,10 +260,10 @@ def lock_holder(path: Path) -> str | None:
     A lock file whose ``flock`` is free was left by a run that died (a kill): it is stale, not held.
     """
     lock = path / LOCK_NAME
-    if not lock.is_file():
+    if not lock.is_file() or lock.is_symlink():
         return None
     try:
-        fd = os.open(lock, os.O_RDONLY)
+        fd = os.open(lock, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:
         return None
     try:
@@ -247,7 +297,12 @@ class RunLock:
     def acquire(self) -> None:
         lock = self.path / LOCK_NAME
         for _ in range(10):
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:  # never through a link: it would truncate the file it points to
+                fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:
+                    raise link_error(lock) from None
+                raise
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
@@ -294,7 +349,7 @@ class RunLock:
 def stale_lock_pid(path: Path) -> int | None:
     """The pid recorded in a lock file nobody holds (a run that was killed), or None."""
     lock = Path(path) / LOCK_NAME
-    if not lock.is_file() or lock_holder(Path(path)) is not None:
+    if not lock.is_file() or lock.is_symlink() or lock_holder(Path(path)) is not None:
         return None
     info = _json(lock)
     pid = info.get("pid") if isinstance(info, dict) else None

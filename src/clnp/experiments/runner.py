@@ -24,6 +24,7 @@ import csv
 import dataclasses
 import io
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -58,6 +59,7 @@ from .rundir import (
     check_out_path,
     inspect,
     judge,
+    refuse_links,
     remove_own,
     write_marker,
 )
@@ -160,6 +162,7 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     match the configuration, ``ValueError`` for a method whose learner cannot be checkpointed.
     """
     out_path = Path(out)
+    refuse_links(out_path)  # read-only, on every rank, before anything is read through a link it would write
     config_path = out_path / "config.yaml"
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {out_path} a run directory written by 'clnp run'?")
@@ -202,7 +205,8 @@ class _EpochLog:
         writer.writeheader()
         writer.writerows(kept)
         atomic_write_text(path, buffer.getvalue())
-        self._fh = open(path, "a", newline="")  # noqa: SIM115 - closed in close()
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)  # the file just written, never a link
+        self._fh = open(fd, "a", newline="")  # noqa: SIM115 - closed in close()
         self._writer = csv.DictWriter(self._fh, fieldnames=LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
 
     def __call__(self, row: dict) -> None:
@@ -404,6 +408,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         write_marker(out)
         atomic_write_text(out / "config.yaml", dump_config(cfg))
     if out is not None and resuming:
+        refuse_links(out)  # again, now that the directory is locked
         for leftover in out.glob(".*.tmp-*"):  # a write killed half-way (results.json, log.csv)
             leftover.unlink(missing_ok=True)
         if not (out / MARKER_NAME).exists():
