@@ -22,7 +22,6 @@ import yaml
 from ..methods.config import TrainConfig
 from ..methods.devices import check_device_name, check_precision
 
-
 _SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "epochs", "batch_size"}
 """Run settings with a default of their own in :class:`RunConfig`, or set by every benchmark."""
 
