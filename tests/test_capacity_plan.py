@@ -24,10 +24,13 @@ def test_each_task_may_keep_an_equal_share_of_the_free_units_among_the_tasks_sti
 
 def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_others_free():
     owner = torch.tensor([0, -1, -1, 1, -1, -1, -1, -1, -1, -1, -1, -1])
-    chosen = units_to_train([owner], [1])[0]
+    chosen = units_to_train([owner], [1], tasks_left=2)[0]
     assert int(chosen.sum()) == 8 and not chosen[owner != -1].any()  # MIN_TRAINED free units, none owned
-    chosen = units_to_train([owner], [100])[0]
+    chosen = units_to_train([owner], [100], tasks_left=1)[0]
     assert torch.equal(chosen, owner == -1)  # never more than are free
+    # never so many that a later task would find no free unit: 10 free, 4 more tasks to come -> at most 6
+    assert int(units_to_train([owner], [100], tasks_left=5)[0].sum()) == 6
+    assert int(units_to_train([owner], [100], tasks_left=50)[0].sum()) == 1  # but always one
 
 
 def _search(budget, margin=1.0, dead=4):

@@ -22,7 +22,7 @@ def learned(request, digit_tasks):
     torch.set_num_threads(1)  # tiny networks: one thread is fastest, above all on a busy machine
     torch.manual_seed(0)
     net = NETWORKS[request.param]()
-    learner = clnp.CLNP(net, quick_config(epochs=3))
+    learner = clnp.CLNP(net, quick_config(epochs=3, expected_tasks=len(digit_tasks)))
     for task in digit_tasks:
         learner.learn(task)
     net.eval()

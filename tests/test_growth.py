@@ -83,7 +83,10 @@ from clnp.cli import main  # noqa: E402
 from clnp.experiments.config import RunConfig  # noqa: E402
 from clnp.experiments.runner import resume, run  # noqa: E402
 
-FULL = ["run", "--benchmark", "permuted-digits", "--tasks", "10", "--model", "mlp:32,32", "--no-progress"]
+# The greedy search at a 2-point margin, which fills this network and grows it within its cap (the plan fits the
+# stream without growth: tests/test_capacity_plan.py).
+FULL = ["run", "--benchmark", "permuted-digits", "--tasks", "10", "--model", "mlp:32,32", "--no-progress",
+        "--option", "clnp.plan=false", "--margin", "2"]
 
 
 def test_permuted_digits_on_a_narrow_mlp_stops_with_advice_and_finishes_every_task_with_grow(tmp_path, capsys):

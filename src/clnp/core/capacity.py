@@ -74,19 +74,23 @@ MIN_TRAINED = 8
 """... and on at least this many (where as many are free): a task with a budget of one unit still trains a few."""
 
 
-def units_to_train(owners: Sequence[Tensor], budget: Sequence[int]) -> list[Tensor]:
-    """Per layer, boolean per unit: the free units the coming task trains, the first ``TRAIN_HEADROOM`` times its
-    budget (at least :data:`MIN_TRAINED`) in index order.
+def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: int) -> list[Tensor]:
+    """Per layer, boolean per unit: the free units the coming task trains, in index order: ``TRAIN_HEADROOM`` times
+    its budget (at least :data:`MIN_TRAINED`), but never so many that fewer than one free unit would be left for
+    each of the other ``tasks_left - 1`` tasks (at least one unit).
 
     A task trained on every free unit spreads over them, and the search cannot bring it back to its budget within
     the margin (permuted-digits, ``mlp:256,256``: task 0 kept 98 and 123 units for a budget of 25, and the stream
     stopped at task 5). Free units are interchangeable (re-initialised before each task), so which ones a task
-    trains does not matter; how many does. The others stay free and untouched for the tasks to come.
+    trains does not matter; how many does. A task never keeps more units than it trained, so the cap holds even
+    where the margin does not let the search meet the budget: every later task finds a free unit, and can read
+    every old one.
     """
     chosen = []
     for owner, b in zip(owners, budget, strict=True):
         free = torch.nonzero(owner == FREE).flatten()
-        n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)))
+        n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)),
+                max(1, free.numel() - (tasks_left - 1)))
         mask = torch.zeros_like(owner, dtype=torch.bool)
         mask[free[:n]] = True
         chosen.append(mask)

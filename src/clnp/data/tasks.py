@@ -152,20 +152,22 @@ class DatasetSplit:
     def sample_shape(self) -> tuple[int, ...]:
         """The shape of item 0, which every item must have."""
         if self._shape is None:
-            self._shape = tuple(torch.as_tensor(self.dataset[0][0]).shape)
+            known = getattr(self.dataset, "sample_shape", None)  # a union of splits knows it without a transform
+            self._shape = tuple(known()) if callable(known) else tuple(torch.as_tensor(self.dataset[0][0]).shape)
         return self._shape
 
-    def batches(self, chunks: Sequence[Tensor], pin_memory: bool, seed: int) -> Iterator[tuple[Tensor, Tensor]]:
-        """``(inputs, labels)`` for each index list of ``chunks``, through a DataLoader."""
+    def batches(self, chunks: Sequence[Tensor], pin_memory: bool, seed: int) -> Iterator[tuple[Tensor, ...]]:
+        """``(inputs, labels, ...)`` for each index list of ``chunks``, through a DataLoader (a union split's items
+        carry their task index too)."""
         from torch.utils.data import DataLoader
 
         loader = DataLoader(_Transformed(self.dataset, self.transform, self.sample_shape(), self.where),
                             batch_sampler=[c.tolist() for c in chunks], num_workers=self.workers,
                             pin_memory=pin_memory, generator=torch.Generator().manual_seed(seed))
         after = " (after the transform)" if self.transform is not None else ""
-        for chunk, (x, y) in zip(chunks, _one_line(iter(loader)), strict=True):
+        for chunk, (x, *rest) in zip(chunks, _one_line(iter(loader)), strict=True):
             check_finite(x, chunk.tolist(), self.where, after)
-            yield x, y
+            yield x, *rest
 
 
 class _Transformed:
@@ -202,6 +204,11 @@ class _Union:
 
     def __len__(self) -> int:
         return self.ends[-1] if self.ends else 0
+
+    def sample_shape(self) -> tuple[int, ...]:
+        """The shape of an input, read without running a transform (which a spy may count)."""
+        first = self.parts[0]
+        return tuple(first.x.shape[1:]) if isinstance(first, Split) else first.shape
 
     def __getitem__(self, i: int) -> tuple[Tensor, Tensor, int]:
         k = bisect.bisect_right(self.ends, i)

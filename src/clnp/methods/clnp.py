@@ -351,8 +351,9 @@ class CLNP(LoopHooks):
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> TaskReport:
         cfg = self.config
         net = self.net
-        budget = unit_budget(net.free_units(), tasks_to_plan_for(cfg.expected_tasks, task_id)) if cfg.plan else None
-        trained = None if budget is None else units_to_train(net.owners, budget)
+        tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
+        budget = unit_budget(net.free_units(), tasks_left) if cfg.plan else None
+        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left)
         net.reset_free_units_()
         if trained is not None:
             self._silence_untrained(trained)
