@@ -13,6 +13,8 @@ from clnp.experiments.compare import CompareConfig, compare
 
 GRID = dict(benchmark="split-digits", methods=["clnp", "finetune", "ewc"], seeds=2, tasks=3, epochs=4,
             finetune_epochs=1, model="mlp:32")
+BASELINES_GRID = {k: v for k, v in GRID.items() if k != "finetune_epochs"}
+"""The grid without the fine-tuning setting, which finetune and EWC do not read (a comparison of them refuses it)."""
 
 
 def _matrices(summary: dict) -> dict:
@@ -58,7 +60,7 @@ def test_the_submitit_launcher_equals_the_local_path_and_continues_an_interrupte
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     reference, _ = serial
-    config = CompareConfig(**{**GRID, "methods": ["finetune", "ewc"]}, launcher="local-submitit",
+    config = CompareConfig(**{**BASELINES_GRID, "methods": ["finetune", "ewc"]}, launcher="local-submitit",
                            slurm_time=10)
     summary = compare(config, tmp_path)
     want = {k: v for k, v in _matrices(reference).items() if k[0] != "clnp"}
@@ -138,7 +140,7 @@ def test_tuning_selects_each_methods_settings_on_the_tuning_stream_with_the_same
 
 
 def test_tuning_on_the_first_tasks_of_the_tuning_stream_runs_shorter_trials_and_says_so(tmp_path):
-    config = CompareConfig(**{**GRID, "seeds": 1, "methods": ["finetune", "ewc"]}, tune=1, tune_tasks=2)
+    config = CompareConfig(**{**BASELINES_GRID, "seeds": 1, "methods": ["finetune", "ewc"]}, tune=1, tune_tasks=2)
     summary = compare(config, tmp_path)
     for method in ("finetune", "ewc"):
         assert summary["tuning"][method]["tasks"] == 2

@@ -8,9 +8,9 @@ import pytest
 from clnp.cli import main
 from clnp.report import load_results
 
-# Four units and no margin: every task keeps all of them, so the second task finds the layer full.
+# Four units, no margin and the greedy search: every task keeps all of them, so the second task finds the layer full.
 FULL = ["--benchmark", "permuted-digits", "--tasks", "3", "--model", "mlp:4", "--epochs", "20", "--finetune-epochs",
-        "0", "--margin", "0", "--l1", "0", "--no-progress"]
+        "0", "--margin", "0", "--l1", "0", "--no-progress", "--option", "clnp.plan=false"]
 
 
 @pytest.fixture
