@@ -99,3 +99,27 @@ def test_without_a_plan_the_greedy_search_reports_no_budget(digit_tasks):
     learner = clnp.CLNP(clnp.mlp(64, (32, 32), input_shape=(1, 8, 8)), quick_config(epochs=2, plan=False))
     report = learner.learn(digit_tasks[0])
     assert report.budget is None and report.over_budget == [0, 0]
+
+
+def test_the_l1_penalty_on_weights_pulls_only_on_the_task_s_free_units_and_keeps_old_tasks_bit_identical(digit_tasks):
+    from clnp.core.sparsity import l1_weight_penalty
+
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (32, 32), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=4, l1=3e-3, sparsity="weights", expected_tasks=2))
+    learner.learn(digit_tasks[0])
+    x = digit_tasks[0].test.x
+    with torch.no_grad():
+        before = net(x, 0)
+    layers = [block.layer for block in net.blocks]
+    trainable = [layer.train_rows for layer in layers]
+    penalty = l1_weight_penalty([layer.weight for layer in layers], [1.0, 1.0], trainable)
+    penalty.backward()
+    for layer, rows in zip(layers, trainable, strict=True):
+        assert not layer.weight.grad[~rows].any() and layer.weight.grad[rows].abs().sum() > 0
+    net.zero_grad(set_to_none=True)
+    learner.learn(digit_tasks[1])
+    with torch.no_grad():
+        assert torch.equal(net(x, 0), before)
+    with pytest.raises(ValueError, match="sparsity must be one of 'activations', 'weights'"):
+        clnp.CLNPConfig(sparsity="bias")

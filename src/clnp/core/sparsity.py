@@ -1,4 +1,5 @@
-"""The sparsity penalty: L1 on hidden activations, which drives most units of a task to idleness."""
+"""The sparsity penalty that drives most units of a task to idleness: L1 on hidden activations (the default), or
+on the units' incoming weights."""
 
 from __future__ import annotations
 
@@ -39,6 +40,31 @@ def l1_activity_penalty(activity: Sequence[Tensor], coefficients: Sequence[float
         # no wait for the device to say how many units are trainable).
         per_unit = a.sum(dim=[d for d in range(a.dim()) if d != 1])
         total = total + scale * (per_unit * rows.to(per_unit.dtype)).sum()
+    return total
+
+
+def l1_weight_penalty(weights: Sequence[Tensor], coefficients: Sequence[float], trainable: Sequence[Tensor],
+                      biases: Sequence[Tensor | None] | None = None) -> Tensor:
+    """Sum over layers of ``coefficient * sum over trainable units of mean |incoming weight|`` (and ``|bias|``).
+
+    The L1 penalty on weights of the public re-implementation of CLNP that NISPA (ICML 2022) compares with,
+    per unit like :func:`l1_activity_penalty`: the mean over a unit's incoming weights (its fan-in, times the
+    kernel for a conv layer) makes the pull on each unit the same at every width and input size, so one
+    coefficient means about the same for both penalties. Differentiable: add it to the loss. Rows of
+    earlier tasks' units are left out (their weights never move).
+    """
+    if not (len(weights) == len(coefficients) == len(trainable)):
+        raise ValueError(f"{len(weights)} layers of weights, {len(coefficients)} L1 coefficients and "
+                         f"{len(trainable)} masks of trainable units")
+    total = weights[0].new_zeros(())
+    for i, (w, coef, rows) in enumerate(zip(weights, coefficients, trainable, strict=True)):
+        if coef == 0.0:
+            continue
+        per_unit = w.abs().flatten(1).mean(1)
+        bias = None if biases is None else biases[i]
+        if bias is not None:
+            per_unit = per_unit + bias.abs()
+        total = total + coef * (per_unit * rows.to(per_unit.dtype)).sum()
     return total
 
 
@@ -98,4 +124,4 @@ def per_layer(value: float | Sequence[float], n_layers: int) -> list[float]:
     return values
 
 
-__all__ = ["add_l1_gradient", "l1_activity_penalty", "l1_unit_weights", "per_layer"]
+__all__ = ["add_l1_gradient", "l1_activity_penalty", "l1_unit_weights", "l1_weight_penalty", "per_layer"]

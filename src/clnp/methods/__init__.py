@@ -54,7 +54,7 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity", "min_gain", "grow", "grow_min", "max_growth", "plan")
+CLNP_OPTIONS = ("l1", "margin", "activity", "sparsity", "min_gain", "grow", "grow_min", "max_growth", "plan")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
@@ -128,6 +128,8 @@ _STRENGTH = "strength of the penalty"
 OPTIONS: dict[str, dict[str, Option]] = {
     "clnp": {"activity": Option("choice", "mean_abs", choices=ACTIVITY_MEASURES,
                                 help="unit activity measure"),
+             "sparsity": Option("choice", "activations", choices=("activations", "weights"),
+                                help="where the L1 penalty goes: hidden activations or the units' incoming weights"),
              "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
                                                "spends the whole margin on every task)"),
              "min_gain": Option("number", 0.1, low=0, high=1,

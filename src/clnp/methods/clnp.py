@@ -24,7 +24,7 @@ from ..core.capacity import forecast, tasks_to_plan_for, unit_budget, units_to_t
 from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
 from ..core.pruning import Score, choose_pruning
-from ..core.sparsity import l1_activity_penalty, l1_unit_weights, per_layer
+from ..core.sparsity import l1_activity_penalty, l1_unit_weights, l1_weight_penalty, per_layer
 from ..data.tasks import Task
 from . import distributed
 from .config import ConfigTypeError, TrainConfig, check_field_types, check_some_inputs, is_number
@@ -56,6 +56,9 @@ SEARCH_INPUTS = 1000
 """Where it holds the finer measures, the search compares predictions with the dense network's on at least
 this many inputs (the validation inputs, then training inputs)."""
 
+SPARSITY_TARGETS = ("activations", "weights")
+"""Where :attr:`CLNPConfig.sparsity` may put the L1 penalty."""
+
 GROW_LOOKBACK = 2
 """With ``grow``: the coming task is expected to keep as many units as the most of the last this many tasks."""
 
@@ -81,6 +84,10 @@ class CLNPConfig(TrainConfig):
     units among the tasks still to come, ``expected_tasks``, or open-ended); the search first prunes what costs
     no accuracy and spends the margin only where a layer is over its budget. False: the greedy search of the
     paper, which spends the whole margin on every task."""
+    sparsity: str = "activations"
+    """Where the L1 penalty goes: ``activations`` (each unit's mean absolute activation, clnp's reading of the paper)
+    or ``weights`` (each unit's mean absolute incoming weight and bias, as the re-implementation of CLNP that NISPA
+    compares with); both per unit, so ``l1`` means about the same for both."""
     activity: str = "mean_abs"
     """Unit activity measure, the order in which the search prunes: one of
     :data:`~clnp.core.activity.ACTIVITY_MEASURES` (``mean_abs``, ``firing_rate``, ``contribution``)."""
@@ -99,8 +106,8 @@ class CLNPConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str", "min_gain": "number", "grow": "bool",
-                                 "plan": "bool", "grow_min": "int", "max_growth": "number"})
+        check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "min_gain": "number",
+                                 "grow": "bool", "plan": "bool", "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:
@@ -114,6 +121,8 @@ class CLNPConfig(TrainConfig):
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
         if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
+        if self.sparsity not in SPARSITY_TARGETS:
+            raise ValueError(f"sparsity must be one of {', '.join(map(repr, SPARSITY_TARGETS))}, got {self.sparsity!r}")
         if self.activity not in ACTIVITY_MEASURES:
             raise ValueError(f"activity must be one of {', '.join(map(repr, ACTIVITY_MEASURES))}, "
                              f"got {self.activity!r}")
@@ -556,7 +565,8 @@ class CLNP(LoopHooks):
         trainable = [block.layer.train_rows for block in net.blocks]
         self._phase = _Phase(task=task, keep=keep, l1=l1, trainable=trainable,
                              nonnegative=net.nonnegative_activity(),
-                             l1_weights=l1_unit_weights(self.l1, trainable) if l1 else None,
+                             l1_weights=l1_unit_weights(self.l1, trainable)
+                             if l1 and self.config.sparsity == "activations" else None,
                              reuse_cut=list(reuse_cut))
         try:
             log += fit(self, net, net.trainable_parameters(task_id), task.train, self.config,
@@ -579,12 +589,17 @@ class CLNP(LoopHooks):
         return F.cross_entropy(logits, yb)
 
     def extra_loss(self, head: int) -> Tensor | None:
-        """The L1 penalty's value; its gradient is added in place by the trunk's backward pass."""
+        """The L1 penalty: on activations its value only (its gradient is added in place by the trunk's backward
+        pass); on weights the differentiable term."""
         phase = self._phase
         assert phase is not None
         acts, self._activity = self._activity, []
         if not phase.l1:
             return None
+        if self.config.sparsity == "weights":  # differentiable: the loop back-propagates it
+            layers = [block.layer for block in self.net.blocks]
+            return l1_weight_penalty([layer.weight for layer in layers], self.l1, phase.trainable,
+                                     [layer.bias for layer in layers])
         with torch.no_grad():
             return l1_activity_penalty(acts, self.l1, phase.trainable, phase.nonnegative)
 
