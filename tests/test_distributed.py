@@ -87,7 +87,7 @@ from clnp.methods import distributed
 distributed.init_from_env(torch.device("cpu"))
 tasks = clnp.split_digits(seed=0)[:3]
 learner = clnp.CLNP(clnp.build_model("mlp:64,64:bn", (1, 8, 8)),
-                    clnp.CLNPConfig(epochs=6, finetune_epochs=1, batch_size=32, lr=3e-3))
+                    clnp.CLNPConfig(epochs=6, finetune_epochs=1, batch_size=32, lr=3e-3, expected_tasks=3))
 learner.learn(tasks[0])
 learner.net.eval()
 with torch.no_grad():
@@ -97,12 +97,13 @@ for task in tasks[1:]:
 with torch.no_grad():
     after = learner.net(tasks[0].test.x, 0).clone()
 torch.save({"state": learner.net.state_dict(), "before": before, "after": after,
+            "plan": [(r.budget, r.over_budget, r.owned, r.given_up) for r in learner.reports],
             "acc": [learner.accuracy(t, task.test.x, task.test.y) for t, task in enumerate(tasks)]},
            f"{sys.argv[1]}/rank{distributed.rank()}.pt")
 """
 
 
-def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics_included(tmp_path):
+def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics_and_the_plan_included(tmp_path):
     script = tmp_path / "train.py"
     script.write_text(SCRIPT)
     proc = _torchrun(str(script), str(tmp_path))
@@ -112,6 +113,7 @@ def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics
     for name in r0["state"]:
         assert torch.equal(r0["state"][name], r1["state"][name]), name
     assert any("running_mean" in name for name in r0["state"])
+    assert r0["plan"] == r1["plan"] and all(budget is not None for budget, *_ in r0["plan"])  # the ranks plan alike
     for r in (r0, r1):
         assert torch.equal(r["before"], r["after"])  # zero forgetting on each rank
     assert min(r0["acc"]) > 0.85
