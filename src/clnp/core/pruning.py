@@ -161,7 +161,7 @@ def _rounds(axes: list[_Axis], masks: list[Tensor], value: bool, passes: Callabl
 
 def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate: Evaluate,
                    margin: float, weighted: bool = False, budget: Sequence[int] | None = None,
-                   trained: Sequence[Tensor] | None = None) -> PruneDecision:
+                   trained: Sequence[Tensor] | None = None, fine_at_margin: bool = True) -> PruneDecision:
     """Units to prune and old units to disconnect, within the ``margin`` (accuracy points).
 
     Without a ``budget`` (greedy): as much as the margin allows. With one (per layer, the most units the task
@@ -172,6 +172,8 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     ``weighted``: ``activity`` already counts each unit's weights into the task (the ``contribution``
     measure), so the order of the old units does not multiply by them a second time. ``trained``: per layer, the
     free units the task trained (the others are silent and pruned from the start); None: all of them.
+    ``fine_at_margin``: hold the finer measures ``evaluate`` reports (agreement, confidence) when spending the whole
+    margin too, not only within the free loss; False where accuracy alone resolves the margin.
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")
@@ -197,12 +199,15 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     dense = score(keep, None)
     history.append(("dense", dense.accuracy))
 
-    def within(reference: Score, tolerance: float) -> Callable[[Score], Score | None]:
-        """Accept a result no more than ``tolerance`` (points) below ``reference`` on every measure."""
+    def within(reference: Score, tolerance: float, fine: bool = True) -> Callable[[Score], Score | None]:
+        """Accept a result no more than ``tolerance`` (points) below ``reference`` on every measure (on accuracy
+        alone unless ``fine``)."""
         def accept(result: Score) -> Score | None:
             drop = tolerance / 100.0
-            ok = (result.accuracy >= reference.accuracy - drop - 1e-9
-                  and result.agreement >= reference.agreement - drop - 1e-9)
+            ok = result.accuracy >= reference.accuracy - drop - 1e-9
+            if not fine:
+                return result if ok else None
+            ok = ok and result.agreement >= reference.agreement - drop - 1e-9
             if result.confidence is not None and reference.confidence is not None and tolerance > 0:
                 # At tolerance 0 no prediction may change: accuracy and agreement already hold the line.
                 ok = ok and result.confidence >= reference.confidence - CONFIDENCE_SLACK * drop - 1e-9
@@ -241,9 +246,10 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         excess = [int((c & k).sum()) - b for c, k, b in zip(candidates, keep, budget, strict=True)]
         if any(e > 0 for e in excess):
             current = _rounds([a for a in unit_axes(excess) if excess[a.layer] > 0], keep, False,
-                              lambda k: within(dense, margin)(score(k, None)), current, history, "budget", spent)
+                              lambda k: within(dense, margin, fine_at_margin)(score(k, None)), current, history,
+                              "budget", spent)
         # Cutting old features frees no unit: only where it costs next to nothing, and never past the margin.
-        reuse_checks = [within(dense, margin), within(current, free_loss)]
+        reuse_checks = [within(dense, margin, fine_at_margin), within(current, free_loss)]
 
     old = [live_units(o, task - 1) for o in owners]  # earlier tasks' units
     cut = [c.clone() for c in no_cut]

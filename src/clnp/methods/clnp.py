@@ -23,7 +23,7 @@ from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit
 from ..core.capacity import forecast, tasks_to_plan_for, unit_budget, units_to_train, width_for
 from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
-from ..core.pruning import Score, choose_pruning
+from ..core.pruning import FREE_SHARE, Score, choose_pruning
 from ..core.sparsity import l1_activity_penalty, l1_unit_weights, l1_weight_penalty, per_layer
 from ..data.tasks import Task
 from . import distributed
@@ -382,13 +382,15 @@ class CLNP(LoopHooks):
             seconds["activity"] = time.perf_counter() - t0
 
             t0 = time.perf_counter()
-            probe = self._search_inputs(task, cfg.margin)
+            # With a plan, most pruning happens within the free loss, a tenth of the margin: whether accuracy
+            # resolves that decides whether the finer measures are held.
+            probe = self._search_inputs(task, FREE_SHARE * cfg.margin if cfg.plan else cfg.margin)
             reference = None if probe is None else predict_with_loss(net, task_id, probe,
                                                                      batch_size=cfg.eval_batch_size)[0]
             decision = choose_pruning(net, task_id, activity,
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
                                       cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
-                                      trained=trained)
+                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin))
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
@@ -467,6 +469,11 @@ class CLNP(LoopHooks):
         return pairs
 
     @staticmethod
+    def _resolves(task: Task, margin: float) -> bool:
+        """Whether validation accuracy alone resolves ``margin``: it is worth :data:`RESOLVED_INPUTS` inputs."""
+        return margin / 100.0 * len(task.val) >= RESOLVED_INPUTS
+
+    @staticmethod
     def _search_inputs(task: Task, margin: float) -> Tensor | None:
         """Where accuracy cannot resolve the ``margin`` (it is worth fewer than :data:`RESOLVED_INPUTS`
         validation inputs), the inputs on which the search also compares predictions with the dense
@@ -474,7 +481,7 @@ class CLNP(LoopHooks):
         :data:`SEARCH_INPUTS`. None where accuracy alone resolves the margin. The training inputs are read
         untransformed (``take``), like the validation inputs: the probe stands for the data the task is judged
         on, not for its augmentation, and a bounded sample keeps a dataset-backed split out of memory."""
-        if margin / 100.0 * len(task.val) >= RESOLVED_INPUTS:
+        if CLNP._resolves(task, margin):
             return None
         extra = min(len(task.train), SEARCH_INPUTS - len(task.val))
         if extra <= 0:
