@@ -123,3 +123,53 @@ def test_the_l1_penalty_on_weights_pulls_only_on_the_task_s_free_units_and_keeps
         assert torch.equal(net(x, 0), before)
     with pytest.raises(ValueError, match="sparsity must be one of 'activations', 'weights'"):
         clnp.CLNPConfig(sparsity="bias")
+
+
+def test_the_search_cache_predicts_exactly_what_a_full_pass_predicts_under_any_masks_and_cuts(digit_tasks):
+    from clnp.core.activity import SearchCache, predict_with_loss
+
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (24, 24, 24), input_shape=(1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=2, plan=False))
+    learner.learn(digit_tasks[0])
+    net.reset_free_units_()
+    net.add_head(2)
+    x, y = digit_tasks[1].val.x, digit_tasks[1].val.y
+    cache = SearchCache(net, 1, [(x[:20], y[:20]), (x[20:], None)], batch_size=8)
+    generator = torch.Generator().manual_seed(1)
+    head = net.heads[1]
+    saved = head.weight.detach().clone()
+    keep = [torch.ones(24, dtype=torch.bool) for _ in range(3)]
+    for _ in range(12):  # as the search proposes: one layer's mask changes at a time
+        layer = int(torch.randint(3, (1,), generator=generator))
+        keep = [k.clone() for k in keep]
+        keep[layer] = torch.rand(24, generator=generator) > 0.3
+        cut = [torch.zeros(24, dtype=torch.bool) for _ in range(3)]
+        with torch.no_grad():
+            head.weight.copy_(saved)
+            if torch.rand(1, generator=generator) > 0.5:  # a reuse cut into the head, made in place
+                cut[2] = torch.rand(24, generator=generator) > 0.5
+                head.weight[:, cut[2]] = 0.0
+        predicted, total = cache.predict(keep, cut)
+        a, _, confidence = predict_with_loss(net, 1, x[:20], y[:20], keep, 8)
+        b, _, _ = predict_with_loss(net, 1, x[20:], None, keep, 8)
+        assert torch.equal(predicted, torch.cat([a, b])) and total / 20 == confidence
+    assert cache.recomputed_layers < 12 * 4 * len(cache.batches)  # some calls started above the first layer
+
+
+def test_a_search_with_its_cache_decides_exactly_as_one_without(digit_tasks, monkeypatch):
+    import clnp.core.activity as activity
+
+    def learn():
+        torch.manual_seed(0)
+        learner = clnp.CLNP(clnp.mlp(64, (32, 32), input_shape=(1, 8, 8)),
+                            quick_config(epochs=3, expected_tasks=3, margin=2.0))
+        reports = [learner.learn(task) for task in digit_tasks[:3]]
+        return [(r.owned, r.reused, r.thresholds, r.val_accuracy_pruned) for r in reports], learner.net.state_dict()
+
+    cached, cached_state = learn()
+    # max_bytes=0: the cache keeps nothing, so every evaluation is a full pass
+    monkeypatch.setattr(activity.SearchCache.__init__, "__defaults__", (1024, 0))
+    full, full_state = learn()
+    assert cached == full
+    assert all(torch.equal(cached_state[k], full_state[k]) for k in cached_state)

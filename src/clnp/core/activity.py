@@ -107,3 +107,83 @@ def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = Non
     n = max(1, x.shape[0])
     predicted = torch.cat(predictions).cpu() if predictions else torch.zeros(0, dtype=torch.long)
     return predicted, float(total) / n, float(confidence) / n
+
+
+SEARCH_CACHE_BYTES = 1 << 30
+""":class:`SearchCache` keeps what each layer reads only while it fits in this many bytes (else it recomputes)."""
+
+
+class SearchCache:
+    """Predictions of the task being learned on fixed inputs, under changing unit masks and reuse cuts, computed
+    from the first layer that changed since the last call.
+
+    The pruning search changes one layer per proposal: silencing units of layer ``i`` changes what layer ``i``
+    gives on, cutting old units of layer ``i`` out of the task changes the weights of layer ``i + 1`` (or of the
+    head). What every layer read at the last call is kept, so a proposal recomputes only the layers from the
+    first one it changes: the same operations on the same values, so the same predictions as a full pass.
+    """
+
+    def __init__(self, net: CLNPNet, task: int, parts: Sequence[tuple[Tensor, Tensor | None]], batch_size: int = 1024,
+                 max_bytes: int = SEARCH_CACHE_BYTES) -> None:
+        """``parts``: (inputs, labels or None), each cut into batches of ``batch_size`` as
+        :func:`predict_with_loss` would cut it (so the predictions are those of a full pass, bit for bit)."""
+        self.net, self.task, self.max_bytes = net, task, max_bytes
+        self.batches = [(x[s:s + batch_size], None if y is None else y[s:s + batch_size])
+                        for x, y in parts for s in range(0, x.shape[0], batch_size)]
+        self.reads: list[list[Tensor]] | None = None
+        self.keep: list[Tensor] | None = None
+        self.cut: list[Tensor] | None = None
+        self.recomputed_layers = 0
+        """Layers computed so far, over every call (a full pass counts every layer): the cache's saving, measured."""
+
+    def _start(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None) -> int:
+        n = len(self.net.blocks)
+        if self.reads is None or self.keep is None:
+            return 0
+        changed = [i for i in range(n) if not torch.equal(keep[i], self.keep[i])]
+        old_cut, new_cut = self.cut, None if cut is None else list(cut)
+        for i in range(n):
+            before = old_cut[i] if old_cut is not None else None
+            after = new_cut[i] if new_cut is not None else None
+            if (before is None or not before.any()) and (after is None or not after.any()):
+                continue
+            if before is None or after is None or not torch.equal(before, after):
+                changed.append(i + 1)
+        return min(changed, default=n)
+
+    @torch.no_grad()
+    def predict(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None = None) -> tuple[Tensor, float]:
+        """Predicted classes (on the CPU) and the summed probability of the true class over the labelled inputs,
+        with units ``~keep`` silenced; ``cut`` says which reuse cuts the caller has made in the weights."""
+        net = self.net
+        start = self._start(keep, cut)
+        n_blocks = len(net.blocks)
+        self.recomputed_layers += (n_blocks + 1 - start) * len(self.batches)
+        was_training = net.training
+        net.eval()
+        device = net.device
+        keep_on = [k.to(device) for k in keep]
+        predictions, confidence = [], torch.zeros((), dtype=torch.float64, device=device)
+        reads: list[list[Tensor]] = []
+        try:
+            for b, (xb, yb) in enumerate(self.batches):
+                fresh: list[Tensor] = []
+                if start == 0 or self.reads is None:
+                    xin = net.check_input(xb.to(device, non_blocking=True), self.task)
+                    logits = net.forward_from(xin, self.task, keep_on, 0, fresh)
+                    reads.append(fresh)
+                else:
+                    logits = net.forward_from(self.reads[b][start], self.task, keep_on, start, fresh)
+                    reads.append(self.reads[b][:start] + fresh)
+                logits = logits.float()
+                predictions.append(logits.argmax(1))
+                if yb is not None:
+                    confidence += logits.softmax(1).gather(1, yb.to(device)[:, None]).sum().double()
+        finally:
+            net.train(was_training)
+        size = sum(t.numel() * t.element_size() for row in reads for t in row)
+        self.reads = reads if size <= self.max_bytes else None
+        self.keep = [k.clone() for k in keep]
+        self.cut = None if cut is None else [c.clone() for c in cut]
+        predicted = torch.cat(predictions).cpu() if predictions else torch.zeros(0, dtype=torch.long)
+        return predicted, float(confidence)

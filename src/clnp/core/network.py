@@ -307,13 +307,22 @@ class CLNPNet(nn.Module):
         return 0 <= task < len(learned) and learned[task]
 
     def _trunk(self, x: Tensor, keep: Sequence[Tensor | None] | None, taps: list[Tensor] | None,
-               l1_weights: Sequence[Tensor | None] | None = None, task: int | None = None) -> Tensor:
-        """Features after the last block. ``task`` (a learned one) computes it from that task's live units only."""
+               l1_weights: Sequence[Tensor | None] | None = None, task: int | None = None, start: int = 0,
+               inputs: list[Tensor] | None = None) -> Tensor:
+        """Features after the last block. ``task`` (a learned one) computes it from that task's live units only.
+
+        ``start`` > 0: ``x`` is what block ``start`` reads (the stem and the blocks before are skipped);
+        ``inputs`` collects what each block from ``start`` on reads, then the features."""
         frozen = task is not None and self.is_learned(task)
         widths = self._widths[task] if frozen else None  # type: ignore[index]
-        x = self.stem(x)
+        if start == 0:
+            x = self.stem(x)
         nonnegative = self.nonnegative_activity() if l1_weights is not None else None
         for i, block in enumerate(self.blocks):
+            if i < start:
+                continue
+            if inputs is not None:
+                inputs.append(x)
             units = block.layer.n_units if widths is None else widths[i]
             out = block(x, frozen, None if widths is None or units == block.layer.n_units else units)
             a = out if out.dim() != 2 or out.shape[1] == units else out.view(out.shape[0], units, -1)
@@ -330,6 +339,8 @@ class CLNPNet(nn.Module):
             if taps is not None:
                 taps.append(a)
             x = a.view_as(out) if a.dim() != out.dim() else a
+        if inputs is not None:
+            inputs.append(x)
         return x
 
     def forward(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None) -> Tensor:
@@ -339,6 +350,20 @@ class CLNPNet(nn.Module):
         """
         x = self.check_input(x, task)
         return self.heads[task](self._trunk(x, keep, None, task=task), self.is_learned(task))
+
+    def forward_from(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None, start: int,
+                     inputs: list[Tensor] | None = None) -> Tensor:
+        """Logits of task ``task`` (not yet learned) from what block ``start`` reads (``start`` = number of blocks:
+        from the features); ``inputs`` collects what each later block reads, then the features.
+
+        For a search that changes only the later layers: the layers below need not be computed again."""
+        if self.is_learned(task):
+            raise ValueError(f"forward_from is for the task being learned; task {task} is learned")
+        features = x if start == len(self.blocks) else self._trunk(x, keep, None, task=task, start=start,
+                                                                    inputs=inputs)
+        if start == len(self.blocks) and inputs is not None:
+            inputs.append(x)
+        return self.heads[task](features, False)
 
     def check_input(self, x: Tensor, task: int) -> Tensor:
         """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]`` or not floating

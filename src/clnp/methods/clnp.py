@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..core.activity import ACTIVITY_MEASURES, accuracy, predict_with_loss, unit_activity
+from ..core.activity import ACTIVITY_MEASURES, SearchCache, accuracy, predict_with_loss, unit_activity
 from ..core.capacity import forecast, tasks_to_plan_for, unit_budget, units_to_train, width_for
 from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
@@ -387,8 +387,10 @@ class CLNP(LoopHooks):
             probe = self._search_inputs(task, FREE_SHARE * cfg.margin if cfg.plan else cfg.margin)
             reference = None if probe is None else predict_with_loss(net, task_id, probe,
                                                                      batch_size=cfg.eval_batch_size)[0]
+            cache = self._search_cache(task_id, task.val.x if probe is None else probe, task.val.y)
             decision = choose_pruning(net, task_id, activity,
-                                      lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference),
+                                      lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference,
+                                                                    cache),
                                       cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
                                       trained=trained, fine_at_margin=not self._resolves(task, cfg.margin))
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
@@ -491,7 +493,7 @@ class CLNP(LoopHooks):
 
     @torch.no_grad()
     def _score(self, task: Task, task_id: int, keep: list[Tensor], cut: list[Tensor] | None, probe: Tensor | None,
-               reference: Tensor | None) -> Score:
+               reference: Tensor | None, cache: SearchCache | None = None) -> Score:
         """Validation accuracy; with a ``probe`` (where accuracy cannot resolve the margin), agreement with the
         dense network's predictions on it and the mean true-class probability. Units ``~keep`` are silenced
         and the old units ``cut`` disconnected from the task."""
@@ -502,7 +504,7 @@ class CLNP(LoopHooks):
             for weight, mask in pairs:
                 weight.masked_fill_(mask, 0.0)
             predicted, confidence = self._predict_shared(task_id, task.val.x if probe is None else probe,
-                                                         task.val.y, keep)
+                                                         task.val.y, keep, cache, cut)
         finally:
             for (weight, _), value in zip(pairs, saved, strict=True):
                 weight.copy_(value)
@@ -510,21 +512,36 @@ class CLNP(LoopHooks):
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
         return Score(acc, agreement, None if reference is None else confidence)
 
+    def _search_cache(self, task_id: int, inputs: Tensor, labels: Tensor) -> SearchCache:
+        """A :class:`SearchCache` of this rank's share of the search's inputs, batched as :meth:`_predict_shared`
+        batches them."""
+        rows = distributed.shard(inputs.shape[0])
+        labelled = slice(rows.start, max(rows.start, min(rows.stop, labels.shape[0])))
+        parts = [(inputs[labelled], labels[labelled])]
+        if labelled.stop < rows.stop:
+            parts.append((inputs[labelled.stop:rows.stop], None))
+        return SearchCache(self.net, task_id, parts, self.config.eval_batch_size)
+
     def _predict_shared(self, task_id: int, inputs: Tensor, labels: Tensor | None,
-                        keep: Sequence[Tensor] | None) -> tuple[Tensor, float]:
+                        keep: Sequence[Tensor] | None, cache: SearchCache | None = None,
+                        cut: Sequence[Tensor] | None = None) -> tuple[Tensor, float]:
         """Predictions for every one of ``inputs`` and the mean probability of the true class over the
         first ``len(labels)`` of them (the labelled ones; 0.0 without labels). Under torchrun each rank
         predicts its share of the inputs and every rank gets them all, so the ranks judge alike at a
-        fraction of the cost."""
+        fraction of the cost. With a ``cache`` of this rank's share (the search), only the layers from the
+        first one that ``keep`` or the reuse ``cut`` changed since its last call are computed."""
         n_labelled = 0 if labels is None else labels.shape[0]
         rows = distributed.shard(inputs.shape[0])
         labelled = slice(rows.start, max(rows.start, min(rows.stop, n_labelled)))
         batch = self.config.eval_batch_size
         predicted, confidence = torch.zeros(0, dtype=torch.long), 0.0
-        if labels is not None:
+        if cache is not None and keep is not None:
+            predicted, total = cache.predict(keep, cut)
+            confidence = total / max(1, labelled.stop - labelled.start)
+        elif labels is not None:
             predicted, _, confidence = predict_with_loss(self.net, task_id, inputs[labelled], labels[labelled],
                                                          keep, batch)
-        if labelled.stop < rows.stop:
+        if cache is None and labelled.stop < rows.stop:
             more, _, _ = predict_with_loss(self.net, task_id, inputs[labelled.stop:rows.stop], None, keep, batch)
             predicted = torch.cat([predicted, more])
         if distributed.is_distributed():
