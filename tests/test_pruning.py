@@ -116,7 +116,7 @@ def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_int
     assert proposals[0] == [int(idx[torch.argmin(by_activity if weighted else by_both)])]
 
 
-def _search_scores(monkeypatch, task, margin):
+def _search_scores(monkeypatch, task, margin, plan=True):
     """Every score the search saw learning ``task`` (the dense network's first), then the accepted one's."""
     from clnp.methods import clnp as method
 
@@ -133,7 +133,7 @@ def _search_scores(monkeypatch, task, margin):
 
     monkeypatch.setattr(method, "choose_pruning", spy)
     torch.manual_seed(0)
-    clnp.CLNP(clnp.mlp(64, (64, 64), input_shape=(1, 8, 8)), quick_config(margin=margin)).learn(task)
+    clnp.CLNP(clnp.mlp(64, (64, 64), input_shape=(1, 8, 8)), quick_config(margin=margin, plan=plan)).learn(task)
     return scores
 
 
@@ -158,11 +158,24 @@ def test_where_the_margin_is_worth_few_validation_inputs_the_search_holds_agreem
     assert accepted.confidence >= dense.confidence - CONFIDENCE_SLACK * margin / 100 - 1e-9
 
 
-def test_where_the_margin_is_worth_many_validation_inputs_accuracy_alone_judges_the_search(monkeypatch):
+def test_where_the_margin_is_worth_many_validation_inputs_accuracy_alone_judges_the_greedy_search(monkeypatch):
     from clnp.methods.clnp import RESOLVED_INPUTS
 
     task = clnp.permuted_digits(1, seed=0, val_fraction=0.8)[0]
     margin = 2.0
     assert margin / 100 * len(task.val) >= RESOLVED_INPUTS
-    scores = _search_scores(monkeypatch, task, margin)
+    scores = _search_scores(monkeypatch, task, margin, plan=False)
     assert all(s.confidence is None and s.agreement == 1.0 for s in scores)
+
+
+def test_with_a_plan_accuracy_alone_judges_where_it_resolves_the_free_loss(monkeypatch):
+    """The plan prunes first within a tenth of the margin: that, not the margin, decides the finer measures."""
+    from clnp.core.pruning import FREE_SHARE
+    from clnp.methods.clnp import RESOLVED_INPUTS
+
+    task = clnp.permuted_digits(1, seed=0, val_fraction=0.8)[0]
+    margin = 10.0
+    assert FREE_SHARE * margin / 100 * len(task.val) >= RESOLVED_INPUTS
+    assert all(s.confidence is None for s in _search_scores(monkeypatch, task, margin))
+    margin = 2.0  # a free loss of 0.2 points: under 10 of these inputs
+    assert any(s.confidence is not None for s in _search_scores(monkeypatch, task, margin))
