@@ -41,7 +41,8 @@ def main(argv: list[str]) -> int:
         f = figures(Path(arg))
         print(f"{f['run']}: ACC {f['acc']:.2f} %, BWT {f['bwt']:+.2f}, {f['tasks']} tasks; largest dense->final "
               f"validation drop {f['largest_drop_points']:.2f} points; "
-              f"over budget: {f['tasks_over_budget'] or 'none'}; free after the last task {f['free_after_last']}; search {f['search_share_percent']:.1f} % of task time")
+              f"over budget: {f['tasks_over_budget'] or 'none'}; free after the last task {f['free_after_last']}; "
+              f"search {f['search_share_percent']:.1f} % of task time")
     return 0
 
 
