@@ -115,12 +115,15 @@ SEARCH_CACHE_BYTES = 1 << 30
 
 class SearchCache:
     """Predictions of the task being learned on fixed inputs, under changing unit masks and reuse cuts, computed
-    from the first layer that changed since the last call.
+    from the first layer that changed.
 
     The pruning search changes one layer per proposal: silencing units of layer ``i`` changes what layer ``i``
     gives on, cutting old units of layer ``i`` out of the task changes the weights of layer ``i + 1`` (or of the
-    head). What every layer read at the last call is kept, so a proposal recomputes only the layers from the
-    first one it changes: the same operations on the same values, so the same predictions as a full pass.
+    head). What every layer read is kept for the last few evaluations (one per prunable layer and one more: the
+    search visits the layers in turn, so the evaluation that shares most with a proposal is usually a few calls
+    back, the last one having tried another layer); a proposal recomputes only the layers from the first one it
+    changes, relative to the closest of them: the same operations on the same values, so the same predictions
+    as a full pass.
     """
 
     def __init__(self, net: CLNPNet, task: int, parts: Sequence[tuple[Tensor, Tensor | None]], batch_size: int = 1024,
@@ -130,21 +133,20 @@ class SearchCache:
         self.net, self.task, self.max_bytes = net, task, max_bytes
         self.batches = [(x[s:s + batch_size], None if y is None else y[s:s + batch_size])
                         for x, y in parts for s in range(0, x.shape[0], batch_size)]
-        self.reads: list[list[Tensor]] | None = None
-        self.keep: list[Tensor] | None = None
-        self.cut: list[Tensor] | None = None
+        self.states: list[tuple[list[Tensor], list[Tensor] | None, list[list[Tensor]]]] = []
+        """(keep, cut, what each layer read per batch) of the last evaluations, newest last."""
         self.recomputed_layers = 0
         """Layers computed so far, over every call (a full pass counts every layer): the cache's saving, measured."""
 
-    def _start(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None) -> int:
+    def _start(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None,
+               state: tuple[list[Tensor], list[Tensor] | None, list[list[Tensor]]]) -> int:
+        """The first layer whose output differs between ``state`` and the configuration (``keep``, ``cut``)."""
         n = len(self.net.blocks)
-        if self.reads is None or self.keep is None:
-            return 0
-        changed = [i for i in range(n) if not torch.equal(keep[i], self.keep[i])]
-        old_cut, new_cut = self.cut, None if cut is None else list(cut)
+        old_keep, old_cut, _ = state
+        changed = [i for i in range(n) if not torch.equal(keep[i], old_keep[i])]
         for i in range(n):
             before = old_cut[i] if old_cut is not None else None
-            after = new_cut[i] if new_cut is not None else None
+            after = cut[i] if cut is not None else None
             if (before is None or not before.any()) and (after is None or not after.any()):
                 continue
             if before is None or after is None or not torch.equal(before, after):
@@ -156,8 +158,14 @@ class SearchCache:
         """Predicted classes (on the CPU) and the summed probability of the true class over the labelled inputs,
         with units ``~keep`` silenced; ``cut`` says which reuse cuts the caller has made in the weights."""
         net = self.net
-        start = self._start(keep, cut)
         n_blocks = len(net.blocks)
+        start, base = 0, None
+        for state in self.states:
+            here = self._start(keep, cut, state)
+            if here > start or base is None and here == start:
+                start, base = here, state
+        if base is None:
+            start = 0
         self.recomputed_layers += (n_blocks + 1 - start) * len(self.batches)
         was_training = net.training
         net.eval()
@@ -168,13 +176,13 @@ class SearchCache:
         try:
             for b, (xb, yb) in enumerate(self.batches):
                 fresh: list[Tensor] = []
-                if start == 0 or self.reads is None:
+                if start == 0 or base is None:
                     xin = net.check_input(xb.to(device, non_blocking=True), self.task)
                     logits = net.forward_from(xin, self.task, keep_on, 0, fresh)
                     reads.append(fresh)
                 else:
-                    logits = net.forward_from(self.reads[b][start], self.task, keep_on, start, fresh)
-                    reads.append(self.reads[b][:start] + fresh)
+                    logits = net.forward_from(base[2][b][start], self.task, keep_on, start, fresh)
+                    reads.append(base[2][b][:start] + fresh)
                 logits = logits.float()
                 predictions.append(logits.argmax(1))
                 if yb is not None:
@@ -182,8 +190,11 @@ class SearchCache:
         finally:
             net.train(was_training)
         size = sum(t.numel() * t.element_size() for row in reads for t in row)
-        self.reads = reads if size <= self.max_bytes else None
-        self.keep = [k.clone() for k in keep]
-        self.cut = None if cut is None else [c.clone() for c in cut]
+        depth = max(1, min(n_blocks + 1, self.max_bytes // max(1, size)))  # tensors shared between states count once
+        if size <= self.max_bytes:
+            self.states.append(([k.clone() for k in keep], None if cut is None else [c.clone() for c in cut], reads))
+            del self.states[:-depth]
+        else:
+            self.states.clear()
         predicted = torch.cat(predictions).cpu() if predictions else torch.zeros(0, dtype=torch.long)
         return predicted, float(confidence)
