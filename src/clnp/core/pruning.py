@@ -35,6 +35,12 @@ and one step of the second conv layer of ``cnn:16,16/32:bn`` took the whole marg
 before it visited the last layer first, to the end, kept the first conv layer of
 ``cnn:16,16/64:bn`` at 14-16 of 16 channels and ran out of capacity at task 2).
 
+**With a capacity plan** (``budget``, per layer the most units the task may keep; ``clnp.core.capacity``), the
+margin is the most a task may lose, not what it must lose: the rounds first prune what costs next to nothing
+(:data:`FREE_SHARE` of the margin), then, only in layers still over their budget, spend up to the margin until
+the budget is met; a layer the margin cannot bring to its budget is reported (``over_budget``). Old features
+are then cut only where that costs next to nothing more (a cut frees no unit).
+
 **Old features (reuse).** Then, within the same margin, the same rounds over the old units
 of each layer (units of earlier tasks, read by the task's units of the next layer or by its head):
 an old unit whose connections into the task are cut is not reused. Their order is the unit's
@@ -165,9 +171,10 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     """Units to prune and old units to disconnect, within the ``margin`` (accuracy points).
 
     Without a ``budget`` (greedy): as much as the margin allows. With one (per layer, the most units the task
-    may keep, :func:`clnp.core.capacity.unit_budget`): first whatever costs no accuracy at all; then, only in
-    layers still over their budget, up to the margin until the budget is met; and old features only where
-    cutting them costs nothing more. So the margin is the most a task may lose, not what it must lose.
+    may keep, :func:`clnp.core.capacity.unit_budget`): first whatever costs next to nothing (:data:`FREE_SHARE`
+    of the margin); then, only in layers still over their budget, up to the margin until the budget is met; and
+    old features only where cutting them costs next to nothing more. So the margin is the most a task may lose,
+    not what it must lose.
     See the module docstring for the rounds. ``evaluate`` may also return a bare accuracy (a float).
     ``weighted``: ``activity`` already counts each unit's weights into the task (the ``contribution``
     measure), so the order of the old units does not multiply by them a second time. ``trained``: per layer, the
