@@ -81,9 +81,10 @@ class CLNPConfig(TrainConfig):
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     plan: bool = True
     """Plan capacity over the stream: before each task, give every layer a unit budget (an equal share of its free
-    units among the tasks still to come, ``expected_tasks``, or open-ended); the search first prunes what costs
-    no accuracy and spends the margin only where a layer is over its budget. False: the greedy search of the
-    paper, which spends the whole margin on every task."""
+    units among the tasks still to come, ``expected_tasks``, or open-ended, and one task's share in reserve); the
+    task trains on a few times its budget of free units; the search first prunes what costs next to nothing and
+    spends the margin only where a layer is over its budget (docs/design.md, "Capacity is a budget"). False: the
+    greedy search of the paper, which spends the whole margin on every task, trained on every free unit."""
     sparsity: str = "activations"
     """Where the L1 penalty goes: ``activations`` (each unit's mean absolute activation, clnp's reading of the paper)
     or ``weights`` (each unit's mean absolute incoming weight and bias, as the re-implementation of CLNP that NISPA
