@@ -28,9 +28,10 @@ def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_
     assert int(chosen.sum()) == 8 and not chosen[owner != -1].any()  # MIN_TRAINED free units, none owned
     chosen = units_to_train([owner], [100], tasks_left=1)[0]
     assert torch.equal(chosen, owner == -1)  # never more than are free
-    # never so many that a later task would find no free unit: 10 free, 4 more tasks to come -> at most 6
-    assert int(units_to_train([owner], [100], tasks_left=5)[0].sum()) == 6
-    assert int(units_to_train([owner], [100], tasks_left=50)[0].sum()) == 1  # but always one
+    # never so many that a later task would find fewer than half a budget: 10 free, budget 2, 4 tasks to come
+    assert int(units_to_train([owner], [2], tasks_left=5)[0].sum()) == 6
+    assert int(units_to_train([owner], [4], tasks_left=3)[0].sum()) == 6  # 2 tasks to come, 2 units each
+    assert int(units_to_train([owner], [1], tasks_left=50)[0].sum()) == 1  # but always one
 
 
 def _search(budget, margin=1.0, dead=4):
