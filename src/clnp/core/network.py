@@ -359,11 +359,7 @@ class CLNPNet(nn.Module):
         For a search that changes only the later layers: the layers below need not be computed again."""
         if self.is_learned(task):
             raise ValueError(f"forward_from is for the task being learned; task {task} is learned")
-        features = x if start == len(self.blocks) else self._trunk(x, keep, None, task=task, start=start,
-                                                                    inputs=inputs)
-        if start == len(self.blocks) and inputs is not None:
-            inputs.append(x)
-        return self.heads[task](features, False)
+        return self.heads[task](self._trunk(x, keep, None, task=task, start=start, inputs=inputs), False)
 
     def check_input(self, x: Tensor, task: int) -> Tensor:
         """Refuse a task id without a head (``IndexError``) or inputs not shaped ``[N, *input_shape]`` or not floating

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..methods.config import TrainConfig
+from ..methods.config import MAX_SEED, TrainConfig
 from ..methods.devices import check_device_name, check_precision
 
 _SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "epochs", "batch_size"}
@@ -152,8 +152,6 @@ class RunConfig:
         return options
 
 
-MAX_SEED = 2**32 - 1
-"""Seeds numpy and scikit-learn accept (the data splits are seeded through them)."""
 MAX_EPOCHS = 100_000
 MAX_LAYER_WIDTH = 100_000
 """Widest layer a model spec may ask for (a typo such as ``mlp:20000000`` would try to allocate terabytes)."""

@@ -294,7 +294,7 @@ class CLNP(LoopHooks):
     def _check_eval_inputs(self, task_id: int, x: Tensor, y: Tensor | None = None) -> None:
         """Refuse an unknown task, inputs of the wrong shape or not finite, labels that do not fit."""
         self.net.check_input(x, task_id)
-        if not torch.is_floating_point(x) or not torch.isfinite(x).all():
+        if not torch.isfinite(x).all():  # check_input refused any input that is not floating point
             raise ValueError(f"task {task_id}: inputs must be finite floating-point values (no NaN or inf)")
         if y is None:
             return
@@ -513,11 +513,16 @@ class CLNP(LoopHooks):
         agreement = 1.0 if reference is None else float((predicted == reference).sum()) / reference.numel()
         return Score(acc, agreement, None if reference is None else confidence)
 
+    @staticmethod
+    def _shares(n_inputs: int, n_labelled: int) -> tuple[slice, slice]:
+        """This rank's rows of ``n_inputs`` search inputs, and those of them among the first ``n_labelled``."""
+        rows = distributed.shard(n_inputs)
+        return rows, slice(rows.start, max(rows.start, min(rows.stop, n_labelled)))
+
     def _search_cache(self, task_id: int, inputs: Tensor, labels: Tensor) -> SearchCache:
         """A :class:`SearchCache` of this rank's share of the search's inputs, batched as :meth:`_predict_shared`
         batches them."""
-        rows = distributed.shard(inputs.shape[0])
-        labelled = slice(rows.start, max(rows.start, min(rows.stop, labels.shape[0])))
+        rows, labelled = self._shares(inputs.shape[0], labels.shape[0])
         parts = [(inputs[labelled], labels[labelled])]
         if labelled.stop < rows.stop:
             parts.append((inputs[labelled.stop:rows.stop], None))
@@ -532,8 +537,7 @@ class CLNP(LoopHooks):
         fraction of the cost. With a ``cache`` of this rank's share (the search), only the layers from the
         first one that ``keep`` or the reuse ``cut`` changed since its last call are computed."""
         n_labelled = 0 if labels is None else labels.shape[0]
-        rows = distributed.shard(inputs.shape[0])
-        labelled = slice(rows.start, max(rows.start, min(rows.stop, n_labelled)))
+        rows, labelled = self._shares(inputs.shape[0], n_labelled)
         batch = self.config.eval_batch_size
         predicted, confidence = torch.zeros(0, dtype=torch.long), 0.0
         if cache is not None and keep is not None:
