@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import clnp
-from clnp.core.capacity import OPEN_HORIZON, RESERVE_TASKS, tasks_to_plan_for, unit_budget, units_to_train
+from clnp.core.capacity import OPEN_HORIZON, RESERVE_TASKS, allotments, tasks_to_plan_for, unit_budget, units_to_train
 from clnp.core.partition import trainable_units
 from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
 
@@ -22,6 +22,15 @@ def test_each_task_may_keep_an_equal_share_of_the_free_units_among_the_tasks_sti
         unit_budget([10], 0)
 
 
+def test_a_declining_share_gives_the_coming_task_about_twice_the_equal_share_and_the_last_the_least():
+    assert allotments(110, 10, "equal") == [11] * 10
+    assert allotments(110, 10, "declining") == [20, 18, 16, 14, 12, 10, 8, 6, 4, 2]
+    assert sum(allotments(1000, 11, "declining")) <= 1000
+    assert unit_budget([1000, 3], 11, "declining") == [166, 1]  # 2 / 12 of the free units
+    with pytest.raises(ValueError, match="share must be one of"):
+        allotments(10, 2, "front")
+
+
 def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_others_free():
     owner = torch.tensor([0, -1, -1, 1, -1, -1, -1, -1, -1, -1, -1, -1])
     chosen = units_to_train([owner], [1], tasks_left=2)[0]
@@ -30,7 +39,8 @@ def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_
     assert torch.equal(chosen, owner == -1)  # never more than are free
     # never so many that a later task would find fewer than half a budget: 10 free, budget 2, 4 tasks to come
     assert int(units_to_train([owner], [2], tasks_left=5)[0].sum()) == 6
-    assert int(units_to_train([owner], [4], tasks_left=3)[0].sum()) == 6  # 2 tasks to come, 2 units each
+    # a declining share: 10 free among 4 tasks are allotted 4, 3, 2, 1; the 3 to come keep at least 1 each
+    assert int(units_to_train([owner], [4], tasks_left=4, share="declining")[0].sum()) == 7
     assert int(units_to_train([owner], [1], tasks_left=50)[0].sum()) == 1  # but always one
 
 
@@ -93,6 +103,17 @@ def test_clnp_reports_the_plan_of_every_task_and_keeps_within_budget_or_says_why
     assert first.budget == [48 // (3 + RESERVE_TASKS)] * 2
     rows = learner.capacity()
     assert [row["budget_by_task"] for row in rows] == [[r.budget[i] for r in learner.reports] for i in range(2)]
+
+
+def test_a_declining_share_lets_the_first_task_keep_more_than_an_equal_share_and_is_checked(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=2, expected_tasks=3, share="declining"))
+    assert learner.learn(digit_tasks[0]).budget == [48 * 4 // 10] * 2  # weights 4, 3, 2, 1 over 3 tasks + reserve
+    with pytest.raises(ValueError, match="share must be one of 'equal', 'declining'"):
+        quick_config(share="front")
+    with pytest.raises(ValueError, match="option clnp.share must be one of 'equal', 'declining'"):
+        clnp.methods.check_options("clnp", {"share": "front"})
 
 
 def test_without_a_plan_the_greedy_search_reports_no_budget(digit_tasks):

@@ -56,16 +56,37 @@ def tasks_to_plan_for(expected: int | None, done: int) -> int:
     return max(OPEN_HORIZON, done + 1)
 
 
-def unit_budget(free: Sequence[int], tasks_left: int) -> list[int]:
-    """Per layer, the most new units the coming task may keep: an equal share of the free units among the
-    ``tasks_left`` tasks (the coming one included), at least one unit where any is free.
+SHARES = ("equal", "declining")
+"""How the plan may divide the free units among the tasks still to come (:func:`allotments`). ``equal`` is CLNP's
+default, by measurement (bench/RESULTS.md, "The capacity plan": ``declining`` gains on split-fashion-mnist, where
+later tasks reuse old units, and loses on the permuted streams, where they do not)."""
 
-    Recomputed before every task, so what a task leaves unspent passes to the ones after it; old units a
-    task reads cost nothing and are not counted.
+
+def allotments(free: int, tasks_left: int, share: str = "equal") -> list[int]:
+    """How ``free`` units of a layer would be divided among the ``tasks_left`` tasks still to come, the coming one
+    first, if each kept its allotment (the plan recomputes them before every task, so what a task leaves unspent
+    passes to the ones after it).
+
+    ``equal``: the same for each, ``free // tasks_left``. ``declining``: falling linearly from the coming task to the
+    last (weights ``tasks_left, ..., 1``: about twice the equal share for the coming task, a small one for the last),
+    for streams whose later tasks reuse old units and need fewer new ones.
     """
     if tasks_left < 1:
         raise ValueError(f"tasks_left must be >= 1, got {tasks_left}")
-    return [max(1, int(f) // tasks_left) if f > 0 else 0 for f in free]
+    if share not in SHARES:
+        raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {share!r}")
+    weights = [1] * tasks_left if share == "equal" else list(range(tasks_left, 0, -1))
+    total = sum(weights)
+    return [int(free) * w // total for w in weights]
+
+
+def unit_budget(free: Sequence[int], tasks_left: int, share: str = "equal") -> list[int]:
+    """Per layer, the most new units the coming task may keep: its allotment (:func:`allotments`) of the free
+    units among the ``tasks_left`` tasks (the coming one included), at least one unit where any is free.
+
+    Old units a task reads cost nothing and are not counted.
+    """
+    return [max(1, allotments(f, tasks_left, share)[0]) if f > 0 else 0 for f in free]
 
 
 TRAIN_HEADROOM = 4.0
@@ -78,10 +99,12 @@ MIN_TRAINED = 8
 """... and on at least this many (where as many are free): a task with a budget of one unit still trains a few."""
 
 
-def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: int) -> list[Tensor]:
+def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: int,
+                   share: str = "equal") -> list[Tensor]:
     """Per layer, boolean per unit: the free units the coming task trains, in index order: ``TRAIN_HEADROOM`` times
     its budget (at least :data:`MIN_TRAINED`), but never so many that fewer than half a budget of free units (at
-    least one) would be left for each of the other ``tasks_left - 1`` tasks (and at least one unit).
+    least one) would be left for each of the other ``tasks_left - 1`` tasks: half its allotment (:func:`allotments`)
+    (and at least one unit).
 
     A task trained on every free unit spreads over them, and the search cannot bring it back to its budget within
     the margin (permuted-digits, ``mlp:256,256``: task 0 kept 98 and 123 units for a budget of 25, and the stream
@@ -95,8 +118,8 @@ def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: 
     chosen = []
     for owner, b in zip(owners, budget, strict=True):
         free = torch.nonzero(owner == FREE).flatten()
-        n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)),
-                max(1, free.numel() - (tasks_left - 1) * max(1, b // 2)))
+        leave = sum(max(1, a // 2) for a in allotments(free.numel(), tasks_left, share)[1:])
+        n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)), max(1, free.numel() - leave))
         mask = torch.zeros_like(owner, dtype=torch.bool)
         mask[free[:n]] = True
         chosen.append(mask)
@@ -109,5 +132,6 @@ def width_for(width: int, free: int, units_per_task: float, remaining: int) -> i
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "TRAIN_HEADROOM", "forecast", "tasks_to_plan_for",
+__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "SHARES", "TRAIN_HEADROOM", "allotments",
+           "forecast", "tasks_to_plan_for",
            "unit_budget", "units_to_train", "width_for"]

@@ -31,6 +31,7 @@ from typing import Any, Protocol
 from torch import Tensor
 
 from ..core.activity import ACTIVITY_MEASURES
+from ..core.capacity import SHARES
 from ..core.network import build_model
 from ..data.tasks import Task
 from . import ewc, finetune, hat, independent, joint, mas, online_ewc, packnet, si
@@ -54,7 +55,8 @@ class ContinualLearner(Protocol):
 MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
 """``factory(model_spec, input_shape, train_config, options) -> learner``."""
 
-CLNP_OPTIONS = ("l1", "margin", "activity", "sparsity", "min_gain", "grow", "grow_min", "max_growth", "plan")
+CLNP_OPTIONS = ("l1", "margin", "activity", "sparsity", "min_gain", "grow", "grow_min", "max_growth", "plan",
+                "share")
 """CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
 
 
@@ -130,6 +132,9 @@ OPTIONS: dict[str, dict[str, Option]] = {
                                 help="unit activity measure"),
              "sparsity": Option("choice", "activations", choices=("activations", "weights"),
                                 help="where the L1 penalty goes: hidden activations or the units' incoming weights"),
+             "share": Option("choice", "equal", choices=SHARES,
+                             help="how the plan divides free units among the tasks to come: equal, or declining "
+                                  "(more for the first tasks; for streams whose later tasks reuse old units)"),
              "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
                                                "spends the whole margin on every task)"),
              "min_gain": Option("number", 0.1, low=0, high=1,

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..core.activity import ACTIVITY_MEASURES, SearchCache, accuracy, predict_with_loss, unit_activity
-from ..core.capacity import forecast, tasks_to_plan_for, unit_budget, units_to_train, width_for
+from ..core.capacity import SHARES, forecast, tasks_to_plan_for, unit_budget, units_to_train, width_for
 from ..core.network import CLNPNet, spec_with_widths
 from ..core.partition import FREE, expand_owner, live_units
 from ..core.pruning import FREE_SHARE, Score, choose_pruning
@@ -85,6 +85,10 @@ class CLNPConfig(TrainConfig):
     task trains on a few times its budget of free units; the search first prunes what costs next to nothing and
     spends the margin only where a layer is over its budget (docs/design.md, "Capacity is a budget"). False: the
     greedy search of the paper, which spends the whole margin on every task, trained on every free unit."""
+    share: str = "equal"
+    """How the plan divides a layer's free units among the tasks still to come: ``equal`` shares, or ``declining``
+    (about twice the equal share for the coming task, falling linearly to the last: for streams whose later tasks
+    reuse old units); :func:`clnp.core.capacity.allotments`, measured in bench/RESULTS.md ("The capacity plan")."""
     sparsity: str = "activations"
     """Where the L1 penalty goes: ``activations`` (each unit's mean absolute activation, clnp's reading of the paper)
     or ``weights`` (each unit's mean absolute incoming weight and bias, as the re-implementation of CLNP that NISPA
@@ -107,8 +111,9 @@ class CLNPConfig(TrainConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "min_gain": "number",
-                                 "grow": "bool", "plan": "bool", "grow_min": "int", "max_growth": "number"})
+        check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "share": "str",
+                                 "min_gain": "number", "grow": "bool", "plan": "bool", "grow_min": "int",
+                                 "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:
@@ -122,6 +127,8 @@ class CLNPConfig(TrainConfig):
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
         if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
+        if self.share not in SHARES:
+            raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {self.share!r}")
         if self.sparsity not in SPARSITY_TARGETS:
             raise ValueError(f"sparsity must be one of {', '.join(map(repr, SPARSITY_TARGETS))}, got {self.sparsity!r}")
         if self.activity not in ACTIVITY_MEASURES:
@@ -362,8 +369,8 @@ class CLNP(LoopHooks):
         cfg = self.config
         net = self.net
         tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
-        budget = unit_budget(net.free_units(), tasks_left) if cfg.plan else None
-        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left)
+        budget = unit_budget(net.free_units(), tasks_left, cfg.share) if cfg.plan else None
+        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share)
         net.reset_free_units_()
         if trained is not None:
             self._silence_untrained(trained)
