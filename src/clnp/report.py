@@ -6,17 +6,20 @@ baselines (which have no capacity diagnostics) and those copied from another mac
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULTS_FILE = "results.json"
-LOG_FILE = "log.csv"
-PLOT_FILES = {"accuracy_matrix": "accuracy_matrix.png", "task_accuracy": "task_accuracy.png",
-              "capacity": "capacity.png", "training": "training.png", "forecast": "capacity_forecast.png"}
+from .experiments.epoch_log import read_log
+from .experiments.plotting import SMALL_SIZE, TITLE_SIZE, grid, new_figure, save_png
+from .experiments.results import RunResults
+from .experiments.run_files import LOG, PLOTS
+
+__all__ = ["PLOT_FILES", "Plots", "capacity_segments", "load_results", "plots_text", "read_log", "report_text",
+           "summary", "write_plots"]
+
+PLOT_FILES = PLOTS
+"""The plots' file names (:data:`clnp.experiments.run_files.PLOTS`)."""
 
 # Colours of the capacity bars, bottom to top; the legend reads in the same order.
 _CAPACITY_SEGMENTS = (
@@ -29,124 +32,14 @@ _CAPACITY_SEGMENTS = (
 
 # ------------------------------------------------------------------------------------------ loading
 def load_results(run_dir: str | Path) -> tuple[dict, Path]:
-    """Read and check ``results.json`` from a run directory (or the file itself).
+    """Read and check the results of a run directory (or of its ``results.json``), finished or, from its
+    checkpoint, unfinished (the dict then has an ``unfinished`` entry).
 
     Returns the results and the directory they came from. Raises ``FileNotFoundError`` when the
     directory or file is missing and ``ValueError`` when the file is not a run's results.
     """
-    path = Path(run_dir)
-    if not path.exists():
-        raise FileNotFoundError(f"no such run directory: {path}")
-    if path.is_dir():
-        directory, path = path, path / RESULTS_FILE
-        if not path.is_file():
-            if (directory / "checkpoint" / "meta.json").exists():
-                return unfinished_results(directory), directory
-            raise FileNotFoundError(
-                f"no {RESULTS_FILE} in {directory}: expected a run directory written by 'clnp run --out {directory}'"
-                " (a run that stopped before finishing its first task has nothing to report)")
-    else:
-        directory = path.parent
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(
-            f"{path} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
-            "was the run interrupted while writing it?") from None
-    except UnicodeDecodeError:
-        raise ValueError(f"{path} is not a UTF-8 text file; expected the JSON written by 'clnp run'") from None
-    check_results(results, str(path))
-    return results, directory
-
-
-def unfinished_results(directory: str | Path) -> dict:
-    """The results of the tasks an unfinished run (stopped, killed) has finished, from its checkpoint.
-
-    The checkpoint is verified (checksums) but no model is built: the accuracy rows, per-task reports
-    and capacity are in its metadata. The dict has the keys of ``results.json`` plus ``unfinished``.
-    """
-    from .experiments.checkpoint import CheckpointError, load_checkpoint
-    from .experiments.metrics import average_accuracy, backward_transfer, lower_triangle
-
-    directory = Path(directory)
-    for attempt in range(3):  # a run still writing may replace its checkpoint between our two reads
-        try:
-            _, meta, _ = load_checkpoint(directory / "checkpoint")
-            break
-        except CheckpointError:
-            if attempt == 2:
-                raise
-            import time
-
-            time.sleep(0.2)
-    config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
-    rows = meta.get("accuracy_rows") or []
-    if not rows:
-        raise ValueError(f"{directory}: the checkpoint holds no finished task")
-    n_tasks = meta.get("n_tasks") or config.get("tasks") or len(rows)
-    matrix = lower_triangle(rows, int(n_tasks))
-    results = {
-        "benchmark": config.get("benchmark", "?"), "method": config.get("method", "?"), "n_tasks": int(n_tasks),
-        "seed": config.get("seed"), "model": config.get("model"), "accuracy_matrix": matrix,
-        "average_accuracy": average_accuracy(matrix), "backward_transfer": backward_transfer(matrix),
-        "capacity": meta.get("capacity") or [], "tasks": meta.get("task_info") or [],
-        "train_seconds": meta.get("train_seconds"), "resumed_at_tasks": meta.get("resumed_at_tasks", []),
-        "config": config, "unfinished": {"finished_tasks": len(rows), "n_tasks": int(n_tasks)},
-    }
-    check_results(results, str(directory / "checkpoint" / "meta.json"))
-    return results
-
-
-def check_results(results: object, source: str = RESULTS_FILE) -> None:
-    """Raise ``ValueError`` naming the problem unless ``results`` has the shape ``clnp run`` writes."""
-    if not isinstance(results, dict):
-        raise ValueError(f"{source} holds a JSON {type(results).__name__}; expected an object with 'accuracy_matrix'")
-    for key in ("benchmark", "method", "accuracy_matrix"):
-        if key not in results:
-            raise ValueError(f"{source} has no '{key}' key; expected the results written by 'clnp run'")
-    matrix = results["accuracy_matrix"]
-    if not isinstance(matrix, list) or not matrix or not all(isinstance(row, list) for row in matrix):
-        raise ValueError(f"{source}: 'accuracy_matrix' must be a non-empty list of rows, got {matrix!r:.80}")
-    for i, row in enumerate(matrix):
-        if len(row) != len(matrix[0]):
-            raise ValueError(f"{source}: accuracy_matrix row {i} has {len(row)} entries, row 0 has {len(matrix[0])}")
-        for v in row:
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int | float) or not 0 <= v <= 1):
-                raise ValueError(f"{source}: accuracy_matrix row {i} holds {v!r}; expected fractions in [0, 1] or null")
-    capacity = results.get("capacity")
-    if capacity:
-        for row in capacity:
-            missing = [k for k in ("layer", "units", "owned_by_task", "free_after_task", "reused_by_task")
-                       if k not in row]
-            if missing:
-                raise ValueError(f"{source}: a capacity row lacks {', '.join(missing)}")
-            lengths = {len(row[k]) for k in ("owned_by_task", "free_after_task", "reused_by_task")}
-            if len(lengths) != 1:
-                raise ValueError(f"{source}: capacity row {row['layer']!r} has lists of different lengths; "
-                                 "expected one entry per task in owned_by_task, free_after_task, reused_by_task")
-
-
-def read_log(run_dir: str | Path) -> list[dict] | None:
-    """The per-epoch rows of ``log.csv`` (task, phase, epoch, loss, val_accuracy); ``None`` without one.
-
-    Rows with a missing or non-numeric task, epoch or loss are skipped: a log cut short by a killed
-    run still plots up to its last complete row.
-    """
-    path = Path(run_dir) / LOG_FILE
-    if not path.is_file():
-        return None
-    rows = []
-    with open(path, newline="", encoding="utf-8") as fh:
-        for raw in csv.DictReader(fh):
-            try:
-                row = {"task": int(raw["task"]), "phase": str(raw.get("phase") or "train"),
-                       "epoch": int(raw["epoch"]), "loss": float(raw["loss"])}
-                val = raw.get("val_accuracy")
-                row["val_accuracy"] = float(val) if val not in (None, "") else math.nan
-            except (KeyError, TypeError, ValueError):
-                continue
-            rows.append(row)
-    return rows
+    results, directory = RunResults.load(run_dir)
+    return results.to_dict(), directory
 
 
 # --------------------------------------------------------------------------------------------- text
@@ -350,25 +243,6 @@ def _title(results: dict) -> str:
     return ", ".join(bits)
 
 
-def _new_figure(width: float, height: float):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig, path: Path) -> Path:
-    """Write the PNG atomically, never through a link (a link there is refused, what it points to untouched)."""
-    from .experiments.checkpoint import atomic_write_bytes
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=150, facecolor="white")
-    atomic_write_bytes(path, buffer.getvalue())
-    return path
-
-
 def plot_accuracy_matrix(results: dict, path: str | Path) -> Path:
     """Heat map of the accuracy matrix, one annotated cell per (task learned, task evaluated)."""
     import matplotlib
@@ -383,7 +257,7 @@ def plot_accuracy_matrix(results: dict, path: str | Path) -> Path:
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#f2f2f2")
 
     size = max(4.8, 0.55 * n + 2.6)
-    fig = _new_figure(size + 1.0, size)
+    fig = new_figure(size + 1.0, size)
     ax = fig.add_subplot()
     image = ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=vmin, vmax=100.0, aspect="equal")
     labels = _task_labels(results, n)
@@ -392,7 +266,7 @@ def plot_accuracy_matrix(results: dict, path: str | Path) -> Path:
     ax.set_yticks(range(rows), labels[:rows])
     ax.set_xlabel("evaluated on task")
     ax.set_ylabel("after learning task")
-    ax.set_title(f"Test accuracy (%)\n{_title(results)}", fontsize=10)
+    ax.set_title(f"Test accuracy (%)\n{_title(results)}", fontsize=TITLE_SIZE)
     ax.set_xticks(np.arange(-0.5, n), minor=True)
     ax.set_yticks(np.arange(-0.5, rows), minor=True)
     ax.grid(which="minor", color="white", linewidth=1.5)
@@ -408,7 +282,7 @@ def plot_accuracy_matrix(results: dict, path: str | Path) -> Path:
                             color="black" if shade > 0.55 else "white")
     bar = fig.colorbar(image, ax=ax, shrink=0.8)
     bar.set_label("test accuracy (%)")
-    return _save(fig, Path(path))
+    return save_png(fig, path)
 
 
 def plot_task_accuracy(results: dict, path: str | Path) -> Path:
@@ -416,7 +290,7 @@ def plot_task_accuracy(results: dict, path: str | Path) -> Path:
     matrix = results["accuracy_matrix"]
     rows, n = len(matrix), len(matrix[0])
     labels = _task_labels(results, n)
-    fig = _new_figure(7.5 if n > 6 else 6.5, 4.5)
+    fig = new_figure(7.5 if n > 6 else 6.5, 4.5)
     ax = fig.add_subplot()
     markers = "osD^vP*Xh<>p"
     lowest = 100.0
@@ -442,12 +316,12 @@ def plot_task_accuracy(results: dict, path: str | Path) -> Path:
     ax.set_ylim(max(0.0, 5 * math.floor(lowest / 5) - 2), 101)
     ax.set_xlabel("after learning task")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title(f"Each task's test accuracy as later tasks are learned\n{_title(results)}", fontsize=10)
-    ax.grid(True, alpha=0.3)
+    ax.set_title(f"Each task's test accuracy as later tasks are learned\n{_title(results)}", fontsize=TITLE_SIZE)
+    grid(ax)
     ax.yaxis.set_major_formatter("{x:.0f}")
     ncol = 1 if n <= 12 else 2
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, ncol=ncol, frameon=False)
-    return _save(fig, Path(path))
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=SMALL_SIZE, ncol=ncol, frameon=False)
+    return save_png(fig, path)
 
 
 def capacity_segments(row: dict) -> list[list[int]]:
@@ -472,7 +346,7 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     nrows = math.ceil(n_layers / ncols)
     panel_w = max(3.6, 0.45 * n + 1.6)
     fig_w = panel_w * ncols
-    fig = _new_figure(fig_w, 3.4 * nrows + (0.9 if fig_w >= 9 else 1.2))
+    fig = new_figure(fig_w, 3.4 * nrows + (0.9 if fig_w >= 9 else 1.2))
     axes = fig.subplots(nrows, ncols, squeeze=False)
     for k, row in enumerate(capacity):
         ax = axes[k // ncols][k % ncols]
@@ -506,17 +380,17 @@ def plot_capacity(results: dict, path: str | Path) -> Path:
     for k in range(n_layers, nrows * ncols):
         axes[k // ncols][k % ncols].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4 if fig_w >= 9 else 2, fontsize=8,
-               frameon=False)
-    fig.suptitle(f"Units per layer after each task\n{_title(results)}", fontsize=10)
-    return _save(fig, Path(path))
+    fig.legend(handles[::-1], labels[::-1], loc="outside lower center", ncol=4 if fig_w >= 9 else 2,
+               fontsize=SMALL_SIZE, frameon=False)
+    fig.suptitle(f"Units per layer after each task\n{_title(results)}", fontsize=TITLE_SIZE)
+    return save_png(fig, path)
 
 
 def plot_forecast(results: dict, path: str | Path) -> Path:
     """Free units per layer against tasks (solid), extended at the rate so far as a dashed line until the layer
     fills; the layer that fills first is named in the title."""
     forecasts = results["capacity_forecast"]
-    fig = _new_figure(6.4, 4.0)
+    fig = new_figure(6.4, 4.0)
     ax = fig.subplots()
     last = forecasts[-1]
     n = len(forecasts)
@@ -532,17 +406,17 @@ def plot_forecast(results: dict, path: str | Path) -> Path:
     ax.set_xlabel("after learning task")
     ax.set_ylabel("free units")
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, frameon=False)
+    ax.legend(fontsize=SMALL_SIZE, frameon=False)
     first = f"; {last['fills_first']} fills first" if last.get("fills_first") else ""
     ax.set_title(f"Free units, and the forecast at the rate so far (dashed){first}\n{_title(results)}", fontsize=9)
-    return _save(fig, Path(path))
+    return save_png(fig, path)
 
 
 def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
     """Training loss and validation accuracy per epoch, all tasks in order (from ``log.csv``)."""
     import matplotlib
 
-    fig = _new_figure(7.5, 5.2)
+    fig = new_figure(7.5, 5.2)
     ax_loss, ax_acc = fig.subplots(2, 1, sharex=True)
     colours = matplotlib.colormaps["tab10"]
     styles = {"train": "-", "finetune": "--"}
@@ -567,21 +441,21 @@ def plot_training(results: dict, log: list[dict], path: str | Path) -> Path:
             if start > 0:
                 ax.axvline(start + 0.5, color="#999999", linewidth=0.8)
         ax_loss.annotate(f"T{t}", xy=((start + x + 1) / 2, 1.0), xycoords=("data", "axes fraction"),
-                         ha="center", va="bottom", fontsize=8)
+                         ha="center", va="bottom", fontsize=SMALL_SIZE)
     ax_loss.set_ylabel("training loss")
     ax_acc.set_ylabel("validation accuracy (%)")
     ax_acc.set_xlabel("epoch, tasks in the order learned")
     for ax in (ax_loss, ax_acc):
-        ax.grid(True, alpha=0.3)
+        grid(ax)
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color="black", linestyle="-", marker="o", markersize=2.5, label=p) if p == "train"
                else Line2D([], [], color="black", dashes=(3, 1.5), marker="D", markersize=3.5, markerfacecolor="white",
                            linewidth=1.8, label=p)
                for p in dict.fromkeys(row["phase"] for row in log)]
-    ax_acc.legend(handles=handles, fontsize=8, loc="lower right", title="phase", title_fontsize=8)
-    fig.suptitle(f"Training, epoch by epoch\n{_title(results)}", fontsize=10)
-    return _save(fig, Path(path))
+    ax_acc.legend(handles=handles, fontsize=SMALL_SIZE, loc="lower right", title="phase", title_fontsize=SMALL_SIZE)
+    fig.suptitle(f"Training, epoch by epoch\n{_title(results)}", fontsize=TITLE_SIZE)
+    return save_png(fig, path)
 
 
 def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = None) -> Plots:
@@ -611,7 +485,7 @@ def write_plots(results: dict, out_dir: str | Path, log: list[dict] | None = Non
     if log:
         plots.written.append(plot_training(results, log, out / PLOT_FILES["training"]))
     elif log is not None:
-        plots.skipped.append(f"{PLOT_FILES['training']}: skipped, {LOG_FILE} holds no complete epoch row")
+        plots.skipped.append(f"{PLOT_FILES['training']}: skipped, {LOG} holds no complete epoch row")
     return plots
 
 
