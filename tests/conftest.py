@@ -1,4 +1,6 @@
+import functools
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -43,3 +45,16 @@ def reference_run(tmp_path_factory, args: list[str]) -> Path:
     out = tmp_path_factory.mktemp("reference")
     assert main(["run", *args, "--out", str(out)]) == 0
     return out
+
+
+def interrupt_runs(monkeypatch, after: Callable[[dict], bool]) -> None:
+    """Interrupt (``KeyboardInterrupt``, as Ctrl-C does) every run started from now on, by ``clnp run``, ``clnp
+    compare`` or the library, after the first epoch whose ``log.csv`` row ``after`` picks: the runner's public
+    ``on_epoch`` callback, handed to every call of ``runner.run`` (``monkeypatch.undo()`` ends it)."""
+    from clnp.experiments import runner
+
+    def interrupt(row: dict) -> None:
+        if after(row):
+            raise KeyboardInterrupt("simulated crash")
+
+    monkeypatch.setattr(runner, "run", functools.partial(runner.run, on_epoch=interrupt))

@@ -6,10 +6,11 @@ import json
 import pytest
 
 from clnp.cli import main
-from clnp.experiments import runner
 from clnp.experiments.checkpoint import load_checkpoint
 from clnp.experiments.compare import CompareConfig, compare
 from clnp.methods import METHODS
+
+from .conftest import interrupt_runs
 
 BASELINES = sorted(m for m in METHODS if m != "clnp")
 ARGS = ["--tasks", "3", "--model", "mlp:12,10", "--epochs", "2", "--no-progress"]
@@ -21,14 +22,7 @@ def _args(method: str) -> list[str]:
 
 
 def _crash_in(monkeypatch, task: int) -> None:
-    real_call = runner._EpochLog.__call__
-
-    def crash(self, row):
-        real_call(self, row)
-        if row["task"] == task:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(runner._EpochLog, "__call__", crash)
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == task)
 
 
 def _rows(out):

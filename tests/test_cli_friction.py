@@ -183,16 +183,9 @@ def test_the_parser_offers_exactly_the_registered_names_and_builds_without_torch
 
 
 def test_an_interrupted_compare_says_that_running_it_again_continues(tmp_path, monkeypatch, capsys):
-    from clnp.experiments import runner
+    from .conftest import interrupt_runs
 
-    real_call = runner._EpochLog.__call__
-
-    def interrupt(self, row):
-        real_call(self, row)
-        if row["task"] == 1:
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(runner._EpochLog, "__call__", interrupt)
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == 1)
     argv = ["compare", "--methods", "ewc", "--tasks", "2", "--epochs", "1", "--model", "mlp:8", "--out",
             str(tmp_path / "cmp")]
     assert main(argv) == 130

@@ -82,17 +82,17 @@ def test_compare_no_run_tabulates_only_what_finished(tmp_path):
 
 
 def test_a_method_that_cannot_finish_is_reported_and_the_others_go_on(tmp_path, monkeypatch):
-    import clnp.experiments.compare as cmp
+    from clnp.experiments import runner
     from clnp.methods.clnp import CapacityError
 
-    real_run = cmp.run
+    real_run = runner.run
 
     def run_or_fail(config, out):
         if config.method == "ewc":
             raise CapacityError("layer 0 has no free unit left for task 1")
         return real_run(config, out)
 
-    monkeypatch.setattr(cmp, "run", run_or_fail)
+    monkeypatch.setattr(runner, "run", run_or_fail)
     config = CompareConfig(benchmark="split-digits", methods=["ewc", "finetune"], seeds=1, tasks=2, epochs=1,
                            model="mlp:8")
     summary = compare(config, tmp_path)

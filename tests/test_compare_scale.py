@@ -73,17 +73,12 @@ def test_the_submitit_launcher_equals_the_local_path_and_continues_an_interrupte
 
     shutil.rmtree(tmp_path / "finetune" / "s1")
     shutil.rmtree(tmp_path / "ewc" / "s1")
-    real_call = runner._EpochLog.__call__
-
-    def interrupt(self, row):
-        real_call(self, row)
+    def interrupt(row):
         if row["task"] == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner._EpochLog, "__call__", interrupt)
     with pytest.raises(KeyboardInterrupt):
-        runner.run(config.run_config("ewc", 1), tmp_path / "ewc" / "s1")
-    monkeypatch.setattr(runner._EpochLog, "__call__", real_call)
+        runner.run(config.run_config("ewc", 1), tmp_path / "ewc" / "s1", on_epoch=interrupt)
     assert runner.unfinished_run(tmp_path / "ewc" / "s1")
 
     messages = []
@@ -244,12 +239,12 @@ def test_a_trial_whose_capacity_forecast_cannot_last_the_evaluation_stream_does_
 
 
 def test_the_table_says_which_trials_ranked_last_for_capacity():
-    from clnp.experiments.compare import _settings_lines
+    from clnp.experiments.compare import settings_lines
 
     record = {"tuned": True, "space": {"l1": [1e-3, 1e-2]}, "space_size": 2, "trials": 2, "trials_asked": 2,
               "seed": 1000, "tasks": 3, "criterion": "c", "chosen": {"l1": 1e-2}, "chosen_validation_accuracy": 0.85,
               "results": [{"trial": 0, "fits_evaluation": False}, {"trial": 1, "fits_evaluation": True}]}
-    text = "\n".join(_settings_lines({"tuning": {"clnp": record}, "n_tasks": 10}))
+    text = "\n".join(settings_lines({"tuning": {"clnp": record}, "n_tasks": 10}))
     assert "its first 3 tasks" in text
     assert "- `clnp`: tuned, 2 of the 2 settings of l1 {0.001, 0.01}: chose l1=0.01 (validation ACC 85.00 %); " \
            "trial 0 ranked last: its capacity forecast does not last the 10 tasks" in text

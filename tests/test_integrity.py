@@ -17,7 +17,6 @@ from safetensors.torch import save as st_save
 
 from clnp.cli import main
 from clnp.experiments import checkpoint as ck
-from clnp.experiments import runner
 from clnp.experiments.checkpoint import CheckpointError, load_checkpoint
 from clnp.experiments.config import RunConfig
 from clnp.experiments.runner import resume, run
@@ -29,19 +28,13 @@ CFG = dict(tasks=3, model="mlp:32,32", epochs=15, finetune_epochs=1, l1=0.0, mar
 def stopped(tmp_path_factory) -> Path:
     """A run directory whose run was interrupted in its third task (a template copied by each test)."""
     out = tmp_path_factory.mktemp("stopped") / "run"
-    real_call = runner._EpochLog.__call__
 
-    def interrupt(self, row):
-        real_call(self, row)
+    def interrupt(row):
         if row["task"] == 2:
             raise KeyboardInterrupt("stopped")
 
-    runner._EpochLog.__call__ = interrupt
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            run(RunConfig(**CFG), out)
-    finally:
-        runner._EpochLog.__call__ = real_call
+    with pytest.raises(KeyboardInterrupt):
+        run(RunConfig(**CFG), out, on_epoch=interrupt)
     assert load_checkpoint(out / "checkpoint")[1]["step"] == 2
     return out
 

@@ -15,7 +15,7 @@ from clnp.experiments.checkpoint import CheckpointError, read_meta
 from clnp.experiments.config import RunConfig
 from clnp.methods import METHODS, build_method
 
-from .conftest import DETERMINISTIC_TASK_KEYS, read_results, reference_run
+from .conftest import DETERMINISTIC_TASK_KEYS, interrupt_runs, read_results, reference_run
 
 ARGS = ["--benchmark", "split-digits", "--tasks", "3", "--epochs", "15", "--finetune-epochs", "2", "--seed", "3",
         "--no-progress"]
@@ -74,14 +74,7 @@ def test_run_killed_after_its_first_checkpoint_resumes_to_the_same_results(tmp_p
 def test_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path, reference, monkeypatch, crash_in_task):
     """A crash during a task (before any checkpoint, or after two) loses only that task's unfinished work."""
     out = tmp_path / "crashed"
-    real_call = runner._EpochLog.__call__
-
-    def crash(self, row):
-        real_call(self, row)
-        if row["task"] == crash_in_task and row["epoch"] == 3:
-            raise KeyboardInterrupt("simulated crash")
-
-    monkeypatch.setattr(runner._EpochLog, "__call__", crash)
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == crash_in_task and row["epoch"] == 3)
     assert main(["run", *ARGS, "--out", str(out)]) == 130  # the CLI's exit code for an interrupt
     monkeypatch.undo()
     assert not (out / "results.json").exists()

@@ -37,7 +37,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import Tensor
 
-from .rundir import link_error, refuse_link
+from .links import link_error, refuse_link
+from .run_files import CHECKPOINT_META, checkpoint_tensor_name
 
 FORMAT_VERSION = 2
 """Bumped whenever the layout changes incompatibly; loaders refuse versions newer than theirs.
@@ -46,7 +47,7 @@ META_HASH_KEY = "clnp_meta_sha256"
 """Key, in the tensor file's safetensors header, of the SHA-256 of ``meta.json``'s content."""
 _FILE_KEYS = ("tensor_file", "tensor_bytes", "tensor_sha256")
 """``meta.json`` keys that describe the tensor file (checked against it, so outside the metadata hash)."""
-META_NAME = "meta.json"
+META_NAME = CHECKPOINT_META
 RNG_KEY = "__rng_state__"
 """Key of the global CPU RNG state (a uint8 tensor) in the tensor file."""
 
@@ -120,7 +121,7 @@ def save_checkpoint(directory: str | Path, tensors: Mapping[str, Tensor], meta: 
     payload[RNG_KEY] = (torch.get_rng_state() if rng_state is None else rng_state).clone()
     body = json.loads(json.dumps({"format_version": FORMAT_VERSION, "step": step, **meta}))
     data = st_save(payload, metadata={META_HASH_KEY: meta_digest(body)})
-    tensor_name = f"tensors-{step:04d}.safetensors"
+    tensor_name = checkpoint_tensor_name(step)
     atomic_write_bytes(directory / tensor_name, data)
     record = {
         "format_version": FORMAT_VERSION,

@@ -2,9 +2,9 @@
 
 A launcher takes a function and a list of items and yields ``(index, Outcome)`` as the items finish, in
 the order they finish. :func:`clnp.experiments.compare.compare` hands every launcher the same
-function (one run into its run directory, see ``compare.execute_run``) and the same items, gathers
-the outcomes by index and writes its tables in grid order, so a comparison's numbers do not depend on
-the launcher: each run is seeded by its own configuration.
+function (one run into its run directory: :func:`clnp.experiments.compare.execution.execute_run`) and the
+same items, gathers the outcomes by index and writes its tables in grid order, so a comparison's numbers do
+not depend on the launcher: each run is seeded by its own configuration.
 
 * :class:`InProcess` (``--jobs 1``): the runs one after another in this process. An error that is not
   a run's own failure (which the function returns as a value) stops the comparison, as it always did.

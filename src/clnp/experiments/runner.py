@@ -4,9 +4,13 @@
 
 * ``config.yaml``: the resolved configuration (benchmark defaults filled in);
 * ``log.csv``: one row per training epoch (task, phase, epoch, loss, val_accuracy, seconds);
-* ``checkpoint/``: the learner after the last finished task (see :mod:`clnp.checkpoint`), replaced
-  atomically after each task;
-* ``results.json``: the accuracy matrix, ACC/BWT, capacity and per-task details, at the end.
+* ``checkpoint/``: the learner after the last finished task (see :mod:`clnp.experiments.checkpoint`),
+  replaced atomically after each task;
+* ``results.json``: the accuracy matrix, ACC/BWT, capacity and per-task details, at the end
+  (:class:`~clnp.experiments.results.RunResults`).
+
+Every file name of a run directory is in :mod:`clnp.experiments.run_files`. ``on_epoch``, a callable
+given to ``run`` or ``resume``, receives each epoch's row of ``log.csv`` as it is written.
 
 ``resume(out)`` continues a killed run from its last finished task and ends with the same
 ``results.json`` numbers as the run left alone: the network is restored bit for bit, and so are the
@@ -20,14 +24,10 @@ learned states are compared (a digest) and a difference stops the run.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
-import json
-import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -47,38 +47,31 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .config import RunConfig, dump_config, read_run_config
+from .epoch_log import LOG_COLUMNS, EpochLog
+from .identity import differences, same_run
 from .integrity import check_clnp_state
-from .metrics import average_accuracy, backward_transfer, lower_triangle
-from .rundir import (
-    CHECKPOINT_DIR,
-    MARKER_NAME,
-    RunDirError,
-    RunLock,
-    check_fresh,
-    check_lock,
-    check_out_path,
-    inspect,
-    judge,
-    refuse_links,
-    remove_own,
-    write_marker,
-)
+from .links import refuse_links
+from .results import RunResults, finished_run, finished_run_of, unfinished_run
+from .run_files import CHECKPOINT_DIR, CONFIG, MARKER, TEMPORARY, RunDirError
+from .run_lock import RunLock, check_lock
+from .rundir import check_fresh, check_out_path, inspect, refuse_fresh_run, remove_own, write_marker
 
-__all__ = ["LOG_COLUMNS", "RunConfig", "RunDirError", "finished_run", "finished_run_of", "load_learner", "resume",
-           "run", "unfinished_run"]
+__all__ = ["LOG_COLUMNS", "EpochCallback", "RunConfig", "RunDirError", "finished_run", "finished_run_of",
+           "load_learner", "resume", "run", "unfinished_run"]
 
-LOG_COLUMNS = ("task", "phase", "epoch", "loss", "val_accuracy", "seconds")
-_IGNORED_ON_RESUME = ("progress", "data_dir", "device")
-"""Config fields that may differ between a run and its resumption (results stay the same; on a device of
-another kind, the same to float rounding, not to the bit)."""
+EpochCallback = Callable[[dict], None]
+"""Called with each epoch's row (``task``, ``phase``, ``epoch``, ``loss``, ``val_accuracy``, ``seconds``) once
+it is in ``log.csv``; what it raises stops the run there, as an interrupt would."""
 
 
-def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = False) -> dict:
+def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = False,
+        on_epoch: EpochCallback | None = None) -> dict:
     """Learn every task of the benchmark in order; return (and write into run directory ``out``) the results.
 
     Every setting is checked first (:meth:`RunConfig.check`), then ``out``: a directory holding a
     finished or unfinished run, or files clnp did not write, is refused (:class:`RunDirError`) unless
     ``overwrite``, which removes exactly the files clnp wrote there (see :mod:`clnp.experiments.rundir`).
+    ``on_epoch`` is called after every training epoch (:data:`EpochCallback`).
     """
     cfg = config.check()
     _start_distributed(cfg)
@@ -86,7 +79,7 @@ def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = Fals
     if out_path is not None:
         check_fresh(out_path, overwrite)  # read-only: refused before any data is read
         distributed.barrier()  # every rank has looked before rank 0 writes
-    return _execute(cfg, out_path, checkpoint=None, overwrite=overwrite)
+    return _execute(cfg, out_path, checkpoint=None, overwrite=overwrite, on_epoch=on_epoch)
 
 
 def _start_distributed(cfg: RunConfig) -> None:
@@ -95,46 +88,16 @@ def _start_distributed(cfg: RunConfig) -> None:
         distributed.init_from_env(resolve_device(cfg.device, distributed.local_rank()))
 
 
-def unfinished_run(out: str | Path) -> bool:
-    """Whether ``out`` holds a run that stopped before its end (a checkpoint but no ``results.json``)."""
-    out = Path(out)
-    return has_checkpoint(out / CHECKPOINT_DIR) and not (out / "results.json").is_file()
-
-
-def finished_run(out: str | Path) -> dict | None:
-    """The results of the finished run in ``out`` (its ``results.json`` covers every task), else None."""
-    path = Path(out) / "results.json"
-    if not path.is_file():
-        return None
-    try:
-        results = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not isinstance(results, dict) or not isinstance(results.get("accuracy_matrix"), list):
-        return None
-    if len(results["accuracy_matrix"]) != results.get("n_tasks"):
-        return None
-    return results
-
-
-def finished_run_of(out: str | Path, config: RunConfig) -> dict | None:
-    """The results in ``out`` if it holds a finished run of exactly ``config`` (progress and data dir aside)."""
-    done = finished_run(out)
-    if done is None or not isinstance(done.get("config"), dict):
-        return None
-    return done if _comparable(done["config"]) == _comparable(asdict(config.check())) else None
-
-
 def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Sequence]:
     """The learner of the finished run in ``out``, rebuilt from its final checkpoint on the CPU, and the run's
     task stream, for looking at what it learned (accuracies, units, reuse). It evaluates in the run's precision
     (autocast runs on the CPU too), so its accuracies are the run's and a ``--tune`` trial is scored as it ran.
 
     ``streams`` caches streams by (benchmark, tasks, seed, data dir) across calls. Raises
-    :class:`~clnp.checkpoint.CheckpointError` if the checkpoint does not hold every task of the stream.
+    :class:`~clnp.experiments.checkpoint.CheckpointError` if the checkpoint does not hold every task of the stream.
     """
     out = Path(out)
-    cfg = read_run_config(out / "config.yaml").check()
+    cfg = read_run_config(out / CONFIG).check()
     key = (cfg.benchmark, cfg.tasks, cfg.seed, cfg.data_dir)
     streams = {} if streams is None else streams
     if key not in streams:
@@ -152,18 +115,18 @@ def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Seq
 
 
 def resume(out: str | Path, progress: bool | None = None, data_dir: str | None = None,
-           device: str | None = None) -> dict:
+           device: str | None = None, on_epoch: EpochCallback | None = None) -> dict:
     """Continue the run in directory ``out`` from its last finished task (or from the start if none finished).
 
     The configuration is read from ``out/config.yaml``; ``progress``, ``data_dir`` and ``device`` may be
     changed (the checkpoint loads onto any device).
     A run that has finished is left as it is (its ``results.json`` is returned, not rewritten).
-    Raises :class:`~clnp.checkpoint.CheckpointError` for a damaged checkpoint or one that does not
+    Raises :class:`~clnp.experiments.checkpoint.CheckpointError` for a damaged checkpoint or one that does not
     match the configuration, ``ValueError`` for a method whose learner cannot be checkpointed.
     """
     out_path = Path(out)
     refuse_links(out_path)  # read-only, on every rank, before anything is read through a link it would write
-    config_path = out_path / "config.yaml"
+    config_path = out_path / CONFIG
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} not found: is {out_path} a run directory written by 'clnp run'?")
     cfg = read_run_config(config_path)
@@ -180,54 +143,23 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     distributed.barrier()
     ckpt = out_path / CHECKPOINT_DIR
     state = load_checkpoint(ckpt) if has_checkpoint(ckpt) else None
-    return _execute(cfg, out_path, checkpoint=state, resuming=True)
-
-
-_ADDED_FIELDS = {"finetune_lr": None}
-"""Config fields added since the first release, with the value that reproduces a run recorded without them."""
-
-
-def _comparable(config: dict) -> dict:
-    return {k: v for k, v in {**_ADDED_FIELDS, **config}.items() if k not in _IGNORED_ON_RESUME}
-
-
-class _EpochLog:
-    """``log.csv`` of a run directory, one flushed row per epoch."""
-
-    def __init__(self, path: Path, keep_before_task: int) -> None:
-        self.path = path
-        kept: list[dict] = []
-        if keep_before_task > 0 and path.is_file():
-            with open(path, newline="") as fh:
-                kept = [row for row in csv.DictReader(fh) if int(row.get("task") or 0) < keep_before_task]
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(kept)
-        atomic_write_text(path, buffer.getvalue())
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW)  # the file just written, never a link
-        self._fh = open(fd, "a", newline="")  # noqa: SIM115 - closed in close()
-        self._writer = csv.DictWriter(self._fh, fieldnames=LOG_COLUMNS, extrasaction="ignore", lineterminator="\n")
-
-    def __call__(self, row: dict) -> None:
-        self._writer.writerow({k: row.get(k, "") for k in LOG_COLUMNS})
-        self._fh.flush()
-
-    def close(self) -> None:
-        self._fh.close()
+    return _execute(cfg, out_path, checkpoint=state, resuming=True, on_epoch=on_epoch)
 
 
 class _EpochReporter:
-    """After every epoch: the row into ``log.csv``, and with progress on a line on stderr where there is no
-    bar to show it (stderr not a terminal), plus a line when CLNP's threshold search starts (it shows no bar)."""
+    """After every epoch: the row into ``log.csv``, then the caller's ``on_epoch``, and with progress on a line on
+    stderr where there is no bar to show it (stderr not a terminal), plus a line when CLNP's threshold search
+    starts (it shows no bar)."""
 
-    def __init__(self, log: _EpochLog | None, cfg: RunConfig, n_tasks: int) -> None:
-        self.log, self.cfg, self.n_tasks = log, cfg, n_tasks
+    def __init__(self, log: EpochLog | None, cfg: RunConfig, n_tasks: int, on_epoch: EpochCallback | None) -> None:
+        self.log, self.cfg, self.n_tasks, self.on_epoch = log, cfg, n_tasks, on_epoch
         self.plain = cfg.progress and not sys.stderr.isatty()
 
     def __call__(self, row: dict) -> None:
         if self.log is not None:
             self.log(row)
+        if self.on_epoch is not None:
+            self.on_epoch(row)
         if not self.cfg.progress:
             return
         task, phase, epoch = int(row["task"]), row["phase"], int(row["epoch"])
@@ -259,7 +191,7 @@ def _say(line: str) -> None:
 
 
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
-             overwrite: bool = False) -> dict:
+             overwrite: bool = False, on_epoch: EpochCallback | None = None) -> dict:
     device = resolve_device(cfg.device, distributed.local_rank())
     torch.manual_seed(cfg.seed)
     stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
@@ -299,17 +231,11 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     if said is not None:
         raise RunDirError(f"rank 0 could not take the run directory {out}: {said}")
     try:
-        return _execute_locked(cfg, out, checkpoint, resuming, overwrite, stream, input_shape, learner, resumable)
+        return _execute_locked(cfg, out, checkpoint, resuming, overwrite, stream, input_shape, learner, resumable,
+                               on_epoch)
     finally:
         if lock is not None:
             lock.release()
-
-
-def _differences(theirs: dict, ours: dict) -> str:
-    keys = sorted(set(theirs) | set(ours))
-    diff = [f"{k} {theirs.get(k)!r} in the checkpoint, {ours.get(k)!r} in config.yaml"
-            for k in keys if theirs.get(k) != ours.get(k)]
-    return "; ".join(diff[:4]) + ("; ..." if len(diff) > 4 else "")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -347,9 +273,9 @@ def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, 
     """Check the checkpoint against the run and load it into ``learner``; every mismatch is a CheckpointError."""
     tensors, meta, rng_state = checkpoint
     theirs = meta.get("config")
-    if not isinstance(theirs, dict) or _comparable(theirs) != _comparable(asdict(cfg)):
-        diff = _differences(_comparable(theirs), _comparable(asdict(cfg))) if isinstance(theirs, dict) else \
-            "no configuration recorded"
+    if not isinstance(theirs, dict) or not same_run(asdict(cfg), theirs):
+        diff = differences(asdict(cfg), theirs, here="in config.yaml", there="in the checkpoint", most=4, sep="; ") \
+            if isinstance(theirs, dict) else "no configuration recorded"
         raise CheckpointError(
             f"{ckpt_file}: the checkpoint was written with another configuration than config.yaml holds "
             f"({diff}; was config.yaml edited?)")
@@ -392,7 +318,8 @@ def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, 
 
 
 def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool, overwrite: bool,
-                    stream: Sequence, input_shape: tuple, learner: Any, resumable: bool) -> dict:
+                    stream: Sequence, input_shape: tuple, learner: Any, resumable: bool,
+                    on_epoch: EpochCallback | None) -> dict:
     rows: list[list[float]] = []
     task_info: list[dict] = []
     resumed_at: list[int] = []
@@ -403,15 +330,16 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         out = None
     if out is not None and not resuming:
         state = inspect(out)  # again, now that the directory is locked
-        judge(state, overwrite)
+        refuse_fresh_run(state, overwrite)
         remove_own(state)
         write_marker(out)
-        atomic_write_text(out / "config.yaml", dump_config(cfg))
+        atomic_write_text(out / CONFIG, dump_config(cfg))
     if out is not None and resuming:
         refuse_links(out)  # again, now that the directory is locked
-        for leftover in out.glob(".*.tmp-*"):  # a write killed half-way (results.json, log.csv)
-            leftover.unlink(missing_ok=True)
-        if not (out / MARKER_NAME).exists():
+        for leftover in out.iterdir():  # a write killed half-way (results.json, log.csv)
+            if TEMPORARY.match(leftover.name) and leftover.is_file() and not leftover.is_symlink():
+                leftover.unlink(missing_ok=True)
+        if not (out / MARKER).exists():
             write_marker(out)
     distributed.barrier()  # rank 0 has prepared the directory
     if checkpoint is not None:
@@ -421,10 +349,10 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     if resuming:
         resumed_at.append(start)
 
-    log = _EpochLog(out / "log.csv", keep_before_task=start) if out is not None else None
+    log = EpochLog(out, keep_before_task=start) if out is not None else None
     n = len(stream)
-    if hasattr(learner, "on_epoch") and (log is not None or cfg.progress):
-        learner.on_epoch = _EpochReporter(log, cfg, n)  # type: ignore[attr-defined]
+    if hasattr(learner, "on_epoch") and (log is not None or cfg.progress or on_epoch is not None):
+        learner.on_epoch = _EpochReporter(log, cfg, n, on_epoch)  # type: ignore[attr-defined]
     started = time.perf_counter()
     try:
         for i in range(start, n):
@@ -454,26 +382,12 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         if log is not None:
             log.close()
 
-    matrix = lower_triangle(rows, n)
-    results = {
-        "benchmark": cfg.benchmark,
-        "method": cfg.method,
-        "n_tasks": n,
-        "seed": cfg.seed,
-        "model": cfg.model,
-        "accuracy_matrix": matrix,
-        "average_accuracy": average_accuracy(matrix),
-        "backward_transfer": backward_transfer(matrix),
-        "capacity": learner.capacity(),
-        "capacity_forecast": learner.capacity_forecast() if hasattr(learner, "capacity_forecast") else [],
-        "tasks": task_info,
-        "train_seconds": seconds_before + time.perf_counter() - started,
-        "resumed_at_tasks": resumed_at,
-        "config": asdict(cfg),
-    }
+    results = RunResults.build(
+        asdict(cfg), rows, n, learner.capacity(), task_info, seconds_before + time.perf_counter() - started,
+        resumed_at, forecast=learner.capacity_forecast() if hasattr(learner, "capacity_forecast") else [])
     if out is not None:
-        atomic_write_text(out / "results.json", json.dumps(results, indent=2) + "\n")
-    return results
+        results.write(out)
+    return results.to_dict()
 
 
 def _how_to_go_on(out: Path | None, finished: int) -> str:
