@@ -4,18 +4,20 @@ Usage: ``python bench/plan_figures.py RUN_DIR [RUN_DIR ...]`` (run directories o
 directories of ``clnp compare``, e.g. ``runs/compare-split-fashion-mnist/clnp/s0``). Per run it prints ACC, BWT, the
 largest drop from a task's dense validation accuracy to its final one (the margin spent), the tasks over their
 budget, the free units of every layer after the last task, and the share of the tasks' time the pruning search
-took (``seconds.search`` over the sum of a task's phases).
+took (``seconds.search`` over the sum of a task's phases). An unfinished run (stopped by ``CapacityError``, or cut
+off) is read from its checkpoint and says so.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
+from clnp.experiments.results import RunResults
+
 
 def figures(run_dir: Path) -> dict:
-    results = json.loads((run_dir / "results.json").read_text())
+    results = RunResults.load(run_dir)[0].to_dict()  # a finished run, or what an unfinished one's checkpoint holds
     tasks = results["tasks"]
     drops = [100 * (t["val_accuracy_dense"] - t["val_accuracy_final"]) for t in tasks]
     over = [t["task"] for t in tasks if any(t.get("over_budget") or [])]
@@ -26,6 +28,7 @@ def figures(run_dir: Path) -> dict:
         "acc": 100 * results["average_accuracy"],
         "bwt": 100 * results["backward_transfer"],
         "tasks": len(tasks),
+        "stopped": results.get("unfinished"),
         "largest_drop_points": max(drops),
         "tasks_over_budget": over,
         "free_after_last": [row["free_after_task"][-1] for row in results["capacity"]],
@@ -39,7 +42,10 @@ def main(argv: list[str]) -> int:
         return 2
     for arg in argv:
         f = figures(Path(arg))
-        print(f"{f['run']}: ACC {f['acc']:.2f} %, BWT {f['bwt']:+.2f}, {f['tasks']} tasks; largest dense->final "
+        stopped = f["stopped"]
+        learned = (f"{f['tasks']} tasks" if not stopped
+                   else f"STOPPED after {stopped['finished_tasks']} of {stopped['n_tasks']} tasks")
+        print(f"{f['run']}: ACC {f['acc']:.2f} %, BWT {f['bwt']:+.2f}, {learned}; largest dense->final "
               f"validation drop {f['largest_drop_points']:.2f} points; "
               f"over budget: {f['tasks_over_budget'] or 'none'}; free after the last task {f['free_after_last']}; "
               f"search {f['search_share_percent']:.1f} % of task time")
