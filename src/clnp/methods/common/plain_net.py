@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from ..core.network import build_model
+from ...core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
+from ...core.network import build_model
 
 
 def _plain(module: nn.Module, conv: bool) -> nn.Module:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from .config import TrainConfig
+from ...engine.config import TrainConfig
 from .plain_net import PlainNet
 from .sequential import SequentialLearner, check_consumed, tensor_list
 
