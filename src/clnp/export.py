@@ -1,6 +1,6 @@
 """Compact per-task models: the units one task uses, as a plain ``nn.Sequential`` without masks.
 
-Task ``K`` of a :class:`~clnp.network.CLNPNet` computes with the units it owns and the older units
+Task ``K`` of a :class:`~clnp.core.network.CLNPNet` computes with the units it owns and the older units
 it reads; free units, later tasks' units and older units nothing of ``K`` reads contribute exactly
 zero (their weights into ``K``'s computation are cut or zero). :func:`export` keeps only the units
 that do contribute, found backwards from ``K``'s head: a unit is kept when it is live for ``K``

@@ -4,7 +4,7 @@
 
 * ``config.yaml``: the resolved configuration (benchmark defaults filled in);
 * ``log.csv``: one row per training epoch (task, phase, epoch, loss, val_accuracy, seconds);
-* ``checkpoint/``: the learner after the last finished task (see :mod:`clnp.checkpoint`), replaced
+* ``checkpoint/``: the learner after the last finished task (see :mod:`clnp.experiments.checkpoint`), replaced
   atomically after each task;
 * ``results.json``: the accuracy matrix, ACC/BWT, capacity and per-task details, at the end.
 

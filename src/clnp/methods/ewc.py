@@ -2,12 +2,12 @@
 
 After each task, the diagonal Fisher information of the trunk is estimated on the task's training
 split with Hsu et al.'s estimator (minibatch gradients of the log-likelihood of the model's own
-predictions, see :func:`clnp.methods.quadratic.fisher_diagonal`), and stored with the weights as
+predictions, see :func:`clnp.methods.common.quadratic.fisher_diagonal`), and stored with the weights as
 one penalty term per task.
 
 Default strength ``lambda = 100``: Hsu, Liu & Kira 2018 (arXiv 1810.12488), the EWC setting of
 their task-incremental split MNIST script (``scripts/split_MNIST_incremental_task.sh`` in
-GT-RIPL/Continual-Learning-Benchmark), whose results ``docs/benchmarks.md`` quotes. Override with
+GT-RIPL/Continual-Learning-Benchmark), whose results ``bench/RESULTS.md`` quotes. Override with
 the option ``lambda``.
 """
 

@@ -32,7 +32,7 @@ from .state import StateMixin
 
 
 class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
-    """Continual learning via neural pruning on a :class:`~clnp.network.CLNPNet`.
+    """Continual learning via neural pruning on a :class:`~clnp.core.network.CLNPNet`.
 
     Example::
 
