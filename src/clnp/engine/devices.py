@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..core.modes import evaluation_mode
 from .precision import autocast
 
 
@@ -105,13 +106,8 @@ def module_device(module: nn.Module) -> torch.device:
 @contextlib.contextmanager
 def evaluating(module: nn.Module, precision: str) -> Iterator[None]:
     """Evaluation mode, no gradients, and the run's precision; the module's mode is restored after."""
-    was = module.training
-    module.eval()
-    try:
-        with torch.no_grad(), autocast(precision, module_device(module)):
-            yield
-    finally:
-        module.train(was)
+    with evaluation_mode(module), torch.no_grad(), autocast(precision, module_device(module)):
+        yield
 
 
 __all__ = ["DEVICE_KINDS", "DeviceKind", "DeviceUnavailableError", "check_device_name", "evaluating", "module_device",

@@ -36,7 +36,7 @@ from ..data.tasks import DatasetSplit, Split
 from . import distributed
 from .config import TrainConfig, make_optimizer
 from .devices import module_device
-from .precision import get_precision
+from .precision import autocast, get_precision
 
 EpochCallback = Callable[[dict], None]
 """Called after every epoch with ``task, phase, epoch, loss, val_accuracy, seconds``."""
@@ -204,7 +204,7 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
         seen = 0
         for step, batch in enumerate(epochs_data.epoch(epoch)):
             precision.set_loss_scale(hooks, scaler, device)
-            with precision.autocast(device):
+            with autocast(config.precision, device):
                 loss, extra = step_module(hooks, batch, head, step, n_steps)
             objective = (loss if extra is None else loss + extra).detach() * batch[0].shape[0]
             running += objective.double()

@@ -437,7 +437,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             try:
                 report = learner.learn(task)
             except CapacityError as exc:
-                advice = learner.width_advice(n - i, cfg.model)
+                advice = learner.width_advice(n - i, cfg.model) if get(cfg.method).capacity else ""
                 raise CapacityError(f"{exc} {advice} {_how_to_go_on(out, i)}".replace("  ", " ")) from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
             if distributed.is_distributed() and resumable:
@@ -469,7 +469,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
         "average_accuracy": average_accuracy(matrix),
         "backward_transfer": backward_transfer(matrix),
         "capacity": learner.capacity(),
-        "capacity_forecast": learner.capacity_forecast(),
+        "capacity_forecast": learner.capacity_forecast() if get(cfg.method).capacity else [],
         "tasks": task_info,
         "train_seconds": seconds_before + time.perf_counter() - started,
         "resumed_at_tasks": resumed_at,
