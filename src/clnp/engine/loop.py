@@ -124,8 +124,10 @@ class _Epochs:
         if self.sampled:
             from torch.utils.data.distributed import DistributedSampler
 
-            self.sampler = DistributedSampler(range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                              seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            # The sampler reads only the length of what it samples: the indices stand for the data.
+            self.sampler: DistributedSampler[int] = DistributedSampler(
+                range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,  # type: ignore[arg-type]
+                seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
             self.per_rank = -(-self.n // self.world)
             self.batch_size = -(-batch_size // self.world)
         else:
