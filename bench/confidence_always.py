@@ -20,6 +20,7 @@ import os
 import sys
 
 from clnp.methods import clnp as m
+from clnp.methods.clnp import search
 
 MEASURES = os.environ.get("CLNP_BENCH_MEASURES", "agreement,confidence").split(",")
 """Which finer measures to hold (environment variable ``CLNP_BENCH_MEASURES``): ``agreement``, ``confidence``."""
@@ -39,6 +40,6 @@ def score(self, *args, **kwargs):
 if __name__ == "__main__":
     from clnp.cli import main
 
-    m.RESOLVED_INPUTS = math.inf
+    search.RESOLVED_INPUTS = math.inf
     m.CLNP._score = score
     sys.exit(main(sys.argv[1:]))

@@ -2,7 +2,7 @@
 
     python bench/finetune_cosine.py compare --benchmark split-fashion-mnist --methods clnp ... --jobs 1
 
-Patches the one loop (``clnp.methods.loop.fit`` and the optimiser it makes) so that every ``finetune``
+Patches the one loop (``clnp.engine.loop.fit`` and the optimiser it makes) so that every ``finetune``
 phase, CLNP's and PackNet's alike, decays its rate by a cosine from ``finetune_lr`` to 0, step by step,
 then runs the ``clnp`` command line with the arguments given. ``--jobs 1`` keeps the runs in this
 process, where the patch is. Measured in ``bench/RESULTS.md`` (split-fashion-mnist); not adopted.
@@ -50,9 +50,8 @@ def make_optimizer(params, config):
 
 if __name__ == "__main__":
     from clnp.cli import main
-    from clnp.methods import clnp as clnp_method
-    from clnp.methods import sequential
+    from clnp.engine import learner
 
     loop.fit, loop.make_optimizer = fit, make_optimizer
-    clnp_method.fit = sequential.fit = fit  # they imported fit by name
+    learner.fit = fit  # the one base class imported fit by name
     sys.exit(main(sys.argv[1:]))

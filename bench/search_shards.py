@@ -20,7 +20,7 @@ import torch
 
 from clnp import CLNP, CLNPConfig, build_model, get_benchmark
 from clnp.core.activity import predict_with_loss
-from clnp.methods import distributed
+from clnp.engine import distributed
 
 
 def main() -> None:

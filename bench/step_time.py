@@ -38,7 +38,7 @@ from _util import allocator_line, interleaved, machine, own_units, plain_twin, s
 import clnp  # noqa: E402
 from clnp.core.sparsity import l1_activity_penalty  # noqa: E402
 from clnp.data.tasks import Split, Task  # noqa: E402
-from clnp.methods.loop import shuffled_batches  # noqa: E402
+from clnp.engine.loop import shuffled_batches  # noqa: E402
 
 NETWORKS = {"mlp": "mlp:2000,2000", "cnn": "cnn:32,32,64,64/512"}
 INPUT_SHAPE = (1, 28, 28)

@@ -34,8 +34,9 @@ from _util import interleaved, machine, own_units, plain_twin, table  # noqa: E4
 
 import clnp  # noqa: E402
 from clnp.data.tasks import Split, Task  # noqa: E402
-from clnp.methods import distributed  # noqa: E402
-from clnp.methods.devices import autocast, resolve_device  # noqa: E402
+from clnp.engine import distributed  # noqa: E402
+from clnp.engine.devices import resolve_device  # noqa: E402
+from clnp.engine.precision import autocast  # noqa: E402
 
 INPUT_SHAPE = (1, 28, 28)
 

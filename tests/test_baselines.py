@@ -6,8 +6,8 @@ import torch
 import clnp
 from clnp.experiments.runner import RunConfig, run
 from clnp.methods import METHODS, build_method
+from clnp.methods.common.plain_net import PlainNet
 from clnp.methods.ewc import EWC
-from clnp.methods.plain_net import PlainNet
 
 from .conftest import quick_config
 

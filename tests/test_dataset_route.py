@@ -17,8 +17,8 @@ from clnp.cli import main
 from clnp.data.benchmarks import get_benchmark, split_digits
 from clnp.data.tasks import DatasetSplit, Split, Task
 from clnp.methods import METHODS, build_method
-from clnp.methods.plain_net import PlainNet
-from clnp.methods.quadratic import fisher_diagonal
+from clnp.methods.common.plain_net import PlainNet
+from clnp.methods.common.quadratic import fisher_diagonal
 
 from .conftest import quick_config, read_results, reference_run
 from .test_kill import DRIVER, _assert_same_run, _finished_tasks

@@ -12,7 +12,7 @@ from torch.utils.data import Dataset
 import clnp
 from clnp.data.benchmarks import split_digits
 from clnp.data.tasks import DatasetSplit, Task
-from clnp.methods.devices import DeviceUnavailableError, resolve_device
+from clnp.engine.devices import DeviceUnavailableError, resolve_device
 
 
 def _net(hidden: tuple[int, ...]) -> clnp.CLNPNet:

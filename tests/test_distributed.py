@@ -82,7 +82,7 @@ SCRIPT = """
 import sys
 import torch
 import clnp
-from clnp.methods import distributed
+from clnp.engine import distributed
 
 distributed.init_from_env(torch.device("cpu"))
 tasks = clnp.split_digits(seed=0)[:3]
@@ -136,7 +136,8 @@ import json, sys
 import torch
 import clnp
 from clnp.core.activity import predict_with_loss
-from clnp.methods import clnp as method, distributed
+from clnp.engine import distributed
+from clnp.methods.clnp import search as method
 
 distributed.init_from_env(torch.device("cpu"))
 task = clnp.split_digits(seed=0)[0]

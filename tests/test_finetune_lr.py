@@ -6,9 +6,10 @@ import pytest
 import yaml
 
 from clnp.cli import main
+from clnp.engine import loop
 from clnp.experiments.compare import same_run
 from clnp.experiments.config import RunConfig
-from clnp.methods import build_method, loop
+from clnp.methods import build_method
 
 from .conftest import quick_config
 

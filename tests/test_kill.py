@@ -45,6 +45,7 @@ import torch
 
 import clnp.experiments.checkpoint as checkpoint
 import clnp.methods.clnp as trainer
+import clnp.methods.clnp.cycle as cycle
 from clnp.cli import main
 
 where, target, detail = os.environ["CLNP_TEST_KILL_AT"].split(":")
@@ -79,7 +80,7 @@ if where in ("train", "finetune"):
     trainer.CLNP._train = _train
 
 elif where == "prune":
-    real_choose = trainer.choose_pruning
+    real_choose = cycle.choose_pruning
 
     def choose_pruning(net, task, activity, evaluate, margin, **options):
         calls = [0]
@@ -92,7 +93,7 @@ elif where == "prune":
 
         return real_choose(net, task, activity, counted, margin, **options)
 
-    trainer.choose_pruning = choose_pruning
+    cycle.choose_pruning = choose_pruning
 
 elif where in ("ckpt", "results"):
     real_write = checkpoint.atomic_write_bytes

@@ -7,8 +7,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "clnp"
 
-LAYER = {"core": 0, "data": 0, "methods": 1, "experiments": 2, "report": 3, "export": 3, "cli": 4, "__init__": 5,
-         "__main__": 5, "version": 0}
+LAYER = {"core": 0, "data": 0, "engine": 1, "methods": 2, "experiments": 3, "report": 4, "export": 4, "cli": 5,
+         "__init__": 6, "__main__": 6, "version": 0}
 """Rank of each top-level package or module: a module may import only ranks at or below its own."""
 ALLOWED_SIDEWAYS = {("core", "core"), ("data", "data"), ("version", "version")}
 """Rank-0 packages are independent of each other: the mechanism knows nothing of data sets, and back."""
@@ -60,6 +60,34 @@ def test_no_import_runs_back_up_a_layer(path):
             f"{path.relative_to(SRC)} ({here}, layer {LAYER[here]}) imports clnp.{target} (layer {LAYER[target]})")
 
 
+def _clnp_modules_imported(path: Path) -> set[str]:
+    """Every ``clnp`` module path a source file imports (relative imports resolved), e.g. ``clnp.methods.clnp``."""
+    package = path.relative_to(SRC.parent).with_suffix("").parts[:-1]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            base = list(package[: len(package) - node.level + 1]) if node.level else []
+            parts = base + (node.module.split(".") if node.module else [])
+            if parts[:1] == ["clnp"]:
+                found.add(".".join(parts))
+                found.update(".".join([*parts, a.name]) for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.split(".")[0] == "clnp")
+    return found
+
+
+@pytest.mark.parametrize("path", [p for p in SOURCES if _top(p) != "methods"], ids=lambda p: str(p.relative_to(SRC)))
+def test_nothing_outside_the_methods_imports_a_methods_internals(path):
+    """Outside ``methods/`` a method is reached through the registry (:mod:`clnp.methods`) and the engine only."""
+    import clnp.methods
+
+    public = set(clnp.methods.__all__)
+    for module in _clnp_modules_imported(path):
+        parts = module.split(".")
+        if parts[:2] == ["clnp", "methods"] and len(parts) > 2:
+            assert parts[2] in public, f"{path.relative_to(SRC)} imports {module}, a method's internals"
+
+
 def test_the_core_knows_nothing_of_files_data_sets_the_cli_or_plots():
     banned = {"pathlib", "os", "json", "yaml", "matplotlib", "argparse", "csv", "safetensors", "tqdm", "sklearn"}
     for path in (SRC / "core").glob("*.py"):
@@ -79,15 +107,16 @@ def _iterates_over_batches(path: Path) -> bool:
 
 
 def test_one_function_holds_the_loop_over_training_batches():
+    """The loop over batches is the engine's; the optimiser step it takes is the precision object's (plain, or
+    through a gradient scaler), so the loop has no precision branch."""
     loops = [p.relative_to(SRC).as_posix() for p in SOURCES if _iterates_over_batches(p)]
-    assert loops == ["methods/loop.py"]
+    assert loops == ["engine/loop.py", "engine/precision.py"]
 
 
 def test_every_method_trains_through_the_one_loop(monkeypatch, digit_tasks):
-    import clnp.methods.clnp as clnp_method
-    import clnp.methods.sequential as sequential
+    import clnp.engine.learner as learner_module
+    from clnp.engine.loop import fit
     from clnp.methods import METHODS, build_method
-    from clnp.methods.loop import fit
 
     from .conftest import quick_config
 
@@ -97,8 +126,7 @@ def test_every_method_trains_through_the_one_loop(monkeypatch, digit_tasks):
         calls.append(type(hooks).__name__)
         return fit(hooks, *args, **kwargs)
 
-    monkeypatch.setattr(clnp_method, "fit", counted)  # the two modules that import the loop
-    monkeypatch.setattr(sequential, "fit", counted)
+    monkeypatch.setattr(learner_module, "fit", counted)  # the one base class calls the loop for every method
     for name in METHODS:
         calls.clear()
         learner = build_method(name, "mlp:16", (1, 8, 8), quick_config(epochs=1, finetune_epochs=1))

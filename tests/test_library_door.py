@@ -17,8 +17,8 @@ from torch.utils.data import Dataset
 import clnp
 from clnp.cli import main
 from clnp.data.tasks import DatasetSplit, Task
+from clnp.engine.config import TrainConfig
 from clnp.methods import build_method
-from clnp.methods.config import TrainConfig
 
 from .conftest import quick_config
 

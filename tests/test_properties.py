@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import clnp
-import clnp.methods.clnp as clnp_method
+import clnp.methods.clnp.cycle as clnp_method
 from clnp.core.partition import FREE, cut_mask, expand_owner
 
 from .conftest import quick_config

@@ -118,7 +118,7 @@ def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_int
 
 def _search_scores(monkeypatch, task, margin, plan=True):
     """Every score the search saw learning ``task`` (the dense network's first), then the accepted one's."""
-    from clnp.methods import clnp as method
+    from clnp.methods.clnp import cycle as method
 
     scores = []
     real = method.choose_pruning

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from clnp.cli import main
+from clnp.engine.method import Method
 from clnp.experiments import runner
 from clnp.experiments.checkpoint import CheckpointError, read_meta
 from clnp.experiments.config import RunConfig
-from clnp.methods import METHODS, build_method
+from clnp.methods import build_method, register, unregister
 
 from .conftest import DETERMINISTIC_TASK_KEYS, interrupt_runs, read_results, reference_run
 
@@ -138,8 +139,16 @@ class _NoState:
         return self.inner.capacity()
 
 
-def test_methods_without_saved_state_run_but_refuse_resume(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(METHODS, "nostate", lambda m, s, c, o: _NoState(build_method("clnp", m, s, c, o)))
+@pytest.fixture
+def nostate_method():
+    """A method registered for one test whose learner has no saved state."""
+    register(Method(name="nostate", build=lambda m, s, c, o: _NoState(build_method("clnp", m, s, c, o)),
+                    summary="a learner without a saved state"))
+    yield "nostate"
+    unregister("nostate")
+
+
+def test_methods_without_saved_state_run_but_refuse_resume(tmp_path, nostate_method, capsys):
     out = tmp_path / "nostate"
     results = runner.run(RunConfig(method="nostate", tasks=1, epochs=1, finetune_epochs=0, progress=False), out)
     assert len(results["accuracy_matrix"]) == 1

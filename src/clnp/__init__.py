@@ -9,7 +9,9 @@ The packages, bottom to top (no import runs upwards):
 * :mod:`clnp.core`: the mechanism (unit partition, masked layers, networks, sparsity, activity,
   pruning); knows nothing of files, data sets, the CLI or plots;
 * :mod:`clnp.data`: tasks, data sets, benchmark streams;
-* :mod:`clnp.methods`: CLNP and the baselines behind one interface, the one training loop;
+* :mod:`clnp.engine`: what every method trains and is evaluated through: settings, the one base class,
+  the one loop, the one evaluation, precisions, devices, distributed training;
+* :mod:`clnp.methods`: CLNP and the baselines, each one registered :class:`~clnp.engine.method.Method`;
 * :mod:`clnp.experiments`: run configs, runs and run directories, checkpoints, comparisons;
 * :mod:`clnp.report`, :mod:`clnp.export`, :mod:`clnp.cli`: on top.
 """
@@ -27,7 +29,7 @@ _LAZY = {
     "average_accuracy": "experiments.metrics", "backward_transfer": "experiments.metrics",
     "export": "export",
     "CLNP": "methods.clnp", "CapacityError": "methods.clnp", "CLNPConfig": "methods.clnp", "TaskReport": "methods.clnp",
-    "TrainConfig": "methods.config",
+    "TrainConfig": "engine.config",
 }
 """Public name -> the module that defines it, imported on first use: ``clnp --help`` needs no torch."""
 

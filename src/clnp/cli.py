@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
+from .engine.precision import PRECISIONS
+from .methods import DEFAULT_METHOD, add_plugins, builtin_names
 from .version import __version__
 
 
@@ -25,9 +27,8 @@ BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist"
                    "split-digits-loader", "split-fashion-mnist", "split-mnist")
 PRESET_NAMES = ("paper-pmnist", "split-cifar")
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
-METHOD_NAMES = ("clnp", "finetune", "independent", "joint", "ewc", "online-ewc", "si", "mas", "packnet", "hat")
-"""The names the parser offers. Building the parser imports nothing heavy (the registries import torch),
-so the help needs no torch; tests/test_cli_friction.py checks these equal the registries."""
+METHOD_NAMES = builtin_names()
+"""The names the parser offers, from the method registry's file names: building the parser imports no torch."""
 
 _RUN_DIR: list[Path | None] = [None]
 """The run directory of the command being run, for the messages of an interrupt."""
@@ -97,7 +98,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark", default=None, metavar="NAME",
                    help=f"task stream, one of: {', '.join(BENCHMARK_NAMES)} (default: split-digits)")
     p.add_argument("--method", default=None, metavar="METHOD",
-                   help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: clnp)")
+                   help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: {DEFAULT_METHOD})")
     p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
     p.add_argument("--model", help="network spec, e.g. mlp:256,256 or cnn:32,32,64,64/512[:bn]")
     p.add_argument("--epochs", type=int, help="training epochs per task")
@@ -117,6 +118,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", metavar="[METHOD.]NAME=VALUE",
                    help="a method option, e.g. lambda=1000 for --method ewc (repeatable; overrides 'extra:' of "
                         "--config; checked against the method's options before anything runs)")
+    _add_plugin_argument(p)
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     p.add_argument("--out", help="run directory for results.json (default: runs/BENCHMARK-METHOD-sSEED); it must be "
                    "new or empty unless --overwrite")
@@ -126,11 +128,17 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _add_plugin_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--plugin", action="append", metavar="MODULE",
+                   help="import MODULE first: a module that registers a method of its own (METHOD = "
+                        "clnp.methods.register(Method(...))); repeatable; also read from $CLNP_PLUGINS")
+
+
 def _add_device_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, metavar="DEVICE",
                    help="auto (default: CUDA when available, else the CPU), cpu, cuda, cuda:N or mps; under "
                         "torchrun, auto and cuda mean each rank's own GPU")
-    p.add_argument("--precision", default=None, choices=["32", "bf16-mixed", "16-mixed"],
+    p.add_argument("--precision", default=None, choices=list(PRECISIONS),
                    help="32 (default), bf16-mixed or 16-mixed: autocast in training and evaluation")
 
 
@@ -139,14 +147,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .experiments.runner import finished_run, finished_run_of, resume, run
     from .report import summary
 
+    add_plugins(args.plugin or [])
     if args.resume:
         given = [k for k, v in vars(args).items()
                  if v not in (None, False)
-                 and k not in ("resume", "no_progress", "data_dir", "device", "command", "func")]
+                 and k not in ("resume", "no_progress", "data_dir", "device", "command", "func", "plugin")]
         if given:
             flags = ", ".join("--" + k.replace("_", "-") for k in given)
             raise UsageError(f"--resume takes its settings from OUT/config.yaml; drop {flags} "
-                             "(only --data-dir, --device and --no-progress may change)")
+                             "(only --data-dir, --device, --no-progress and --plugin may change)")
         out = Path(args.resume)
         _RUN_DIR[0] = out
         was_finished = finished_run(out) is not None
@@ -169,7 +178,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                   f"(results in {out / 'results.json'}; --overwrite runs it again)")
             return 0
         results = run(config, out, overwrite=args.overwrite)
-    from .methods import distributed
+    from .engine import distributed
 
     if not distributed.is_main():  # under torchrun rank 0 speaks for the run
         return 0
@@ -249,6 +258,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     from .experiments.compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
     from .experiments.config import combine
 
+    add_plugins(args.plugin or [])
     shared = ("benchmark", "tasks", "model", "epochs", "finetune_epochs", "batch_size", "optimizer", "lr",
               "finetune_lr", "weight_decay", "l1", "margin", "data_dir", "device", "precision")
     flags = {k: getattr(args, k) for k in shared if getattr(args, k) is not None}
@@ -301,6 +311,7 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
                    help="a method option, e.g. ewc.lambda=1000 or packnet.prune=0.5 (repeatable; checked for every "
                         "method before anything runs)")
+    _add_plugin_argument(p)
     p.add_argument("--no-run", action="store_true",
                    help="tabulate the runs already finished in --out; run nothing (e.g. after a cut-off)")
     p.add_argument("--tune", type=int, default=0, metavar="TRIALS",
@@ -355,7 +366,8 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
-        prog="clnp", description="Continual learning via neural pruning: zero-forgetting task-incremental training.")
+        prog=__name__.split(".")[0],
+        description="Continual learning via neural pruning: zero-forgetting task-incremental training.")
     parser.add_argument("--version", action="version", version=f"clnp {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     p_run = sub.add_parser("run", help="learn a benchmark's tasks in order and report accuracy and capacity")
@@ -416,8 +428,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except Exception as exc:
         # Loaded only when something went wrong: `clnp --help` does not import torch.
-        from .methods.clnp import CapacityError
-        from .methods.devices import DeviceUnavailableError
+        from .engine.devices import DeviceUnavailableError
+        from .engine.learner import CapacityError
 
         if isinstance(exc, DeviceUnavailableError):
             print(f"clnp {args.command}: error: {exc}", file=sys.stderr)
@@ -431,7 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         if "torch.distributed" in sys.modules:  # maybe a torchrun rank: leave the process group cleanly
-            from .methods import distributed
+            from .engine import distributed
 
             distributed.shutdown(clean=clean)
 

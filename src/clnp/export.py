@@ -1,6 +1,6 @@
 """Compact per-task models: the units one task uses, as a plain ``nn.Sequential`` without masks.
 
-Task ``K`` of a :class:`~clnp.network.CLNPNet` computes with the units it owns and the older units
+Task ``K`` of a :class:`~clnp.core.network.CLNPNet` computes with the units it owns and the older units
 it reads; free units, later tasks' units and older units nothing of ``K`` reads contribute exactly
 zero (their weights into ``K``'s computation are cut or zero). :func:`export` keeps only the units
 that do contribute, found backwards from ``K``'s head: a unit is kept when it is live for ``K``
@@ -284,15 +284,15 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     ckpt = run_dir / CHECKPOINT_DIR
     if not has_checkpoint(ckpt):
         method = _results_method(run_dir)
-        if method is not None and method != "clnp":
-            raise ValueError(f"{run_dir} is a run of method {method!r}; only CLNP networks can be exported")
+        if method is not None and not _exports(method):
+            raise ValueError(f"{run_dir} is a run of method {method!r}; only {_exporters()} networks can be exported")
         raise FileNotFoundError(f"no checkpoint in {ckpt}: expected a run directory written by 'clnp run --out'"
                                 + (" (this run wrote none)" if method else ""))
     tensors, meta, _ = load_checkpoint(ckpt)
     names = {f.name for f in fields(RunConfig)}
     cfg = RunConfig(**{k: v for k, v in meta.get("config", {}).items() if k in names}).resolved()
-    if cfg.method != "clnp":
-        raise ValueError(f"{run_dir} is a run of method {cfg.method!r}; only CLNP networks can be exported")
+    if not _exports(cfg.method):
+        raise ValueError(f"{run_dir} is a run of method {cfg.method!r}; only {_exporters()} networks can be exported")
     n_done = len(meta.get("tasks", []))
     if not 0 <= task < n_done:
         raise ValueError(f"task {task} is not a finished task of {run_dir}: expected 0..{n_done - 1}")
@@ -300,9 +300,9 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     if shape is None:  # older checkpoints: read it off the benchmark's first task
         shape = get_benchmark(cfg.benchmark, n_tasks=1, seed=cfg.seed, data_dir=cfg.data_dir)[0].input_shape
     assert cfg.model is not None
-    learner = build_method("clnp", cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
+    learner = build_method(cfg.method, cfg.model, tuple(shape), cfg.train_config(), cfg.method_options())
     # The same consistency checks as a resume: owners, heads and shapes must fit the model and each other.
-    load_checked(learner, tensors, meta.get("learner"), "clnp", cfg.model, tuple(shape),
+    load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, tuple(shape),
                  [int(t.get("n_classes", 0)) for t in meta.get("tasks", []) if isinstance(t, dict)], str(ckpt))
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()
@@ -314,6 +314,19 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     full = sum(p.numel() for p in net.blocks.parameters()) + n_parameters(net.heads[task])
     return {"task": task, "format": fmt, "files": [str(f) for f in files], "units_kept": kept,
             "units": [o.numel() for o in net.owners], "parameters": n_parameters(model), "parameters_full": full}
+
+
+def _exports(method: str) -> bool:
+    """Whether the registry says runs of ``method`` can be exported (a network of :class:`CLNPNet` units)."""
+    from .methods import METHODS
+
+    return method in METHODS and METHODS[method].exports
+
+
+def _exporters() -> str:
+    from .methods import METHODS
+
+    return " and ".join(name.upper() for name, method in METHODS.items() if method.exports)
 
 
 def _results_method(run_dir: Path) -> str | None:

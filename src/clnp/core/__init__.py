@@ -8,6 +8,8 @@ Nothing here knows of files, data sets, methods, the CLI or plots.
 | :mod:`.layers` | masked ``Linear``/``Conv2d``/batch norm: masks as buffers, frozen values out of reach |
 | :mod:`.network` | :class:`~.network.CLNPNet`: stem, prunable blocks, one head per task; ``mlp``, ``cnn`` |
 | :mod:`.sparsity` | the L1 penalty on hidden activations |
-| :mod:`.activity` | unit activity statistics, accuracy of a head |
+| :mod:`.activity` | unit activity statistics, accuracy of a head, the search's cache |
+| :mod:`.modes` | evaluation mode for a while (the one save-and-restore of a module's training mode) |
 | :mod:`.pruning` | the choice of units to prune under the graceful-forgetting margin |
+| :mod:`.capacity` | the capacity plan (tasks to plan for, each layer's budget) and the forecast |
 """

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .modes import evaluation_mode
 from .network import CLNPNet
 from .partition import expand_owner, trainable_units
 
@@ -52,23 +53,21 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     """
     if measure not in ACTIVITY_MEASURES:
         raise ValueError(f"unknown activity measure {measure!r}; expected one of {ACTIVITY_MEASURES}")
-    was_training = net.training
-    net.eval()
     sums: list[Tensor] | None = None
     count = 0
     device = net.device
-    for start in range(0, x.shape[0], batch_size):
-        _, taps = net.forward_with_activity(x[start:start + batch_size].to(device, non_blocking=True), task)
-        stats = []
-        for a in taps:
-            a = a.float()  # sums in float32 also under autocast
-            v = (a > 0).to(a.dtype) if measure == "firing_rate" else a.abs()
-            if v.dim() > 2:
-                v = v.flatten(2).mean(2)
-            stats.append(v.sum(0))
-        sums = stats if sums is None else [s + t for s, t in zip(sums, stats, strict=True)]
-        count += taps[0].shape[0]
-    net.train(was_training)
+    with evaluation_mode(net):
+        for start in range(0, x.shape[0], batch_size):
+            _, taps = net.forward_with_activity(x[start:start + batch_size].to(device, non_blocking=True), task)
+            stats = []
+            for a in taps:
+                a = a.float()  # sums in float32 also under autocast
+                v = (a > 0).to(a.dtype) if measure == "firing_rate" else a.abs()
+                if v.dim() > 2:
+                    v = v.flatten(2).mean(2)
+                stats.append(v.sum(0))
+            sums = stats if sums is None else [s + t for s, t in zip(sums, stats, strict=True)]
+            count += taps[0].shape[0]
     assert sums is not None
     means = [s / count for s in sums]
     if measure == "contribution":
@@ -90,20 +89,18 @@ def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = Non
     """Predicted classes (on the CPU) of task ``task``'s head on ``x`` and, with labels ``y``, the mean
     cross-entropy and the mean probability given to the true class (a continuous stand-in for accuracy;
     0.0 without labels). Batches go to the network's device; the sums stay there until the end."""
-    was_training = net.training
-    net.eval()
     device = net.device
     predictions = []
     total = torch.zeros((), dtype=torch.float64, device=device)
     confidence = torch.zeros((), dtype=torch.float64, device=device)
-    for start in range(0, x.shape[0], batch_size):
-        logits = net(x[start:start + batch_size].to(device, non_blocking=True), task, keep).float()
-        predictions.append(logits.argmax(1))
-        if y is not None:
-            yb = y[start:start + batch_size].to(device, non_blocking=True)
-            total += F.cross_entropy(logits, yb, reduction="sum").double()
-            confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double()
-    net.train(was_training)
+    with evaluation_mode(net):
+        for start in range(0, x.shape[0], batch_size):
+            logits = net(x[start:start + batch_size].to(device, non_blocking=True), task, keep).float()
+            predictions.append(logits.argmax(1))
+            if y is not None:
+                yb = y[start:start + batch_size].to(device, non_blocking=True)
+                total += F.cross_entropy(logits, yb, reduction="sum").double()
+                confidence += logits.softmax(1).gather(1, yb[:, None]).sum().double()
     n = max(1, x.shape[0])
     predicted = torch.cat(predictions).cpu() if predictions else torch.zeros(0, dtype=torch.long)
     return predicted, float(total) / n, float(confidence) / n
@@ -167,13 +164,11 @@ class SearchCache:
         if base is None:
             start = 0
         self.recomputed_layers += (n_blocks + 1 - start) * len(self.batches)
-        was_training = net.training
-        net.eval()
         device = net.device
         keep_on = [k.to(device) for k in keep]
         predictions, confidence = [], torch.zeros((), dtype=torch.float64, device=device)
         reads: list[list[Tensor]] = []
-        try:
+        with evaluation_mode(net):
             for b, (xb, yb) in enumerate(self.batches):
                 fresh: list[Tensor] = []
                 if start == 0 or base is None:
@@ -187,8 +182,6 @@ class SearchCache:
                 predictions.append(logits.argmax(1))
                 if yb is not None:
                     confidence += logits.softmax(1).gather(1, yb.to(device)[:, None]).sum().double()
-        finally:
-            net.train(was_training)
         size = sum(t.numel() * t.element_size() for row in reads for t in row)
         depth = max(1, min(n_blocks + 1, self.max_bytes // max(1, size)))  # tensors shared between states count once
         if size <= self.max_bytes:

@@ -104,7 +104,8 @@ class _AddL1Gradient(torch.autograd.Function):
 
 
 def add_l1_gradient(a: Tensor, weights: Tensor, nonnegative: bool) -> Tensor:
-    """``a`` itself, whose gradient gains that of ``l1_activity_penalty`` for this layer (see :mod:`clnp.methods.clnp`).
+    """``a`` itself, whose gradient gains that of ``l1_activity_penalty`` for this layer (see
+    :mod:`clnp.methods.clnp.cycle`).
 
     ``weights`` comes from :func:`l1_unit_weights`. Use it in place of adding the penalty to the
     loss (add the penalty's value under ``torch.no_grad`` then), never on top of it.

@@ -247,7 +247,7 @@ def _split_cifar10_100(n_tasks: int | None, seed: int, data_dir: str | None, dow
 
 # A benchmark sets only its data, model, epochs and batch size. Every method's settings (CLNP's L1, margin,
 # fine-tuning; the optimiser and learning rate) have one default for every benchmark, declared with the method
-# (clnp.methods.clnp.CLNPConfig, clnp.methods.config.TrainConfig): the capacity plan, not a per-benchmark margin,
+# (clnp.methods.clnp.config.CLNPConfig, clnp.engine.config.TrainConfig): the capacity plan, not a per-benchmark margin,
 # fits each stream into its network (docs/design.md, "Capacity is a budget").
 DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "batch_size": 32}
 MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "batch_size": 128}

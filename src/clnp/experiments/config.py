@@ -13,14 +13,17 @@ import math
 import re
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from ..methods.config import MAX_SEED, TrainConfig
-from ..methods.devices import check_device_name, check_precision
+from ..engine.config import MAX_SEED, TrainConfig
+from ..engine.devices import check_device_name
+from ..engine.precision import check_precision
+from ..methods import DEFAULT_METHOD
 
 _SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "epochs", "batch_size"}
 """Run settings with a default of their own in :class:`RunConfig`, or set by every benchmark."""
@@ -28,12 +31,26 @@ _SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "e
 
 def shared_defaults() -> dict[str, Any]:
     """The run settings no benchmark sets, from where each is declared once: the training settings'
-    (:class:`TrainConfig`) and CLNP's own (``l1``, ``margin``) dataclass defaults."""
-    from ..methods.clnp import CLNPConfig
-
+    (:class:`TrainConfig`) dataclass defaults, and each method's own run settings (CLNP's ``l1``, ``margin``)
+    as its settings dataclass declares them (:func:`run_setting_defaults`)."""
     names = {f.name for f in fields(RunConfig)}
-    return {f.name: f.default for f in fields(CLNPConfig)
-            if f.name in names and f.default is not MISSING and f.name not in _SET_ELSEWHERE}
+    declared = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    declared.update(run_setting_defaults())
+    return {k: v for k, v in declared.items() if k in names and k not in _SET_ELSEWHERE}
+
+
+def run_setting_defaults() -> dict[str, Any]:
+    """Per run setting that a method takes as its own (:attr:`Method.run_settings`), its default, as the method's
+    settings dataclass (:attr:`Method.settings`) declares it."""
+    from ..methods import get, names
+
+    out: dict[str, Any] = {}
+    for name in names():
+        method = get(name)
+        if method.settings is not None:
+            declared = {f.name: f.default for f in fields(method.settings) if f.default is not MISSING}
+            out.update({k: declared[k] for k in method.run_settings if k in declared and k not in out})
+    return out
 
 
 class ConfigError(ValueError):
@@ -45,7 +62,7 @@ class RunConfig:
     """Everything a run depends on; ``None`` fields take the benchmark's defaults."""
 
     benchmark: str = "split-digits"
-    method: str = "clnp"
+    method: str = DEFAULT_METHOD
     tasks: int | None = None
     model: str | None = None
     epochs: int | None = None
@@ -72,15 +89,19 @@ class RunConfig:
     extra: dict = field(default_factory=dict)
 
     def resolved(self) -> RunConfig:
-        """A copy with every ``None`` replaced by the benchmark's default (model, epochs, batch size), then by the
-        one default every benchmark shares (:func:`shared_defaults`)."""
+        """A copy with every ``None`` replaced by the method's default for the benchmark (``benchmark_defaults`` of
+        its declaration; none today), the benchmark's (model, epochs, batch size), then by the one default
+        every benchmark shares (:func:`shared_defaults`)."""
         from ..data.benchmarks import BENCHMARKS
 
         if self.benchmark not in BENCHMARKS:
             raise ValueError(f"unknown benchmark {self.benchmark!r}; expected one of: {', '.join(BENCHMARKS)}")
+        from ..methods import METHODS
+
         spec = BENCHMARKS[self.benchmark]
         values = asdict(self)
-        for key, default in {**shared_defaults(), **spec.defaults}.items():
+        own = METHODS[self.method].benchmark_defaults.get(self.benchmark, {}) if self.method in METHODS else {}
+        for key, default in {**shared_defaults(), **spec.defaults, **own}.items():
             if values.get(key) is None:
                 values[key] = default
         return RunConfig(**values)
@@ -93,11 +114,10 @@ class RunConfig:
         unknown method or a misspelled method option (``extra``) are refused here, not tasks later.
         """
         from ..data.benchmarks import BENCHMARKS, check_n_tasks
-        from ..methods import METHODS, check_options
+        from ..methods import check_options, get
 
         r = self.resolved()
-        if r.method not in METHODS:
-            raise ValueError(f"unknown method {r.method!r}; expected one of: {', '.join(sorted(METHODS))}")
+        method = get(r.method)  # refuses an unknown method
         check_n_tasks(r.benchmark, r.tasks)
         _check_int("seed", r.seed, 0, MAX_SEED)
         _check_int("epochs", r.epochs, 1, MAX_EPOCHS)
@@ -111,7 +131,7 @@ class RunConfig:
         if r.finetune_lr is not None:
             _check_number("finetune_lr", r.finetune_lr, "> 0 and finite", lambda v: v > 0)
         _check_number("weight_decay", r.weight_decay, ">= 0 and finite", lambda v: v >= 0)
-        if r.method == "clnp":
+        if "l1" in method.reads:
             if isinstance(r.l1, (list, tuple)):
                 if not r.l1:
                     raise ValueError("l1 must be a number or a non-empty list of numbers (one per hidden layer)")
@@ -120,10 +140,11 @@ class RunConfig:
                 r.l1 = [float(v) for v in r.l1]  # a list, as JSON gives it back, so a resume compares equal
             else:
                 _check_number("l1", r.l1, ">= 0 and finite", lambda v: v >= 0)
+        if "margin" in method.reads:
             _check_number("margin", r.margin, ">= 0 and <= 100 (validation accuracy points, finite)",
                           lambda v: 0 <= v <= 100)
-        else:  # not read by this method, but a NaN would still make the run's settings unequal to themselves
-            for name in ("l1", "margin"):
+        for name in ("l1", "margin"):
+            if name not in method.reads:  # not read, but a NaN would still make the settings unequal to themselves
                 value = getattr(r, name)
                 for v in value if isinstance(value, (list, tuple)) else [value]:
                     if v is not None:
@@ -142,13 +163,16 @@ class RunConfig:
         return TrainConfig(**kwargs)
 
     def method_options(self) -> dict:
-        """The method's own settings: ``extra``, and for CLNP its ``l1`` and ``margin`` (defaults filled in)."""
+        """The method's own settings: ``extra``, and the run settings it takes as its own (CLNP's ``l1``,
+        ``margin``, ``grow``; defaults filled in)."""
+        from ..methods import get
+
         r = self.resolved()
         options = dict(r.extra)
-        if r.method == "clnp":
-            options.update({k: getattr(r, k) for k in ("l1", "margin") if getattr(r, k) is not None})
-            if r.grow:
-                options["grow"] = True
+        for name in get(r.method).run_settings:
+            value = getattr(r, name)
+            if value is not None and value is not False:  # a flag left off is the method's default
+                options[name] = value
         return options
 
 
@@ -332,9 +356,27 @@ def combine(preset: str | None = None, config_file: str | Path | None = None,
     return RunConfig(**values), out
 
 
-READ_ONLY_BY = {"l1": ("clnp",), "margin": ("clnp",), "grow": ("clnp",), "finetune_epochs": ("clnp", "packnet"),
-                "finetune_lr": ("clnp", "packnet")}
-"""Run settings that only some methods read; given to another method they would be ignored without a word."""
+class _ReadOnlyBy(Mapping[str, tuple[str, ...]]):
+    """Setting -> the methods that read it, asked of the registry (:attr:`Method.reads`) when looked at."""
+
+    def _table(self) -> dict[str, tuple[str, ...]]:
+        from ..methods import readers_of, shared_settings_read_by_some
+
+        return {name: readers_of(name) for name in shared_settings_read_by_some()}
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        return self._table()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+
+READ_ONLY_BY: Mapping[str, tuple[str, ...]] = _ReadOnlyBy()
+"""Run settings that only some methods read, and which ones; given to another method they would be ignored
+without a word."""
 
 
 def refuse_ignored_settings(values: dict) -> None:

@@ -17,7 +17,7 @@ given to ``run`` or ``resume``, receives each epoch's row of ``log.csv`` as it i
 learner's reports, the accuracy rows so far and the global random-number generator state.
 
 Under ``torchrun`` every rank runs this same code on the whole stream (see
-:mod:`clnp.methods.distributed`); only rank 0 touches the run directory (marker, lock, config,
+:mod:`clnp.engine.distributed`); only rank 0 touches the run directory (marker, lock, config,
 log, checkpoints, results), the others read the checkpoint to resume. After every task the ranks'
 learned states are compared (a digest) and a difference stops the run.
 """
@@ -35,9 +35,10 @@ from typing import Any
 import torch
 
 from ..data.benchmarks import get_benchmark
-from ..methods import build_method, distributed
-from ..methods.clnp import CapacityError
-from ..methods.devices import resolve_device
+from ..engine import distributed
+from ..engine.devices import resolve_device
+from ..engine.learner import CapacityError, StateError
+from ..methods import build_method, get
 from .checkpoint import (
     CheckpointError,
     Resumable,
@@ -49,7 +50,6 @@ from .checkpoint import (
 from .config import RunConfig, dump_config, read_run_config
 from .epoch_log import LOG_COLUMNS, EpochLog
 from .identity import differences, same_run
-from .integrity import check_clnp_state
 from .links import refuse_links
 from .results import RunResults, finished_run, finished_run_of, unfinished_run
 from .run_files import CHECKPOINT_DIR, CONFIG, MARKER, TEMPORARY, RunDirError
@@ -167,9 +167,9 @@ class _EpochReporter:
         if self.plain:
             print(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
                   f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
-        if self.cfg.method == "clnp" and phase == "train" and epoch == total:
-            _say(f"task {task + 1}/{self.n_tasks}: choosing the pruning within the {self.cfg.margin:g}-point margin "
-                 "(threshold search)")
+        note = get(self.cfg.method).after_training
+        if note and phase == "train" and epoch == total:
+            _say(f"task {task + 1}/{self.n_tasks}: {note.format(**asdict(self.cfg))}")
 
 
 def _over_budget_text(info: dict) -> str:
@@ -247,7 +247,7 @@ def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, mo
                  input_shape: Sequence[int], n_classes: Sequence[int], source: str,
                  tasks: Sequence | None = None) -> None:
     """Load a checkpoint's learner state into ``learner``, freshly built for the run, after the consistency
-    checks of :func:`~.integrity.check_clnp_state` (for CLNP).
+    checks the method declares (:attr:`~clnp.engine.method.Method.check_state`; CLNP's integrity checks).
 
     ``n_classes``: per finished task; ``tasks``: the finished tasks themselves, for a learner that reads
     their data again (joint training). Whatever does not fit, in the checks or in the learner's own
@@ -256,11 +256,15 @@ def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, mo
     """
     if not isinstance(learner_meta, dict):
         raise CheckpointError(f"{source}: 'learner' is missing or not an object")
-    if method == "clnp":
-        check_clnp_state(tensors, learner_meta, model, input_shape, n_classes, source)
+    check_state = get(method).check_state
+    if check_state is not None:
+        try:
+            check_state(tensors, learner_meta, model, input_shape, n_classes, source)
+        except StateError as exc:
+            raise CheckpointError(str(exc)) from None
     try:
         learner.load_learner_state(tensors, learner_meta)
-        if tasks is not None and hasattr(learner, "restore_tasks"):
+        if tasks is not None:
             learner.restore_tasks(list(tasks))
     except CheckpointError:
         raise
@@ -351,8 +355,8 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
 
     log = EpochLog(out, keep_before_task=start) if out is not None else None
     n = len(stream)
-    if hasattr(learner, "on_epoch") and (log is not None or cfg.progress or on_epoch is not None):
-        learner.on_epoch = _EpochReporter(log, cfg, n, on_epoch)  # type: ignore[attr-defined]
+    if log is not None or cfg.progress or on_epoch is not None:
+        learner.on_epoch = _EpochReporter(log, cfg, n, on_epoch)
     started = time.perf_counter()
     try:
         for i in range(start, n):
@@ -361,7 +365,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             try:
                 report = learner.learn(task)
             except CapacityError as exc:
-                advice = learner.width_advice(n - i, cfg.model) if hasattr(learner, "width_advice") else ""
+                advice = learner.width_advice(n - i, cfg.model) if get(cfg.method).capacity else ""
                 raise CapacityError(f"{exc} {advice} {_how_to_go_on(out, i)}".replace("  ", " ")) from None
             rows.append([learner.accuracy(j, stream[j].test.x, stream[j].test.y) for j in range(i + 1)])
             if distributed.is_distributed() and resumable:
@@ -384,7 +388,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
 
     results = RunResults.build(
         asdict(cfg), rows, n, learner.capacity(), task_info, seconds_before + time.perf_counter() - started,
-        resumed_at, forecast=learner.capacity_forecast() if hasattr(learner, "capacity_forecast") else [])
+        resumed_at, forecast=learner.capacity_forecast() if get(cfg.method).capacity else [])
     if out is not None:
         results.write(out)
     return results.to_dict()

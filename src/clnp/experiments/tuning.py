@@ -10,13 +10,13 @@ is a full run of the tuning stream into ``OUT/tuning/METHOD/trial-K``; with ``tu
 (``--tune-tasks K``) the tuning stream is the first K tasks of that benchmark (Chaudhry et al. 2019
 cross-validate on the first 3 tasks).
 
-**Search spaces** (:data:`SPACES`, plus the learning rate :data:`LR_GRID` for every method) are grids:
-the trial settings of a method are the first ``TRIALS`` points of its grid in a seeded random order
-(the order depends only on the method's name, so ``--tune 5`` after ``--tune 3`` reuses the first
-three trials). A method whose grid has fewer points than ``TRIALS`` (``finetune``: the three learning
-rates) tries all of them; with ``TRIALS`` at most 3 every method gets exactly ``TRIALS`` trials. A
-setting that the comparison fixes (``--lr``, ``--l1``, ``--margin``, an ``--option``, a preset or
-config file value) is kept as given and not searched.
+**Search spaces** (each method's declared ``tuning`` grid, :data:`SPACES`, plus the learning rate
+:data:`LR_GRID` for every method) are grids: the trial settings of a method are the first ``TRIALS``
+points of its grid in a seeded random order (the order depends only on the method's name, so ``--tune
+5`` after ``--tune 3`` reuses the first three trials). A method whose grid has fewer points than
+``TRIALS`` (``finetune``: the three learning rates) tries all of them; with ``TRIALS`` at most 3 every
+method gets exactly ``TRIALS`` trials. A setting that the comparison fixes (``--lr``, ``--l1``,
+``--margin``, an ``--option``, a preset or config file value) is kept as given and not searched.
 
 **Criterion**: the average *validation* accuracy over all tasks of the tuning stream after its last
 task (ACC computed on the validation splits instead of the test splits), evaluated here from the
@@ -35,7 +35,7 @@ import dataclasses
 import itertools
 import random
 import statistics
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .config import RunConfig
@@ -46,40 +46,38 @@ TUNING_SEED = 1000
 LR_GRID = (3e-4, 1e-3, 3e-3)
 """Learning rates tried for every method: the usual Adam range around its default 1e-3 (Kingma & Ba 2015)."""
 
-SPACES: dict[str, dict[str, tuple[float, ...]]] = {
-    # CLNP (Golkar, Kagan & Cho 2019): what the capacity plan leaves to tune. The plan sets each task's
-    # share of the units, so no draw fills the network by task 3; the per-unit L1 coefficient (how tightly a
-    # task concentrates, around its default 3e-3: bench/l1_sweep.py) and the margin, now the most a task may
-    # lose to meet its budget (in validation points, around its default 1; below 0.5 the plan's free loss,
-    # a tenth of it, is less than one input of most validation splits), remain.
-    "clnp": {"l1": (1e-3, 3e-3, 1e-2), "margin": (0.5, 1.0, 2.0)},
-    # Sequential training, separate networks, joint training: no own setting, the learning rate only.
-    "finetune": {},
-    "independent": {},
-    "joint": {},
-    # EWC (Kirkpatrick et al. 2017): strengths spanning four decades, as in the sweeps of Hsu, Liu & Kira
-    # 2018 (arXiv 1810.12488), whose split-MNIST value 100 is the default.
-    "ewc": {"lambda": (1.0, 10.0, 100.0, 1e3, 1e4)},
-    "online-ewc": {"lambda": (1.0, 10.0, 100.0, 1e3, 1e4)},  # Schwarz et al. 2018; gamma stays 1
-    # SI (Zenke, Poole & Ganguli 2017): its strength c from 0.1 to 1000 in decades, around the default 300
-    # of Hsu, Liu & Kira 2018.
-    "si": {"lambda": (0.1, 1.0, 10.0, 100.0, 1000.0)},
-    # MAS (Aljundi et al. 2018): lambda from 0.1 to 100 in decades, around the paper's 1.
-    "mas": {"lambda": (0.1, 1.0, 10.0, 100.0)},
-    # PackNet (Mallya & Lazebnik 2018): the paper's per-task pruning ratios 50 % and 75 %, and 90 %.
-    "packnet": {"prune": (0.5, 0.75, 0.9)},
-    # HAT (Serra et al. 2018): the ranges of the paper's sensitivity study, s_max 25-800 and c 0.1-2.5
-    # (defaults 400 and 0.75); the points in between are ours.
-    "hat": {"smax": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0), "c": (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5)},
-}
-"""Per method, the grid of its own settings searched by ``--tune`` (``LR_GRID`` is added for every method)."""
+class _Spaces(Mapping[str, dict[str, tuple[float, ...]]]):
+    """Method -> the grid of its own settings, as its declaration gives it (:attr:`Method.tuning`)."""
+
+    def __getitem__(self, method: str) -> dict[str, tuple[float, ...]]:
+        from ..methods import METHODS
+
+        if method not in METHODS:
+            raise KeyError(method)
+        return dict(METHODS[method].tuning)
+
+    def __iter__(self) -> Iterator[str]:
+        from ..methods import names
+
+        return iter(names())
+
+    def __len__(self) -> int:
+        from ..methods import names
+
+        return len(names())
+
+
+SPACES: Mapping[str, dict[str, tuple[float, ...]]] = _Spaces()
+"""Per method, the grid of its own settings searched by ``--tune`` (``LR_GRID`` is added for every method),
+declared with the method (where each grid's source is cited)."""
 
 CRITERION = ("average validation accuracy over all tasks of the tuning stream after its last task "
              f"(seed {TUNING_SEED}; evaluated from the trial's final checkpoint); on a tuning stream shorter than "
              "the evaluation, trials whose capacity forecast has no room for the remaining tasks rank below "
              "those that fit")
 RUN_FIELDS = ("lr", "l1", "margin")
-"""Tuned settings that are ``RunConfig`` fields (the others are method options, ``extra``)."""
+"""Tuned settings that are ``RunConfig`` fields (the others are method options, ``extra``): the learning rate
+and every tuned run setting a method declares (CLNP's)."""
 
 
 def search_space(method: str, fixed: Sequence[str] = ()) -> dict[str, tuple[float, ...]]:
@@ -90,11 +88,14 @@ def search_space(method: str, fixed: Sequence[str] = ()) -> dict[str, tuple[floa
 
 def fixed_settings(method: str, lr: float | None, l1: object, margin: float | None, options: dict) -> list[str]:
     """The searchable settings the comparison gives a value to (kept, not searched)."""
-    fixed = [name for name in options if name in SPACES.get(method, {})]
+    from ..methods import get
+
+    declared = get(method)
+    fixed = [name for name in options if name in declared.tuning]
     if lr is not None:
         fixed.append("lr")
-    if method == "clnp":
-        fixed += [name for name, value in (("l1", l1), ("margin", margin)) if value is not None]
+    given = {"l1": l1, "margin": margin}
+    fixed += [name for name in declared.run_settings if name in declared.tuning and given.get(name) is not None]
     return fixed
 
 
@@ -115,7 +116,7 @@ def trial_settings(method: str, space: dict[str, tuple[float, ...]], trials: int
 
 
 def with_settings(config: RunConfig, values: dict[str, float]) -> RunConfig:
-    """``config`` with the tuned ``values`` in place (``lr``, CLNP's ``l1``/``margin``, or method options)."""
+    """``config`` with the tuned ``values`` in place (``lr`` or a method's run settings, else method options)."""
     fields = {k: v for k, v in values.items() if k in RUN_FIELDS}
     extra = {**config.extra, **{k: v for k, v in values.items() if k not in RUN_FIELDS}}
     return dataclasses.replace(config, **fields, extra=extra)

@@ -1,11 +1,14 @@
-"""Continual-learning methods behind one interface, selectable by name (``clnp run --method``).
+"""The methods, and the registry that knows them: every method is one :class:`~clnp.engine.method.Method`.
 
-Every method sees the same task stream, the same network spec and the same training settings
-(:class:`~clnp.methods.config.TrainConfig`), trains through the same loop
-(:func:`clnp.methods.loop.fit`) and is evaluated by the same runner, so a comparison compares
-methods and nothing else. A factory has the signature ``(model_spec, input_shape, train_config,
-options) -> learner``; ``options`` are the method's own settings (CLNP's ``l1``, ``margin``,
-``activity``; EWC's ``lambda``, ...).
+A method lives in its own module (or package) here and declares ``METHOD = Method(...)`` there: name,
+constructor, options with their ranges and help, tuning space, the shared settings it reads, what it can
+do. The registry finds the modules by their file names (``online_ewc.py`` is ``online-ewc``; the package
+:mod:`.common` holds what baselines share and is no method), imports one when it is first asked for, and
+so names every method without importing torch (``clnp --help``). A new baseline is one new file.
+
+A method from outside the package registers itself with :func:`register` when its module is imported;
+``clnp run --plugin MODULE`` / ``clnp compare --plugin MODULE`` (or the environment variable
+``CLNP_PLUGINS=mod1,mod2``, which worker processes inherit) import such modules first.
 
 | name | module | what it is |
 |---|---|---|
@@ -23,151 +26,126 @@ options) -> learner``; ``options`` are the method's own settings (CLNP's ``l1``,
 from __future__ import annotations
 
 import difflib
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any, Protocol
+import os
+import pkgutil
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING
 
-from torch import Tensor
+from ..engine.method import Method
+from ..engine.options import Option
 
-from ..core.activity import ACTIVITY_MEASURES
-from ..core.capacity import SHARES
-from ..core.network import build_model
-from ..data.tasks import Task
-from . import ewc, finetune, hat, independent, joint, mas, online_ewc, packnet, si
-from .clnp import CLNP, CLNPConfig
-from .config import TrainConfig
+if TYPE_CHECKING:
+    from ..engine.config import TrainConfig
+    from ..engine.learner import Learner
 
+DEFAULT_METHOD = "clnp"
+"""The method a run uses unless told otherwise."""
 
-class ContinualLearner(Protocol):
-    """What the runner needs of a method."""
+PLUGINS_ENV = "CLNP_PLUGINS"
+"""Comma-separated modules imported before the registry answers (each registers its methods)."""
 
-    def learn(self, task: Task) -> Any:
-        """Learn the next task; return a report with ``to_dict()`` (or a dict)."""
+NOT_METHODS = frozenset({"common"})
+"""Modules of this package that are not methods."""
 
-    def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
-        """Test accuracy (fraction) of an already learned task."""
-
-    def capacity(self) -> list[dict]:
-        """Per-layer unit diagnostics (an empty list where the notion does not apply)."""
+_REGISTRY: dict[str, Method] = {}
+"""Name -> method: the built-in ones once imported, and those registered from outside."""
 
 
-MethodFactory = Callable[[str, Sequence[int], TrainConfig, dict], ContinualLearner]
-"""``factory(model_spec, input_shape, train_config, options) -> learner``."""
-
-CLNP_OPTIONS = ("l1", "margin", "activity", "sparsity", "min_gain", "grow", "grow_min", "max_growth", "plan",
-                "share")
-"""CLNP's own settings, given as options (``RunConfig.l1``/``margin`` or ``--option clnp.activity=...``)."""
-
-
-def _clnp(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> ContinualLearner:
-    # A CLNPConfig given as the training settings keeps its own CLNP settings; options override them.
-    own = {k: getattr(config, k) for k in CLNP_OPTIONS} if isinstance(config, CLNPConfig) else {}
-    own.update({k: v for k, v in options.items() if k in CLNP_OPTIONS})
-    return CLNP(build_model(model, input_shape), CLNPConfig(**asdict(config.training()), **own))
+def builtin_names() -> tuple[str, ...]:
+    """The names of the methods of this package, read from its file names (no import): the default first."""
+    found = [info.name.replace("_", "-") for info in pkgutil.iter_modules(__path__)
+             if not info.name.startswith("_") and info.name not in NOT_METHODS]
+    return tuple(sorted(found, key=lambda name: (name != DEFAULT_METHOD, name)))
 
 
-@dataclass(frozen=True)
-class Option:
-    """One of a method's own settings (``--option METHOD.NAME=VALUE``, ``extra:`` in YAML): its kind and range."""
+def register(method: Method, *, replace: bool = False) -> Method:
+    """Add ``method`` to the registry (from a plugin module: ``METHOD = register(Method(...))``); refuse a
+    name already taken by another method unless ``replace``. Returns ``method``."""
+    if not isinstance(method, Method):
+        raise TypeError(f"register() takes a clnp.engine.method.Method, got {type(method).__name__}")
+    taken = _REGISTRY.get(method.name)
+    if taken is None and method.name in builtin_names():
+        taken = get(method.name)
+    if taken is not None and taken is not method and not replace:
+        raise ValueError(f"method {method.name!r} is already registered")
+    _REGISTRY[method.name] = method
+    return method
 
-    kind: str
-    """``number``, ``int``, ``bool`` or ``choice``."""
-    default: Any
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-    choices: tuple[str, ...] = ()
-    help: str = ""
 
-    def range_text(self) -> str:
-        if self.kind == "choice":
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        if self.kind == "bool":
-            return "true or false"
-        what = "an integer" if self.kind == "int" else "a finite number"
-        lo = "" if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
-        hi = "" if self.high is None else f"{'<' if self.high_open else '<='} {self.high:g}"
-        bounds = " and ".join(b for b in (lo, hi) if b)
-        return what + (f" {bounds}" if bounds else "")
+def unregister(name: str) -> None:
+    """Remove a method registered from outside (tests, plugins that unload)."""
+    _REGISTRY.pop(name, None)
 
-    def check(self, method: str, name: str, value: Any) -> Any:
-        """The value, converted (``"5"`` -> 5.0); ``ValueError`` with the allowed range when it does not fit."""
-        bad = ValueError(f"option {method}.{name} must be {self.range_text()}, got {value!r}")
-        if self.kind == "choice":
-            if value not in self.choices:
-                raise bad
-            return value
-        if self.kind == "bool":
-            words = {"true": True, "1": True, "yes": True, "on": True, "false": False, "0": False, "no": False,
-                     "off": False}
-            if isinstance(value, bool):
-                return value
-            if str(value).strip().lower() not in words:
-                raise bad
-            return words[str(value).strip().lower()]
-        if isinstance(value, bool):
-            raise bad
+
+def load_plugins(modules: Iterable[str] | None = None) -> None:
+    """Import each plugin module (default: those named in ``$CLNP_PLUGINS``); a module that declares a module-level
+    ``METHOD`` and has not registered it is registered here."""
+    names = modules if modules is not None else [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    for name in names:
+        module = import_module(name.strip())
+        method = getattr(module, "METHOD", None)
+        if isinstance(method, Method) and _REGISTRY.get(method.name) is not method:
+            register(method)
+
+
+def add_plugins(modules: Sequence[str]) -> None:
+    """:func:`load_plugins` for ``modules``, and name them in ``$CLNP_PLUGINS`` so that worker processes and
+    jobs started from here (``clnp compare --jobs``) load them too."""
+    load_plugins(modules)
+    known = [m for m in os.environ.get(PLUGINS_ENV, "").split(",") if m.strip()]
+    os.environ[PLUGINS_ENV] = ",".join(dict.fromkeys([*known, *(m.strip() for m in modules)]))
+
+
+def get(name: str) -> Method:
+    """The method called ``name`` (``ValueError`` naming the known ones for an unknown name)."""
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    if name in builtin_names():
+        method = import_module(f".{name.replace('-', '_')}", __name__).METHOD
+        if method.name != name:
+            raise RuntimeError(f"module {name.replace('-', '_')} declares method {method.name!r}, not {name!r}")
+        _REGISTRY[name] = method
+        return method
+    load_plugins()
+    if name in _REGISTRY:
+        return _REGISTRY[name]
+    raise ValueError(f"unknown method {name!r}; expected one of: {', '.join(sorted(names()))}")
+
+
+def names() -> list[str]:
+    """Every method's name: the built-in ones, then those registered from outside."""
+    load_plugins()
+    return list(dict.fromkeys([*builtin_names(), *_REGISTRY]))
+
+
+class _Methods(Mapping[str, Method]):
+    """The registry as a read-only mapping, name -> :class:`Method` (imports a method when it is looked up)."""
+
+    def __getitem__(self, name: str) -> Method:
         try:
-            number = float(value)
-        except (TypeError, ValueError):
-            raise bad from None
-        if not math.isfinite(number):
-            raise bad
-        if self.kind == "int":
-            if number != int(number):
-                raise bad
-            number = int(number)
-        if self.low is not None and (number < self.low or (self.low_open and number == self.low)):
-            raise bad
-        if self.high is not None and (number > self.high or (self.high_open and number == self.high)):
-            raise bad
-        return number
+            return get(name)
+        except ValueError:
+            raise KeyError(name) from None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(names())
+
+    def __len__(self) -> int:
+        return len(names())
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name in names()
 
 
-_STRENGTH = "strength of the penalty"
-OPTIONS: dict[str, dict[str, Option]] = {
-    "clnp": {"activity": Option("choice", "mean_abs", choices=ACTIVITY_MEASURES,
-                                help="unit activity measure"),
-             "sparsity": Option("choice", "activations", choices=("activations", "weights"),
-                                help="where the L1 penalty goes: hidden activations or the units' incoming weights"),
-             "share": Option("choice", "equal", choices=SHARES,
-                             help="how the plan divides free units among the tasks to come: equal, or declining "
-                                  "(more for the first tasks; for streams whose later tasks reuse old units)"),
-             "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
-                                               "spends the whole margin on every task)"),
-             "min_gain": Option("number", 0.1, low=0, high=1,
-                                help="how far from chance towards 100 % a task must train before it is frozen"),
-             "grow_min": Option("int", 1, low=1, help="with --grow: the fewest free units a layer must have"),
-             "max_growth": Option("number", 4.0, low=1,
-                                  help="with --grow: a layer grows to at most this many times its width")},
-    "finetune": {},
-    "independent": {},
-    "joint": {},
-    "ewc": {"lambda": Option("number", ewc.DEFAULT_STRENGTH, low=0, help=_STRENGTH)},
-    "online-ewc": {"lambda": Option("number", online_ewc.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
-                   "gamma": Option("number", online_ewc.DEFAULT_GAMMA, low=0, high=1, help="Fisher decay")},
-    "si": {"lambda": Option("number", si.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
-           "xi": Option("number", si.DEFAULT_DAMPING, low=0, low_open=True, help="damping")},
-    "mas": {"lambda": Option("number", mas.DEFAULT_STRENGTH, low=0, help=_STRENGTH),
-            "samples": Option("int", 1024, low=1, help="inputs for the importance estimate")},
-    "packnet": {"prune": Option("number", packnet.DEFAULT_PRUNE, low=0, high=1, low_open=True, high_open=True,
-                                help="fraction of a task's free weights pruned")},
-    "hat": {"smax": Option("number", hat.DEFAULT_SMAX, low=1, help="largest gate slope"),
-            "c": Option("number", hat.DEFAULT_C, low=0, help="strength of the capacity regulariser")},
-}
-"""Per method, the options its factory reads, with defaults and allowed ranges (checked before any run)."""
+METHODS: Mapping[str, Method] = _Methods()
+"""Every method by name."""
 
 
 def check_options(method: str, options: dict) -> dict:
     """Refuse an unknown option of ``method`` (a misspelling would silently run the default) or a value out
     of its range, naming the option, the allowed range or names; return the options converted."""
-    if method not in METHODS:
-        raise ValueError(f"unknown method {method!r}; expected one of: {', '.join(sorted(METHODS))}")
-    if method not in OPTIONS:  # a method registered from outside, without a declared option list
-        return dict(options)
-    known = OPTIONS[method]
+    known = get(method).options
     checked = {}
     for name, value in options.items():
         if name not in known:
@@ -179,28 +157,28 @@ def check_options(method: str, options: dict) -> dict:
     return checked
 
 
-METHODS: dict[str, MethodFactory] = {
-    "clnp": _clnp,
-    "finetune": finetune.build,
-    "independent": independent.build,
-    "joint": joint.build,
-    "ewc": ewc.build,
-    "online-ewc": online_ewc.build,
-    "si": si.build,
-    "mas": mas.build,
-    "packnet": packnet.build,
-    "hat": hat.build,
-}
-"""Method name -> factory."""
-
-
 def build_method(name: str, model: str, input_shape: Sequence[int], config: TrainConfig,
-                 options: dict | None = None) -> ContinualLearner:
+                 options: dict | None = None) -> Learner:
     """The learner of method ``name`` on a fresh network built from ``model``."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; expected one of: {', '.join(sorted(METHODS))}")
-    return METHODS[name](model, input_shape, config, options or {})
+    return get(name).build(model, input_shape, config, options or {})
 
 
-__all__ = ["CLNP_OPTIONS", "METHODS", "OPTIONS", "ContinualLearner", "MethodFactory", "Option", "TrainConfig",
-           "build_method", "check_options"]
+def options_of(method: str) -> Mapping[str, Option]:
+    """The declared options of ``method``."""
+    return get(method).options
+
+
+def readers_of(setting: str) -> tuple[str, ...]:
+    """The methods that read the shared run ``setting`` (of those only some methods read), in registry order."""
+    return tuple(name for name in names() if setting in get(name).reads)
+
+
+def shared_settings_read_by_some() -> tuple[str, ...]:
+    """The shared run settings that only some methods read (``l1``, ``finetune_epochs``, ...)."""
+    return tuple(dict.fromkeys(s for name in names() for s in get(name).reads))
+
+
+__all__ = ["DEFAULT_METHOD", "METHODS", "PLUGINS_ENV", "Method", "Option", "add_plugins", "build_method",
+           "builtin_names", "check_options", "get", "load_plugins", "names", "options_of", "readers_of", "register",
+           "shared_settings_read_by_some", "unregister"]
+

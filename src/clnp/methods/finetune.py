@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .config import TrainConfig
-from .plain_net import PlainNet
-from .sequential import SequentialLearner
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from .common.plain_net import PlainNet
+from .common.sequential import SequentialLearner
 
 
 class Finetune(SequentialLearner):
@@ -19,3 +20,9 @@ class Finetune(SequentialLearner):
 
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Finetune:
     return Finetune(PlainNet(model, input_shape), config)
+
+
+METHOD = Method(
+    name="finetune", build=build, summary="sequential training, nothing against forgetting (lower bound)",
+    # Sequential training: no own setting, the learning rate only.
+)

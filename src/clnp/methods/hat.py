@@ -25,9 +25,11 @@ import torch
 from torch import Tensor, nn
 
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet, count_parameters
-from .sequential import (
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from ..engine.options import Option
+from .common.plain_net import PlainNet, count_parameters
+from .common.sequential import (
     BYTES_PER_FLOAT,
     SequentialLearner,
     check_consumed,
@@ -207,3 +209,13 @@ class _Gated(nn.Module):
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> HAT:
     return HAT(PlainNet(model, input_shape), config, options_float(options, "smax", DEFAULT_SMAX),
                options_float(options, "c", DEFAULT_C))
+
+
+METHOD = Method(
+    name="hat", build=build, summary="unit-level hard attention masks",
+    options={"smax": Option("number", DEFAULT_SMAX, low=1, help="largest gate slope"),
+             "c": Option("number", DEFAULT_C, low=0, help="strength of the capacity regulariser")},
+    # HAT (Serra et al. 2018): the ranges of the paper's sensitivity study, s_max 25-800 and c 0.1-2.5
+    # (defaults 400 and 0.75); the points in between are ours.
+    tuning={"smax": (25.0, 50.0, 100.0, 200.0, 400.0, 800.0), "c": (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5)},
+)

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor, nn
 
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet, count_parameters
-from .sequential import BYTES_PER_FLOAT, SequentialLearner
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from .common.plain_net import PlainNet, count_parameters
+from .common.sequential import BYTES_PER_FLOAT, SequentialLearner
 
 
 class Independent(SequentialLearner):
@@ -68,3 +69,10 @@ class Independent(SequentialLearner):
 
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Independent:
     return Independent(model, input_shape, config)
+
+
+METHOD = Method(
+    name="independent", build=build,
+    summary="a separate network per task (ceiling at this width, T x parameters)",
+    # Separate networks: no own setting, the learning rate only.
+)

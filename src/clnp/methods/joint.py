@@ -18,9 +18,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..data.tasks import DatasetSplit, Task, union_split
-from .config import TrainConfig
-from .plain_net import PlainNet
-from .sequential import SequentialLearner
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from .common.plain_net import PlainNet
+from .common.sequential import SequentialLearner
 
 
 class Joint(SequentialLearner):
@@ -70,3 +71,10 @@ class Joint(SequentialLearner):
 
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> Joint:
     return Joint(model, input_shape, config)
+
+
+METHOD = Method(
+    name="joint", build=build,
+    summary="one network trained on all tasks seen so far at once (shared-network upper bound)",
+    # Joint training: no own setting, the learning rate only.
+)

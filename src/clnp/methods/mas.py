@@ -16,19 +16,22 @@ from collections.abc import Sequence
 import torch
 
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet
-from .quadratic import QuadraticLearner, n_samples, sensitivity
-from .sequential import options_float, sample_inputs
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from ..engine.options import Option
+from .common.plain_net import PlainNet
+from .common.quadratic import QuadraticLearner, n_samples, sensitivity
+from .common.sequential import options_float, sample_inputs
 
 DEFAULT_STRENGTH = 1.0
+DEFAULT_SAMPLES = 1024
 
 
 class MAS(QuadraticLearner):
     method = "mas"
 
     def __init__(self, net: PlainNet, config: TrainConfig, strength: float = DEFAULT_STRENGTH,
-                 samples: int = 1024) -> None:
+                 samples: int = DEFAULT_SAMPLES) -> None:
         super().__init__(net, config, strength)
         self.samples = samples
 
@@ -43,3 +46,12 @@ class MAS(QuadraticLearner):
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> MAS:
     return MAS(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
                n_samples(options))
+
+
+METHOD = Method(
+    name="mas", build=build, summary="output-sensitivity importance (Memory Aware Synapses)",
+    options={"lambda": Option("number", DEFAULT_STRENGTH, low=0, help="strength of the penalty"),
+             "samples": Option("int", DEFAULT_SAMPLES, low=1, help="inputs for the importance estimate")},
+    # MAS (Aljundi et al. 2018): lambda from 0.1 to 100 in decades, around the paper's 1.
+    tuning={"lambda": (0.1, 1.0, 10.0, 100.0)},
+)

@@ -16,10 +16,12 @@ from collections.abc import Sequence
 import torch
 
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet
-from .quadratic import QuadraticLearner, fisher_diagonal
-from .sequential import options_float
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from ..engine.options import Option
+from .common.plain_net import PlainNet
+from .common.quadratic import QuadraticLearner, fisher_diagonal
+from .common.sequential import options_float
 
 DEFAULT_STRENGTH = 400.0
 DEFAULT_GAMMA = 1.0
@@ -46,3 +48,11 @@ class OnlineEWC(QuadraticLearner):
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> OnlineEWC:
     return OnlineEWC(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
                      options_float(options, "gamma", DEFAULT_GAMMA))
+
+
+METHOD = Method(
+    name="online-ewc", build=build, summary="Fisher-weighted quadratic penalty, one running term",
+    options={"lambda": Option("number", DEFAULT_STRENGTH, low=0, help="strength of the penalty"),
+             "gamma": Option("number", DEFAULT_GAMMA, low=0, high=1, help="Fisher decay")},
+    tuning={"lambda": (1.0, 10.0, 100.0, 1e3, 1e4)},  # Schwarz et al. 2018; gamma stays 1
+)

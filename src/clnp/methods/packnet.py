@@ -30,9 +30,11 @@ from torch.func import functional_call
 
 from ..core.partition import FREE, live_units
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet, count_parameters
-from .sequential import (
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from ..engine.options import Option
+from .common.plain_net import PlainNet, count_parameters
+from .common.sequential import (
     BYTES_PER_FLOAT,
     SequentialLearner,
     check_consumed,
@@ -174,3 +176,13 @@ class _Bound(nn.Module):
 
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> PackNet:
     return PackNet(PlainNet(model, input_shape), config, options_float(options, "prune", DEFAULT_PRUNE))
+
+
+METHOD = Method(
+    name="packnet", build=build, summary="weight-level magnitude pruning, per-task weight masks",
+    options={"prune": Option("number", DEFAULT_PRUNE, low=0, high=1, low_open=True, high_open=True,
+                             help="fraction of a task's free weights pruned")},
+    # PackNet (Mallya & Lazebnik 2018): the paper's per-task pruning ratios 50 % and 75 %, and 90 %.
+    tuning={"prune": (0.5, 0.75, 0.9)},
+    reads=("finetune_epochs", "finetune_lr"),
+)

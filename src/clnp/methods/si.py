@@ -19,10 +19,12 @@ import torch
 from torch import Tensor
 
 from ..data.tasks import Task
-from .config import TrainConfig
-from .plain_net import PlainNet
-from .quadratic import QuadraticLearner
-from .sequential import options_float
+from ..engine.config import TrainConfig
+from ..engine.method import Method
+from ..engine.options import Option
+from .common.plain_net import PlainNet
+from .common.quadratic import QuadraticLearner
+from .common.sequential import options_float
 
 DEFAULT_STRENGTH = 300.0
 DEFAULT_DAMPING = 0.1
@@ -83,3 +85,13 @@ class SI(QuadraticLearner):
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> SI:
     return SI(PlainNet(model, input_shape), config, options_float(options, "lambda", DEFAULT_STRENGTH),
               options_float(options, "xi", DEFAULT_DAMPING))
+
+
+METHOD = Method(
+    name="si", build=build, summary="path-integral importance (Synaptic Intelligence)",
+    options={"lambda": Option("number", DEFAULT_STRENGTH, low=0, help="strength of the penalty"),
+             "xi": Option("number", DEFAULT_DAMPING, low=0, low_open=True, help="damping")},
+    # SI (Zenke, Poole & Ganguli 2017): its strength c from 0.1 to 1000 in decades, around the default 300
+    # of Hsu, Liu & Kira 2018.
+    tuning={"lambda": (0.1, 1.0, 10.0, 100.0, 1000.0)},
+)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from ...methods import get
 from ..runner import RunConfig
 from .config import EXECUTION_FIELDS, CompareConfig
 
@@ -33,7 +34,7 @@ def footprint(results: dict, input_shape: Sequence[int], n_classes: Sequence[int
 
     net = build_model(results["model"], input_shape)
     n = sum(p.numel() for p in net.parameters()) + sum(net.feature_dim * k + k for k in n_classes)
-    units = sum(block.layer.n_units for block in net.blocks) if results["method"] == "clnp" else 0
+    units = sum(block.layer.n_units for block in net.blocks) if get(results["method"]).capacity else 0
     return {"parameters": int(n), "storage_bytes": int(4 * n + OWNER_BYTES * units)}
 
 

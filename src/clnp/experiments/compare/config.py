@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ...methods import DEFAULT_METHOD
 from .. import tuning as tuning_
 from ..config import READ_ONLY_BY
 from ..launchers import LAUNCHERS, SlurmSettings
@@ -17,7 +18,7 @@ class CompareConfig:
     """What a comparison runs: every method on every seed, the rest shared by all runs."""
 
     benchmark: str = "split-digits"
-    methods: list[str] = field(default_factory=lambda: ["clnp", "finetune", "ewc"])
+    methods: list[str] = field(default_factory=lambda: [DEFAULT_METHOD, "finetune", "ewc"])
     seeds: int = 1
     """Seeds 0..seeds-1."""
     tasks: int | None = None

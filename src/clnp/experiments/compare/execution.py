@@ -11,7 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...methods.clnp import CapacityError
+from ...engine.learner import CapacityError
 from .. import runner
 from ..checkpoint import CheckpointError
 from ..launchers import worker_device

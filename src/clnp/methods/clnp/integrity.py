@@ -16,8 +16,8 @@ would silently zero weights under a wrong owner vector):
   only the units below its row, so a narrowed row would silently change its outputs;
 * no frozen value (an owned unit's weights, bias, batch-norm values; a head) is NaN or infinite.
 
-Every failure is a :class:`~clnp.experiments.checkpoint.CheckpointError` naming the checkpoint,
-the tensor and what was expected.
+Every failure is a :class:`~clnp.engine.learner.StateError` naming the checkpoint, the tensor and what
+was expected (the runner raises it as a :class:`~clnp.experiments.checkpoint.CheckpointError`).
 """
 
 from __future__ import annotations
@@ -27,9 +27,9 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ..core.network import build_model, check_task_widths
-from ..core.partition import FREE, cut_mask, expand_owner
-from .checkpoint import CheckpointError
+from ...core.network import build_model, check_task_widths
+from ...core.partition import FREE, cut_mask, expand_owner
+from ...engine.learner import StateError
 
 
 def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: str, input_shape: Sequence[int],
@@ -38,11 +38,11 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     n = len(n_classes)
     heads = learner_meta.get("heads")
     if not isinstance(heads, list) or [h for h in heads] != list(n_classes):
-        raise CheckpointError(f"{source}: the learner has heads {heads!r}; the {n} finished tasks have "
+        raise StateError(f"{source}: the learner has heads {heads!r}; the {n} finished tasks have "
                               f"{list(n_classes)} classes")
     reports = learner_meta.get("reports")
     if not isinstance(reports, list) or len(reports) != n or not all(isinstance(r, dict) for r in reports):
-        raise CheckpointError(f"{source}: 'learner.reports' must hold one report per finished task ({n})")
+        raise StateError(f"{source}: 'learner.reports' must hold one report per finished task ({n})")
     template = build_model(model, input_shape)
     spec = template.widths
     for k in n_classes:
@@ -57,7 +57,7 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     if widths is not None:
         if (widths.dtype != torch.int64 or tuple(widths.shape) != (n, len(spec))
                 or bool((widths < torch.tensor(spec)).any()) or bool((widths > torch.tensor(template.widths)).any())):
-            raise CheckpointError(f"{source}: task_widths must hold one row of layer widths per finished task "
+            raise StateError(f"{source}: task_widths must hold one row of layer widths per finished task "
                                   f"({n} x {len(spec)}), between {spec} and {template.widths}; got "
                                   f"{tuple(widths.shape)} {widths.dtype}")
         owner_tensors = [tensors.get(f"blocks.{i}.layer.owner") for i in range(len(spec))]
@@ -65,42 +65,42 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
             try:
                 check_task_widths(widths, owner_tensors)  # type: ignore[arg-type]
             except ValueError as exc:
-                raise CheckpointError(f"{source}: {exc}") from None
+                raise StateError(f"{source}: {exc}") from None
         tensors = {k: v for k, v in tensors.items() if k != "task_widths"}
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if missing or extra:
         bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
             [f"unexpected {', '.join(extra[:3])}"] if extra else [])
-        raise CheckpointError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
+        raise StateError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
     for name, want in expected.items():
         got = tensors[name]
         if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-            raise CheckpointError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
+            raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
                                   f"needs {tuple(want.shape)} {want.dtype}")
     blocks = len(template.blocks)
     owners = [tensors[f"blocks.{i}.layer.owner"] for i in range(blocks)]
     for i, owner in enumerate(owners):
         if owner.numel() and (int(owner.min()) < FREE or int(owner.max()) >= n):
-            raise CheckpointError(f"{source}: blocks.{i}.layer.owner holds task ids {int(owner.min())}.."
+            raise StateError(f"{source}: blocks.{i}.layer.owner holds task ids {int(owner.min())}.."
                                   f"{int(owner.max())}; expected {FREE} (free) or 0..{n - 1}")
         for k, report in enumerate(reports):
             owned = report.get("owned")
             if not isinstance(owned, list) or len(owned) != blocks or int((owner == k).sum()) != owned[i]:
-                raise CheckpointError(
+                raise StateError(
                     f"{source}: layer {i} has {int((owner == k).sum())} units owned by task {k}; its report says "
                     f"{owned[i] if isinstance(owned, list) and len(owned) == blocks else owned!r}")
         if reports:
             free = reports[-1].get("free_after")
             if not isinstance(free, list) or len(free) != blocks or int((owner == FREE).sum()) != free[i]:
-                raise CheckpointError(f"{source}: layer {i} has {int((owner == FREE).sum())} free units; the last "
+                raise StateError(f"{source}: layer {i} has {int((owner == FREE).sum())} free units; the last "
                                       f"report says {free!r}")
     if widths is not None:
         _check_widths_against_reports(widths, reports, source)
     for k in range(n):
         head_owner = tensors[f"heads.{k}.owner"]
         if not bool((head_owner == k).all()):
-            raise CheckpointError(f"{source}: heads.{k}.owner must be {k} throughout (head {k} belongs to task {k})")
+            raise StateError(f"{source}: heads.{k}.owner must be {k} throughout (head {k} belongs to task {k})")
     consumers = [(f"blocks.{i}.layer.weight", owners[i - 1], owners[i]) for i in range(1, blocks)]
     consumers += [(f"heads.{k}.weight", owners[-1], tensors[f"heads.{k}.owner"]) for k in range(n)]
     for name, owner_in, owner_out in consumers:
@@ -109,7 +109,7 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
         if weight.dim() == 4:
             cut = cut[:, :, None, None].expand_as(weight)
         if bool(torch.any(weight[cut] != 0)):
-            raise CheckpointError(f"{source}: {name} has non-zero weights where the owner vectors say they are cut: "
+            raise StateError(f"{source}: {name} has non-zero weights where the owner vectors say they are cut: "
                                   "the owners do not belong to these weights")
     _check_frozen_values_finite(tensors, owners, n, source)
 
@@ -122,10 +122,10 @@ def _check_widths_against_reports(widths: Tensor, reports: list[dict], source: s
         owned_so_far = [a + int(b) for a, b in zip(owned_so_far, report["owned"], strict=True)]
         free = report.get("free_after")
         if not isinstance(free, list) or len(free) != len(owned_so_far):
-            raise CheckpointError(f"{source}: report {k} has free_after {free!r}; expected one count per layer")
+            raise StateError(f"{source}: report {k} has free_after {free!r}; expected one count per layer")
         for i, (owned, left) in enumerate(zip(owned_so_far, free, strict=True)):
             if int(widths[k, i]) != owned + left:
-                raise CheckpointError(
+                raise StateError(
                     f"{source}: task_widths row {k} says layer {i} had {int(widths[k, i])} units; its reports give "
                     f"{owned + left} (owned by tasks 0..{k} plus {left} free after task {k})")
 
@@ -140,8 +140,8 @@ def _check_frozen_values_finite(tensors: Mapping[str, Tensor], owners: Sequence[
         parts = name.split(".")
         if parts[0] == "heads" and int(parts[1]) < n:
             if not bool(torch.isfinite(t).all()):
-                raise CheckpointError(f"{source}: {name} holds NaN or infinite values (head {parts[1]} is frozen)")
+                raise StateError(f"{source}: {name} holds NaN or infinite values (head {parts[1]} is frozen)")
         elif parts[0] == "blocks" and t.dim() and t.shape[0] == owners[int(parts[1])].numel():
             frozen = owners[int(parts[1])] != FREE
             if not bool(torch.isfinite(t[frozen]).all()):
-                raise CheckpointError(f"{source}: {name} holds NaN or infinite values in frozen units")
+                raise StateError(f"{source}: {name} holds NaN or infinite values in frozen units")

@@ -1,9 +1,10 @@
 """Training settings every method reads: the shared budget of a comparison.
 
-:class:`TrainConfig` holds what the one training loop (:mod:`clnp.methods.loop`) needs: epochs,
+:class:`TrainConfig` holds what the one training loop (:mod:`clnp.engine.loop`) needs: epochs,
 batch size, optimiser, learning rate, weight decay, seed. A method's own settings live with the
 method (CLNP's L1 coefficient and margin in :class:`clnp.methods.clnp.CLNPConfig`, a baseline's
-strength in its constructor), so a baseline never reads CLNP's settings.
+strength in its constructor, their ranges in the method's declaration), so a baseline never reads CLNP's
+settings.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from dataclasses import dataclass, fields, replace
 
 import torch
 
-from .devices import check_device_name, check_precision
+from .devices import check_device_name
+from .precision import check_precision
 
 MAX_SEED = 2**32 - 1
 """The largest seed: what numpy accepts (``clnp run``'s data splits are seeded through it), and far inside the

@@ -3,7 +3,7 @@
 The baselines do not partition units, so they get ordinary ``nn.Linear``/``nn.Conv2d``/batch-norm
 modules instead of CLNP's masked layers: the owner bookkeeping and ``where``-masking would be dead
 weight for EWC and friends, and would fight PackNet's weight-level masks and HAT's unit gates.
-The network is *converted* from :func:`clnp.network.build_model`, so every method reads the same
+The network is *converted* from :func:`clnp.core.network.build_model`, so every method reads the same
 spec grammar and, under the same seed, starts from the same initial weights as CLNP.
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from ..core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from ..core.network import build_model
+from ...core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
+from ...core.network import build_model
 
 
 def _plain(module: nn.Module, conv: bool) -> nn.Module:

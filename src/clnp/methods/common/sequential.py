@@ -1,8 +1,9 @@
-"""The base of every baseline: sequential multi-head training through the one loop, with hooks.
+"""The base of every baseline: sequential multi-head training of a :class:`PlainNet`, with hooks.
 
-Same budget as CLNP: ``config.epochs`` epochs per task through :func:`clnp.methods.loop.fit`, the
-same batch size, optimiser (a fresh one per task), learning rate, weight decay and seeded batch
-order (``seed * 1_000_003 + task``).
+Same budget as CLNP: ``config.epochs`` epochs per task through the one loop
+(:meth:`clnp.engine.learner.Learner.train_phase`), the same batch size, optimiser (a fresh one per task),
+learning rate, weight decay and seeded batch order (:func:`clnp.engine.learner.task_seed`). Also the
+helpers the baselines share: their state's tensor lists, sampled inputs, the batch-norm refusal.
 """
 
 from __future__ import annotations
@@ -15,104 +16,49 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..data.tasks import DatasetSplit, Task
-from .config import TrainConfig, check_some_inputs
-from .devices import evaluating, place
-from .loop import EpochCallback, LoopHooks, fit
+from ...data.tasks import DatasetSplit, Task
+from ...engine import evaluate
+from ...engine.config import TrainConfig
+from ...engine.learner import Learner
 from .plain_net import PlainNet, count_parameters
 
 BYTES_PER_FLOAT = 4
 
 
-class SequentialLearner(LoopHooks):
+class SequentialLearner(Learner):
     """Plain sequential multi-head training (``finetune``); subclasses add penalties or masks.
 
     Hooks: :meth:`before_task` and :meth:`after_task` around the task; :meth:`forward_batch` (a
-    batch's logits) and the loop's hooks of :class:`~clnp.methods.loop.LoopHooks` (``extra_loss``,
+    batch's logits) and the loop's hooks of :class:`~clnp.engine.loop.LoopHooks` (``extra_loss``,
     ``backward``, ``after_backward``, ``after_step``) inside it. Each is plain or a no-op here.
     """
 
     method = "finetune"
 
     def __init__(self, net: PlainNet, config: TrainConfig) -> None:
-        self.net = net
-        self.config = config
-        self.device = place(net, config.device)
-        self.reports: list[dict] = []
+        super().__init__(net, config)
         self._task: Task | None = None
-        self.on_epoch: EpochCallback | None = None
-        """Called after every epoch with task, phase, epoch, loss, val_accuracy, seconds (the runner's log)."""
 
-    # -------------------------------------------------------------------------------- public
-    def learn(self, task: Task) -> dict:
-        """Learn ``task`` with its own new head; return a report (a dict)."""
-        task.validate(self.net.input_shape)
-        task_id = len(self.reports)
-        seed = self.config.seed * 1_000_003 + task_id
-        started = time.perf_counter()
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed)
-            generator = torch.Generator().manual_seed(seed)
-            extra = self._learn(task, task_id, generator) or {}
+    def _report(self, task: Task, task_id: int, outcome: Any, started: float) -> dict:
         report = {
             "task": task_id, "name": task.name, "method": self.method,
             "val_accuracy_final": self.accuracy(task_id, task.val.x, task.val.y),
-            **extra,
+            **(outcome or {}),
             **self.footprint(),
             "seconds": {"total": time.perf_counter() - started},
         }
         self.reports.append(report)
         return report
 
-    def accuracy(self, task_id: int, x: Tensor, y: Tensor) -> float:
-        """Test accuracy (a fraction) of an already learned task."""
-        check_some_inputs(task_id, x)
-        return self._accuracy_of(*self._evaluator(task_id), x, y)
-
-    def logits(self, task_id: int, x: Tensor) -> Tensor:
-        """Outputs (on the CPU) of task ``task_id``'s head on ``x``, in evaluation mode and the run's
-        precision, batched on the network's device."""
-        return self._logits_of(*self._evaluator(task_id), x)
-
-    @torch.no_grad()
-    def _logits_of(self, module: nn.Module, head: int, x: Tensor) -> Tensor:
-        """:meth:`logits` of any module computing ``module(x, head)`` (the network under a phase's masks)."""
-        size = self.config.eval_batch_size
-        with evaluating(module, self.config.precision):
-            return torch.cat([module(x[i:i + size].to(self.device, non_blocking=True), head).float().cpu()
-                              for i in range(0, x.shape[0], size)])
-
-    def _accuracy_of(self, module: nn.Module, head: int, x: Tensor, y: Tensor) -> float:
-        predicted = self._logits_of(module, head, x).argmax(1)
-        return float((predicted == y.cpu()).sum()) / max(1, int(y.shape[0]))
-
-    def _evaluator(self, task_id: int) -> tuple[nn.Module, int]:
-        """The module that computes task ``task_id``'s logits as ``module(x, head)``, and the head."""
-        return self.net, task_id
-
-    def capacity(self) -> list[dict]:
-        """Unit capacity does not apply to this method."""
-        return []
-
-    # ------------------------------------------------------------------- checkpoint (data only)
-    def learner_state(self) -> tuple[dict[str, Tensor], dict]:
-        """Everything learned so far, as data: tensors (the network, the method's own state) and JSON.
-
-        Valid between tasks. :meth:`load_learner_state` restores it into a learner freshly built with
-        the same model and settings, which then continues exactly as this one would (``clnp run --resume``).
-        """
-        tensors = {f"net.{k}": v.detach().clone() for k, v in self._net_state().items()}
-        tensors.update({k: v.detach().clone() for k, v in self.state_tensors().items()})
+    # ------------------------------------------------------------------- the state (data only)
+    def _state(self) -> tuple[dict[str, Tensor], dict]:
+        """The network (``net.*``), the method's own tensors and JSON-able state."""
+        tensors = {f"net.{k}": v for k, v in self._net_state().items()}
+        tensors.update(self.state_tensors())
         meta = {"method": self.method, "heads": self._heads(), "reports": list(self.reports), **self.state_meta()}
         return tensors, meta
 
-    def load_learner_state(self, tensors: Mapping[str, Tensor], meta: dict) -> None:
-        """Restore :meth:`learner_state` into this learner (freshly built with the same model and settings).
-
-        Raises ``ValueError`` (or the ``RuntimeError`` of ``load_state_dict``) when the state does not fit.
-        """
-        if self.reports:
-            raise RuntimeError("load_learner_state needs a fresh learner; this one has already learned tasks")
+    def _load_state(self, tensors: Mapping[str, Tensor], meta: dict) -> None:
         if meta.get("method") != self.method:
             raise ValueError(f"the state is of method {meta.get('method')!r}, this learner is {self.method!r}")
         heads, reports = meta.get("heads"), meta.get("reports")
@@ -173,9 +119,8 @@ class SequentialLearner(LoopHooks):
         is read through its DataLoader (workers, transform), never whole into memory."""
         self._task = task
         data = task.train if data is None else data
-        fit(self, self.net, params, data, self.config, generator, epochs=epochs,
-            head=task_id, task=len(self.reports), phase=phase, label=f"{self.method}: task {task_id} ({task.name})",
-            on_epoch=self.on_epoch)
+        self.train_phase(params, data, generator, epochs=epochs, head=task_id, task=len(self.reports), phase=phase,
+                         label=f"{self.method}: task {task_id} ({task.name})")
 
     # ------------------------------------------------------------------- hooks of the one loop
     divergence_hint = "lower the learning rate or the method's strength"
@@ -187,6 +132,10 @@ class SequentialLearner(LoopHooks):
     def validate(self, head: int) -> float:
         assert self._task is not None
         return self._val_accuracy(self._task, head)
+
+    def _accuracy_of(self, module: nn.Module, head: int, x: Tensor, y: Tensor) -> float:
+        """The one evaluation's accuracy of any module computing ``module(x, head)`` (a network under masks)."""
+        return evaluate.accuracy(module, head, x, y, self.config.eval_batch_size, self.config.precision)
 
     def _val_accuracy(self, task: Task, task_id: int) -> float:
         """Validation accuracy of the task being learned, for the epoch log."""

@@ -13,12 +13,13 @@ order for every batch::
     hooks.after_step(head)                                # restore frozen values, path integrals
 
 and :meth:`LoopHooks.validate` once per epoch. Work before and after a task belongs to the
-method's ``learn`` (see :class:`clnp.methods.sequential.SequentialLearner`). The loop knows
+method's ``learn`` (see :class:`clnp.engine.learner.Learner`). The loop knows
 nothing of masks, frozen rows or CLNP: it asks the hooks.
 
 The loss is accumulated on the device and checked for NaN/inf once per epoch, so the hot loop does
 not wait for the device at every step. Batches move to the module's device (``non_blocking``); the
-forward passes run under the config's precision (autocast, a gradient scaler for fp16); under
+forward passes and the step run as the config's precision says (:mod:`.precision`: autocast, a gradient
+scaler for fp16); under
 ``torchrun`` the module trains wrapped in ``DistributedDataParallel`` (see :mod:`.distributed`).
 """
 
@@ -34,7 +35,8 @@ from torch import Tensor, nn
 from ..data.tasks import DatasetSplit, Split
 from . import distributed
 from .config import TrainConfig, make_optimizer
-from .devices import autocast, grad_scaler, module_device
+from .devices import module_device
+from .precision import autocast, get_precision
 
 EpochCallback = Callable[[dict], None]
 """Called after every epoch with ``task, phase, epoch, loss, val_accuracy, seconds``."""
@@ -122,8 +124,10 @@ class _Epochs:
         if self.sampled:
             from torch.utils.data.distributed import DistributedSampler
 
-            self.sampler = DistributedSampler(range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,
-                                              seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
+            # The sampler reads only the length of what it samples: the indices stand for the data.
+            self.sampler: DistributedSampler[int] = DistributedSampler(
+                range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,  # type: ignore[arg-type]
+                seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
             self.per_rank = -(-self.n // self.world)
             self.batch_size = -(-batch_size // self.world)
         else:
@@ -181,7 +185,8 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
     device = module_device(module)
     epochs_data = _Epochs(data, config.batch_size, generator, device)
     n_steps = epochs_data.n_steps
-    scaler = grad_scaler(config.precision, device)
+    precision = get_precision(config.precision)
+    scaler = precision.grad_scaler(device)
     step_module: nn.Module = _Step(params)
     if distributed.is_distributed():
         from torch.nn.parallel import DistributedDataParallel
@@ -200,24 +205,14 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
         running = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
         for step, batch in enumerate(epochs_data.epoch(epoch)):
-            if scaler is not None:
-                hooks.loss_scale = scaler.scale(torch.ones((), device=device))  # no host sync
+            precision.set_loss_scale(hooks, scaler, device)
             with autocast(config.precision, device):
                 loss, extra = step_module(hooks, batch, head, step, n_steps)
             objective = (loss if extra is None else loss + extra).detach() * batch[0].shape[0]
             running += objective.double()
             seen += int(batch[0].shape[0])
             optimizer.zero_grad(set_to_none=True)
-            if scaler is None:
-                hooks.backward(loss, extra)
-                hooks.after_backward(head, step, n_steps)
-                optimizer.step()
-            else:
-                hooks.backward(scaler.scale(loss), None if extra is None else scaler.scale(extra))
-                scaler.unscale_(optimizer)  # the hooks edit true gradients
-                hooks.after_backward(head, step, n_steps)
-                scaler.step(optimizer)  # skipped when a gradient overflowed; the scale then shrinks
-                scaler.update()
+            precision.backward_and_step(hooks, optimizer, scaler, loss, extra, head, step, n_steps)
             hooks.after_step(head)
             if bar is not None:
                 bar.update(1)

@@ -16,7 +16,8 @@ import torch
 from torch import Tensor
 from torch.func import functional_call, grad, vmap
 
-from .config import TrainConfig
+from ...core.modes import evaluation_mode
+from ...engine.config import TrainConfig
 from .plain_net import PlainNet
 from .sequential import SequentialLearner, check_consumed, tensor_list
 
@@ -87,14 +88,11 @@ def per_sample_gradient_mean(net: PlainNet, task_id: int, x: Tensor, score: Call
 
     per_example = vmap(grad(one), in_dims=(None, 0))
     sums = {n: torch.zeros_like(p) for n, p in params.items()}
-    was = net.training
-    net.eval()
-    with torch.no_grad():  # torch.func.grad still differentiates; this keeps the heads' graph out
+    with evaluation_mode(net), torch.no_grad():  # torch.func.grad still differentiates; no-grad keeps the heads out
         for i in range(0, x.shape[0], chunk):
             grads = per_example(params, x[i:i + chunk].to(sums[order[0]].device, non_blocking=True))
             for n in order:
                 sums[n] += transform(grads[n].detach()).sum(0)
-    net.train(was)
     return [sums[n] / max(1, x.shape[0]) for n in order]
 
 
@@ -117,18 +115,16 @@ def fisher_diagonal(net: PlainNet, task_id: int, batches: Iterable[Tensor]) -> l
     params = net.trunk_parameters()
     sums = [torch.zeros_like(p) for p in params]
     n_batches = 0
-    was = net.training
-    net.eval()
-    for xb in batches:
-        n_batches += 1
-        xb = xb.to(params[0].device, non_blocking=True)
-        logits = net(xb, task_id)
-        loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
-        grads = torch.autograd.grad(loss, params, allow_unused=True)
-        for s, g in zip(sums, grads, strict=True):
-            if g is not None:
-                s += g.detach() ** 2 * xb.shape[0]
-    net.train(was)
+    with evaluation_mode(net):
+        for xb in batches:
+            n_batches += 1
+            xb = xb.to(params[0].device, non_blocking=True)
+            logits = net(xb, task_id)
+            loss = torch.nn.functional.cross_entropy(logits, logits.argmax(1))
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+            for s, g in zip(sums, grads, strict=True):
+                if g is not None:
+                    s += g.detach() ** 2 * xb.shape[0]
     return [s / n_batches for s in sums]
 
 

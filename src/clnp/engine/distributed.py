@@ -1,7 +1,7 @@
 """Data-parallel training over ``torch.distributed``: what the one loop and the methods need of it.
 
 A run under ``torchrun`` is one process per rank, each holding the whole task stream and an
-identical network. The loop (:func:`clnp.methods.loop.fit`) wraps the trained module in
+identical network. The loop (:func:`clnp.engine.loop.fit`) wraps the trained module in
 :class:`~torch.nn.parallel.DistributedDataParallel` and reads each rank's share of every epoch
 through a :class:`~torch.utils.data.distributed.DistributedSampler`; DDP all-reduces the gradients,
 so every rank takes the same optimiser step. Everything else keeps the ranks identical by

@@ -1,0 +1,88 @@
+"""CLNP's settings: the training settings every method reads, plus the method's own, checked on construction."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ...core.activity import ACTIVITY_MEASURES
+from ...core.capacity import SHARES
+from ...engine.config import ConfigTypeError, TrainConfig, check_field_types, is_number
+
+SPARSITY_TARGETS = ("activations", "weights")
+"""Where :attr:`CLNPConfig.sparsity` may put the L1 penalty."""
+
+
+@dataclass
+class CLNPConfig(TrainConfig):
+    """CLNP's settings: the training settings every method reads, plus the method's own.
+
+    The own ones are the L1 coefficient on hidden activations, the graceful-forgetting margin and
+    the activity measure; ``finetune_epochs`` (retraining after pruning) is a training setting,
+    shared with PackNet.
+    """
+
+    l1: float | tuple[float, ...] = 3e-3
+    """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
+    over units (each unit feels the same pull at any width and fill), so one default serves every benchmark
+    (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient")."""
+    margin: float = 1.0
+    """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
+    plan: bool = True
+    """Plan capacity over the stream: before each task, give every layer a unit budget (an equal share of its free
+    units among the tasks still to come, ``expected_tasks``, or open-ended, and one task's share in reserve); the
+    task trains on a few times its budget of free units; the search first prunes what costs next to nothing and
+    spends the margin only where a layer is over its budget (docs/design.md, "Capacity is a budget"). False: the
+    greedy search of the paper, which spends the whole margin on every task, trained on every free unit."""
+    share: str = "equal"
+    """How the plan divides a layer's free units among the tasks still to come: ``equal`` shares, or ``declining``
+    (about twice the equal share for the coming task, falling linearly to the last: for streams whose later tasks
+    reuse old units); :func:`clnp.core.capacity.allotments`, measured in bench/RESULTS.md ("The capacity plan")."""
+    sparsity: str = "activations"
+    """Where the L1 penalty goes: ``activations`` (each unit's mean absolute activation, clnp's reading of the paper)
+    or ``weights`` (each unit's mean absolute incoming weight and bias, as the re-implementation of CLNP that NISPA
+    compares with); both per unit, so ``l1`` means about the same for both."""
+    activity: str = "mean_abs"
+    """Unit activity measure, the order in which the search prunes: one of
+    :data:`~clnp.core.activity.ACTIVITY_MEASURES` (``mean_abs``, ``firing_rate``, ``contribution``)."""
+    min_gain: float = 0.1
+    """How far from chance (the most frequent class) towards 100 % the dense network's validation accuracy
+    must get before its task is pruned and frozen, as a fraction; otherwise :class:`TrainingFailedError`.
+    0 turns the check off (for data that is not meant to be learnable, as in tests)."""
+    grow: bool = False
+    """Before each task, add free units to a layer that has fewer than the task is expected to need (the most
+    any of the last :data:`GROW_LOOKBACK` tasks kept there, at least ``grow_min``), up to ``max_growth``
+    times its initial width; earlier tasks' outputs stay bit-identical (:meth:`CLNPNet.grow_`)."""
+    grow_min: int = 1
+    """With ``grow``: the fewest free units every layer must have before a task."""
+    max_growth: float = 4.0
+    """With ``grow``: a layer grows to at most this many times its initial width; beyond, ``CapacityError``."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "share": "str",
+                                 "min_gain": "number", "grow": "bool", "plan": "bool", "grow_min": "int",
+                                 "max_growth": "number"})
+        if self.grow_min < 1:
+            raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
+        if not 1.0 <= self.max_growth < math.inf:
+            raise ValueError(f"max_growth must be >= 1 (times the initial width) and finite, got {self.max_growth}")
+        if not 0 <= self.min_gain <= 1:
+            raise ValueError(f"min_gain must lie in [0, 1], got {self.min_gain}")
+        l1 = self.l1
+        if not (is_number(l1) or (isinstance(l1, (list, tuple)) and l1 and all(is_number(v) for v in l1))):
+            raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
+        if not 0 <= self.margin < math.inf:
+            raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
+        if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
+            raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
+        if self.share not in SHARES:
+            raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {self.share!r}")
+        if self.sparsity not in SPARSITY_TARGETS:
+            raise ValueError(f"sparsity must be one of {', '.join(map(repr, SPARSITY_TARGETS))}, got {self.sparsity!r}")
+        if self.activity not in ACTIVITY_MEASURES:
+            raise ValueError(f"activity must be one of {', '.join(map(repr, ACTIVITY_MEASURES))}, "
+                             f"got {self.activity!r}")
+
+
+__all__ = ["SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]

@@ -1,0 +1,250 @@
+"""CLNP's cycle for one task: train with the L1 penalty, check it learned, measure activity, search the
+pruning, fine-tune the kept units, freeze them; and the hooks it gives the one loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ...core.activity import accuracy, predict_with_loss, unit_activity
+from ...core.capacity import tasks_to_plan_for, unit_budget, units_to_train
+from ...core.partition import FREE, live_units
+from ...core.pruning import FREE_SHARE, choose_pruning
+from ...core.sparsity import l1_activity_penalty, l1_unit_weights, l1_weight_penalty
+from ...data.tasks import Task
+from ...engine import distributed
+from .report import TaskReport
+
+
+class TrainingFailedError(FloatingPointError):
+    """A task's network trained to about chance (or diverged): it is not pruned or frozen.
+
+    A ``FloatingPointError`` like a diverged loss, so callers that stop a run on one stop on both.
+    """
+
+
+LOSS_GAIN = 0.05
+"""A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
+
+
+class CycleMixin:
+    """The cycle of :class:`~clnp.methods.clnp.CLNP` and its hooks of the one loop."""
+
+    net: Any
+    config: Any
+    reports: list
+    l1: list
+    loss_scale: Tensor | None
+    _phase: _Phase | None
+    _activity: list[Tensor]
+
+    def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> TaskReport:
+        cfg = self.config
+        net = self.net
+        tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
+        budget = unit_budget(net.free_units(), tasks_left, cfg.share) if cfg.plan else None
+        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share)
+        net.reset_free_units_()
+        if trained is not None:
+            self._silence_untrained(trained)
+        net.add_head(task.n_classes)
+        seconds: dict[str, float] = {}
+        log: list[dict] = []
+
+        t0 = time.perf_counter()
+        train_keep = None if trained is None else [t | (o != FREE) for t, o in zip(trained, net.owners, strict=True)]
+        self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log)
+        seconds["train"] = time.perf_counter() - t0
+        with self._precision():
+            self._check_trained(task, task_id)
+
+            t0 = time.perf_counter()
+            activity = unit_activity(net, task_id, task.val.x, cfg.activity, cfg.eval_batch_size)
+            seconds["activity"] = time.perf_counter() - t0
+
+            t0 = time.perf_counter()
+            # With a plan, most pruning happens within the free loss, a tenth of the margin: whether accuracy
+            # resolves that decides whether the finer measures are held.
+            probe = self._search_inputs(task, FREE_SHARE * cfg.margin if cfg.plan else cfg.margin)
+            reference = None if probe is None else predict_with_loss(net, task_id, probe,
+                                                                     batch_size=cfg.eval_batch_size)[0]
+            cache = self._search_cache(task_id, task.val.x if probe is None else probe, task.val.y)
+            decision = choose_pruning(net, task_id, activity,
+                                      lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference,
+                                                                    cache),
+                                      cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
+                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin))
+            # Every rank searched the same validation set; rank 0's masks are the partition, on all.
+            distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
+        seconds["search"] = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        reuse_cut = self._reuse_cut_masks(task_id, decision.reuse_cut)
+        with torch.no_grad():
+            for weight, mask in reuse_cut:
+                weight.masked_fill_(mask, 0.0)  # the old features the task does without: cut for good
+        if cfg.finetune_epochs:
+            snapshot = copy.deepcopy(net.state_dict(keep_vars=False))
+            self._train(task, task_id, cfg.finetune_epochs, "finetune", generator, keep=decision.keep,
+                        l1=False, log=log, reuse_cut=reuse_cut)
+            with self._precision():
+                tuned = accuracy(net, task_id, task.val.x, task.val.y, decision.keep, cfg.eval_batch_size)
+            if distributed.agree(tuned < decision.val_accuracy_after):
+                # Fine-tuning lost accuracy: return to the pruned network, which met the margin.
+                with torch.no_grad():
+                    for name, value in net.state_dict(keep_vars=True).items():
+                        value.copy_(snapshot[name])
+        seconds["finetune"] = time.perf_counter() - t0
+
+        net.zero_grad(set_to_none=True)
+        net.assign_units_(task_id, decision.keep)
+        with self._precision():
+            final = accuracy(net, task_id, task.val.x, task.val.y, batch_size=cfg.eval_batch_size)
+        owners = net.owners
+        report = TaskReport(
+            task=task_id, name=task.name,
+            val_accuracy_dense=decision.val_accuracy_before,
+            val_accuracy_pruned=decision.val_accuracy_after,
+            val_accuracy_final=final,
+            pruned=decision.pruned,
+            owned=[int((o == task_id).sum()) for o in owners],
+            free_after=[int((o == FREE).sum()) for o in owners],
+            reused=self._reused(task_id),
+            thresholds=decision.thresholds,
+            seconds=seconds,
+            epoch_log=log,
+            budget=decision.budget,
+            over_budget=decision.over_budget,
+            given_up=decision.given_up,
+            val_accuracy_lossless=decision.val_accuracy_lossless,
+        )
+        self.reports.append(report)
+        return report
+
+    @torch.no_grad()
+    def _silence_untrained(self, trained: Sequence[Tensor]) -> None:
+        """Zero the incoming weights and biases of the free units the task does not train (the plan keeps them for
+        later tasks): they compute 0, so neither the activity measure nor the search sees random features."""
+        for block, chosen in zip(self.net.blocks, trained, strict=True):
+            layer = block.layer
+            rows = (layer.owner == FREE) & ~chosen.to(layer.owner.device)
+            layer.weight[rows] = 0.0
+            if layer.bias is not None:
+                layer.bias[rows] = 0.0
+
+
+    def _check_trained(self, task: Task, task_id: int) -> None:
+        """Refuse to prune and freeze a task whose dense network learned nothing.
+
+        Nothing learned: validation accuracy about chance (below ``min_gain`` of the way from the most
+        frequent class to 100 %) *and* a validation loss no better than predicting the class frequencies
+        (within 5 % of their entropy). The loss tells a collapsed network (L1 too strong: 2.305 against
+        an entropy of 2.292 on permuted digits) from one that is merely young (2 epochs on split-digits:
+        accuracy at chance, but loss 0.62 against 0.69), which goes on to learn.
+        """
+        if self.config.min_gain <= 0:
+            return
+        predicted, loss, _ = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
+                                               batch_size=self.config.eval_batch_size)
+        acc = float((predicted == task.val.y).sum()) / len(task.val)
+        acc, loss = distributed.agree((acc, loss))  # every rank raises, or none
+        prior = torch.bincount(task.val.y, minlength=task.n_classes).double() / len(task.val)
+        chance = float(prior.max())
+        entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
+        if acc < chance + self.config.min_gain * (1.0 - chance) and loss >= (1 - LOSS_GAIN) * entropy:
+            raise TrainingFailedError(
+                f"task {task_id} ({task.name}): after training, validation accuracy is {100 * acc:.1f} %, about "
+                f"chance ({100 * chance:.1f} %, the most frequent class), and the loss {loss:.3f} no better than "
+                f"guessing the class frequencies ({entropy:.3f}): nothing was learned, so nothing is frozen. "
+                f"Likely causes: an L1 penalty too strong for this network (l1={self.config.l1}; try a tenth of "
+                f"it) or a learning rate too high or too low (lr={self.config.lr})")
+
+    def _train(self, task: Task, task_id: int, epochs: int, phase: str, generator: torch.Generator,
+               keep: Sequence[Tensor] | None, l1: bool, log: list[dict],
+               reuse_cut: Sequence[tuple[Tensor, Tensor]] = ()) -> None:
+        """One phase (``train`` with the L1 penalty, or ``finetune`` with ``keep``) through the one loop.
+
+        ``reuse_cut``: (weight, mask) pairs held at zero after every step (old features the task does without).
+        """
+        net = self.net
+        trainable = [block.layer.train_rows for block in net.blocks]
+        self._phase = _Phase(task=task, keep=keep, l1=l1, trainable=trainable,
+                             nonnegative=net.nonnegative_activity(),
+                             l1_weights=l1_unit_weights(self.l1, trainable)
+                             if l1 and self.config.sparsity == "activations" else None,
+                             reuse_cut=list(reuse_cut))
+        try:
+            log += self.train_phase(net.trainable_parameters(task_id), task.train, generator, epochs=epochs,
+                                    head=task_id, task=task_id, phase=phase, label=f"task {task_id} ({task.name})")
+        finally:
+            self._phase = None
+
+    # ------------------------------------------------------------------- hooks of the one loop
+    divergence_hint = "lower the learning rate or the L1 coefficient"
+
+    def batch_loss(self, batch: tuple[Tensor, ...], head: int, step: int, n_steps: int) -> Tensor:
+        phase = self._phase
+        assert phase is not None
+        xb, yb = batch
+        weights = phase.l1_weights
+        if weights is not None and self.loss_scale is not None:  # fp16: the L1 gradient is scaled as the loss is
+            weights = [None if w is None else w * self.loss_scale for w in weights]
+        logits, self._activity = self.net.forward_with_activity(xb, head, phase.keep, weights)
+        return F.cross_entropy(logits, yb)
+
+    def extra_loss(self, head: int) -> Tensor | None:
+        """The L1 penalty: on activations its value only (its gradient is added in place by the trunk's backward
+        pass); on weights the differentiable term."""
+        phase = self._phase
+        assert phase is not None
+        acts, self._activity = self._activity, []
+        if not phase.l1:
+            return None
+        if self.config.sparsity == "weights":  # differentiable: the loop back-propagates it
+            layers = [block.layer for block in self.net.blocks]
+            return l1_weight_penalty([layer.weight for layer in layers], self.l1, phase.trainable,
+                                     [layer.bias for layer in layers])
+        with torch.no_grad():
+            return l1_activity_penalty(acts, self.l1, phase.trainable, phase.nonnegative)
+
+    def after_step(self, head: int) -> None:
+        self.net.restore_frozen_()  # weight decay moves frozen rows too: put them back
+        phase = self._phase
+        if phase is not None:
+            for weight, mask in phase.reuse_cut:
+                weight.detach().masked_fill_(mask, 0.0)
+
+    def validate(self, head: int) -> float:
+        phase = self._phase
+        assert phase is not None
+        val = phase.task.val
+        with self._precision():
+            predicted, _ = self._predict_shared(head, val.x, None, phase.keep)
+        return float((predicted == val.y).sum()) / max(1, len(val))
+
+    @torch.no_grad()
+    def _reused(self, task_id: int) -> list[int]:
+        """Per layer: old units the task's logits depend on, directly or through other reused units."""
+        used = self.net.units_used_by(task_id)
+        return [int((u & live_units(o, task_id - 1)).sum()) for u, o in zip(used, self.net.owners, strict=True)]
+
+
+@dataclass
+class _Phase:
+    """What the loop's hooks need to know about the phase being trained."""
+
+    task: Task
+    keep: Sequence[Tensor] | None
+    l1: bool
+    trainable: list[Tensor]
+    nonnegative: list[bool]
+    l1_weights: list[Tensor | None] | None
+    reuse_cut: list[tuple[Tensor, Tensor]] = field(default_factory=list)
