@@ -148,7 +148,7 @@ def toy_plugin(tmp_path, monkeypatch):
     (package / "__init__.py").write_text("")
     (package / "toy.py").write_text(TOY_METHOD)
     monkeypatch.syspath_prepend(str(tmp_path / "plugins"))
-    monkeypatch.delenv(PLUGINS_ENV, raising=False)  # restored after the test (--plugin names it there)
+    monkeypatch.setenv(PLUGINS_ENV, "")  # --plugin names it there; unset again after the test
     yield "toy_methods.toy"
     unregister("toy")
     for module in ("toy_methods.toy", "toy_methods"):
