@@ -185,6 +185,42 @@ def test_global_average_pooling_by_mean_or_adaptive_pool_maps_one_column_per_cha
     assert graph.inputs["fc"] == tuple(graph.group_of["conv"].tolist())
 
 
+class Shapes(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b, self.fc = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 4, 1), nn.Linear(4, 8)
+        self.unflatten = nn.Unflatten(1, (8, 1, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.b(self.a(x).transpose(2, 3).permute(0, 1, 3, 2).contiguous())
+        h = F.adaptive_avg_pool2d(h, 1).squeeze(-1).squeeze(-1)
+        return self.unflatten(self.fc(h))
+
+
+def test_squeeze_spatial_transpose_and_unflatten_keep_or_regroup_channels_exactly():
+    graph = trace_units(Shapes(), torch.randn(2, 3, 4, 4))
+    assert graph.inputs["b"] == tuple(graph.group_of["a"].tolist())
+    assert graph.inputs["fc"] == tuple(graph.group_of["b"].tolist())
+    assert graph.output == tuple(graph.group_of["fc"].tolist())
+
+
+class GroupedConv(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Conv2d(3, 4, 1), nn.Conv2d(4, 6, 1, groups=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.b(self.a(x))
+
+
+def test_weight_inputs_resolve_which_input_channel_each_grouped_conv_weight_reads():
+    graph = trace_units(GroupedConv(), torch.randn(2, 3, 4, 4))
+    a = graph.group_of["a"]
+    expected = torch.stack([a[:2]] * 3 + [a[2:]] * 3)
+    assert torch.equal(graph.weight_inputs("b"), expected)
+    assert torch.equal(graph.weight_inputs("a"), torch.full((4, 3), -1))
+
+
 class ScalarOps(nn.Module):
     def __init__(self):
         super().__init__()
@@ -254,6 +290,23 @@ class Unknown(nn.Module):
         return self.norm(self.a(x))
 
 
+class Reshaped(nn.Module):
+    def __init__(self, how: str):
+        super().__init__()
+        self.how = how
+        self.a = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = self.a(x)
+        if self.how == "cat-spatial":
+            return torch.cat([h, h], 2)
+        if self.how == "mean-channels":
+            return h.mean(1, keepdim=True)
+        if self.how == "swap-channels":
+            return h.permute(0, 2, 1, 3)
+        return h.reshape(h.shape[0], 2, 32)  # a channel of 32 values: two units' 4x4 maps
+
+
 class Branchy(nn.Module):
     def __init__(self):
         super().__init__()
@@ -269,7 +322,12 @@ class Branchy(nn.Module):
     (InputResidual(), (2, 3, 4, 4), ["node 'add'", "network input"]),
     (Unknown(), (2, 3), ["node 'norm'", "(call_module norm: LayerNorm)"]),
     (Branchy(), (2, 3), ["cannot trace Branchy with torch.fx"]),
-], ids=["product-of-activations", "channel-slice", "input-residual", "unknown-module", "control-flow"])
+    (Reshaped("cat-spatial"), (2, 3, 4, 4), ["node 'cat'", "along dim 2"]),
+    (Reshaped("mean-channels"), (2, 3, 4, 4), ["node 'mean'", "(call_method mean)"]),
+    (Reshaped("swap-channels"), (2, 3, 4, 4), ["node 'permute'", "moves the batch or channel dimension"]),
+    (Reshaped("mix-channels"), (2, 3, 4, 4), ["node 'reshape'", "mixing channels"]),
+], ids=["product-of-activations", "channel-slice", "input-residual", "unknown-module", "control-flow",
+        "cat-spatial", "mean-over-channels", "permute-channels", "reshape-mixing-channels"])
 def test_an_operation_clnp_cannot_follow_is_refused_in_one_line_naming_the_node(model, shape, words):
     with pytest.raises(UnsupportedNodeError) as info:
         trace_units(model, torch.randn(*shape))

@@ -21,6 +21,17 @@ we need exact channel coupling for add/cat/flatten and a hard refusal of everyth
 node graph with shapes gives both in a few hundred lines with no dependency; DepGraph is built for
 structural pruning, where an op it does not know is a best-effort guess rather than an error.
 
+How a later step uses it: one owner per *group* (a layer's owner vector is ``owner[group_of[layer]]``);
+a unit of task ``t`` keeps weight ``(o, i)`` only where ``weight_inputs(layer)[o, i]`` is the network
+input or a group owned by a task ``<= t`` (heads likewise through :attr:`UnitGraph.output`); a pruned
+group is silenced by cutting its columns everywhere (not by zeroing its activation: a constant added
+after it, ``x + 1.0``, is followed and would survive); the batch norms over a group's channels
+(:attr:`UnitGraph.norms`) freeze with the group.
+
+The example input runs once through the model for the shapes, in eval mode and without gradients
+(running statistics do not move), with a batch of 1 repeated to 2 so that the batch dimension is
+told apart from the others.
+
 This module imports nothing from clnp.
 """
 
@@ -77,7 +88,7 @@ class Layer:
     conv_groups: int = 1
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class UnitGraph:
     """A model read as CLNP units (see the module docstring).
 
@@ -88,7 +99,8 @@ class UnitGraph:
         group_of: layer -> long tensor ``[n_units]``: each unit's group id.
         inputs: layer -> per input column (feature or channel), the group it reads or ``None``
             (the network input). A column after an addition reads the addition's group.
-        norms: batch norm module name -> per normalised channel, its group or ``None``.
+        norms: batch norm module name -> per normalised channel, its group or ``None`` (a batch norm of
+            the network input, which every task reads: it must freeze with the first task).
         output: per feature (dim 1) of the model's output, its group or ``None``: what a head reads.
         graph_module: the traced ``GraphModule`` (it shares its submodules with the model).
     """
@@ -104,6 +116,16 @@ class UnitGraph:
     def columns(self, layer: str, group: int) -> Tensor:
         """The input columns (features or channels) of ``layer`` that read ``group``."""
         return torch.tensor([i for i, g in enumerate(self.inputs[layer]) if g == group], dtype=torch.long)
+
+    def weight_inputs(self, layer: str) -> Tensor:
+        """Long ``[n_units, n_inputs // conv_groups]``: the group each weight column of ``layer`` reads, -1
+        for the network input. With ``conv_groups > 1`` unit ``o`` reads its own slice of the input
+        channels; this resolves it, so the cut rule compares ``group_of``-owners with this, weight by weight."""
+        info = self.layers[layer]
+        columns = torch.tensor([-1 if g is None else g for g in self.inputs[layer]], dtype=torch.long)
+        per_group_in, per_group_out = info.n_inputs // info.conv_groups, info.n_units // info.conv_groups
+        first = (torch.arange(info.n_units) // per_group_out) * per_group_in
+        return columns[first[:, None] + torch.arange(per_group_in)[None, :]]
 
     def members(self, group: int) -> dict[str, Tensor]:
         """The units of ``group``, as channel indices per layer."""
