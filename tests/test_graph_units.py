@@ -114,6 +114,20 @@ def test_tracing_runs_the_model_without_moving_batch_norm_statistics_or_its_trai
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 
+def test_the_sequential_networks_clnp_takes_today_trace_as_plain_chains_of_single_unit_groups():
+    seq = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.Dropout(0.1),
+                        nn.Flatten(), nn.Linear(4 * 13 * 13, 10), nn.ReLU(), nn.Linear(10, 5))
+    graph = trace_units(seq, torch.randn(1, 1, 28, 28))
+    assert list(graph.layers) == ["0", "6", "8"] and len(graph.groups) == 4 + 10 + 5
+    assert graph.inputs["6"] == tuple(graph.group_of["0"].tolist()[j // 169] for j in range(4 * 169))
+
+
+def test_a_model_that_fails_on_the_example_input_is_refused_in_one_line_naming_the_node_and_cause():
+    with pytest.raises(ValueError, match=r"^ResNet18 fails on an example input of shape \(2, 1, 32, 32\) at node "
+                                         r"'conv1': .*3 channels, but got 1"):
+        trace_units(resnet18(4), torch.randn(1, 1, 32, 32))
+
+
 def test_alexnet_first_fc_reads_256_channels_channel_major_over_their_positions():
     graph = trace_units(alexnet(), torch.randn(1, 3, 32, 32))
     assert [(layer.name, layer.kind) for layer in graph.layers.values()] == [

@@ -38,6 +38,7 @@ This module imports nothing from clnp.
 from __future__ import annotations
 
 import operator
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -149,6 +150,7 @@ def trace_units(model: nn.Module, example_input: Tensor) -> UnitGraph:
 
     Raises:
         UnsupportedNodeError: the model cannot be traced, or a node cannot be followed.
+        ValueError: the model fails on the example input (the message names the node and the cause).
     """
     name = type(model).__name__
     try:
@@ -164,6 +166,11 @@ def trace_units(model: nn.Module, example_input: Tensor) -> UnitGraph:
         gm.eval()
         with torch.no_grad():
             ShapeProp(gm).propagate(x)
+    except RuntimeError as err:  # the model does not run on this input: say where and why, in one line
+        where = re.search(r"node=%(\S+)", str(err))
+        cause = str(err.__cause__ or err).strip().splitlines()[0]
+        at = f" at node {where.group(1)!r}" if where else ""
+        raise ValueError(f"{name} fails on an example input of shape {tuple(x.shape)}{at}: {cause}") from err
     finally:
         for m, flag in flags.items():
             m.training = flag
