@@ -1,0 +1,66 @@
+"""Built-in models by spec, as plain ``nn.Module`` feature extractors (clnp adds one head per task).
+
+| spec | model |
+|---|---|
+| ``resnet18``, ``resnet18:NF`` | GEM's reduced ResNet-18, ``NF`` base filters (20 by default): ``[batch, 8 * NF]`` |
+| ``alexnet`` | GPM/WSN's 5-layer AlexNet with batch norm: ``[batch, 2048]`` |
+
+No torchvision: each model is a few dozen lines of torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from .alexnet import alexnet
+from .resnet import resnet18
+
+
+def _resnet18(arg: str | None, input_shape: Sequence[int]) -> nn.Module:
+    nf = 20
+    if arg is not None:
+        if not arg.isdigit() or int(arg) < 1:
+            raise ValueError(f"resnet18:NF needs NF a positive integer (base filters), got {arg!r}")
+        nf = int(arg)
+    return resnet18(nf, in_channels=input_shape[0])
+
+
+def _alexnet(arg: str | None, input_shape: Sequence[int]) -> nn.Module:
+    if arg is not None:
+        raise ValueError(f"alexnet takes no argument, got {arg!r}")
+    if len(input_shape) != 3 or input_shape[1] != input_shape[2]:
+        raise ValueError(f"alexnet needs square images (channels, side, side), got input shape {tuple(input_shape)}")
+    return alexnet(in_channels=input_shape[0], input_size=input_shape[1])
+
+
+MODELS: dict[str, Callable[[str | None, Sequence[int]], nn.Module]] = {
+    "resnet18": _resnet18,
+    "alexnet": _alexnet,
+}
+"""Model name -> builder ``(argument after ':' or None, input shape without batch) -> module``."""
+
+
+def build(spec: str, input_shape: Sequence[int]) -> nn.Module:
+    """The model named by ``spec`` (``resnet18``, ``resnet18:NF``, ``alexnet``) for inputs of ``input_shape``.
+
+    ``input_shape`` is one sample's shape, channels first (``(3, 32, 32)``).
+
+    Raises:
+        ValueError: an unknown name, a bad argument or an input shape the model cannot take; the
+            message names the spec and what was expected.
+    """
+    name, sep, arg = spec.strip().partition(":")
+    if name not in MODELS:
+        raise ValueError(f"unknown model spec {spec!r}: expected one of resnet18, resnet18:NF, alexnet")
+    if len(input_shape) != 3:
+        raise ValueError(f"model spec {spec!r} needs images (channels, height, width), got input shape "
+                         f"{tuple(input_shape)}")
+    try:
+        return MODELS[name](arg if sep else None, tuple(int(d) for d in input_shape))
+    except ValueError as err:
+        raise ValueError(f"bad model spec {spec!r}: {err}") from None
+
+
+__all__ = ["MODELS", "alexnet", "build", "resnet18"]
