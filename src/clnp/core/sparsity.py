@@ -49,8 +49,9 @@ def l1_weight_penalty(weights: Sequence[Tensor], coefficients: Sequence[float], 
 
     The L1 penalty on weights of the public re-implementation of CLNP that NISPA (ICML 2022) compares with,
     per unit like :func:`l1_activity_penalty`: the mean over a unit's incoming weights (its fan-in, times the
-    kernel for a conv layer) makes the pull on each unit the same at every width and input size, so one
-    coefficient means about the same for both penalties. Differentiable: add it to the loss. Rows of
+    kernel for a conv layer) makes the pull on each unit the same at every width and input size. A unit's mean
+    incoming weight is much smaller than its mean activation, so this penalty needs a coefficient about 10-30
+    times larger to idle as many units (split-digits, bench/RESULTS.md). Differentiable: add it to the loss. Rows of
     earlier tasks' units are left out (their weights never move).
     """
     if not (len(weights) == len(coefficients) == len(trainable)):

@@ -41,7 +41,10 @@ class CLNPConfig(TrainConfig):
     sparsity: str = "activations"
     """Where the L1 penalty goes: ``activations`` (each unit's mean absolute activation, clnp's reading of the paper)
     or ``weights`` (each unit's mean absolute incoming weight and bias, as the re-implementation of CLNP that NISPA
-    compares with); both per unit, so ``l1`` means about the same for both."""
+    compares with). Both are sums over units, but a unit's mean incoming weight is far smaller than its mean
+    activation: on weights, ``l1`` needs to be about 10-30 times larger to idle as many units, and at every
+    coefficient measured it scored below activations (bench/RESULTS.md, "The capacity plan"), so it is an option,
+    not the default."""
     activity: str = "mean_abs"
     """Unit activity measure, the order in which the search prunes: one of
     :data:`~clnp.core.activity.ACTIVITY_MEASURES` (``mean_abs``, ``firing_rate``, ``contribution``)."""
