@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -22,7 +23,7 @@ def forecast(owned: Sequence[Sequence[int]], free: Sequence[int], names: Sequenc
     ``fills_first``, the layer that fits the fewest further tasks (None when none ever fills).
     """
     n = len(owned)
-    layers = []
+    layers: list[dict[str, Any]] = []
     for i, name in enumerate(names):
         rate = sum(task[i] for task in owned) / n if n else 0.0
         fit = int(free[i] // rate) if rate > 0 else None

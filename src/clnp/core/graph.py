@@ -41,7 +41,7 @@ import operator
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 import torch.nn.functional as F
@@ -470,8 +470,8 @@ class _Reader:
             moved = not all(isinstance(d, int) for d in dims) or any(d % ndim in (0, 1) for d in dims)
         else:
             rest = node.args[1:]
-            perm = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else list(rest)
-            perm = perm or list(node.kwargs.get("dims", []))
+            perm: list[Any] = list(rest[0]) if len(rest) == 1 and isinstance(rest[0], (list, tuple)) else list(rest)
+            perm = perm or list(cast(Sequence[Any], node.kwargs.get("dims", [])))
             ints = len(perm) == ndim and all(isinstance(d, int) for d in perm)
             moved = not ints or [d % ndim for d in perm[:2]] != [0, 1]
         if moved:

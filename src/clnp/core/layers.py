@@ -207,6 +207,9 @@ class MaskedMixin:
 class MaskedLinear(MaskedMixin, nn.Linear):
     """``nn.Linear`` whose units (output features) carry an owner; see the module docstring."""
 
+    # torch infers ``Linear.bias`` as ``Parameter`` from its __init__, though ``bias=False`` makes it None.
+    bias: Tensor | None  # type: ignore[assignment]
+
     def __init__(self, in_features: int, out_features: int, bias: bool = True) -> None:
         nn.Linear.__init__(self, in_features, out_features, bias=bias)
         self._init_masks(out_features)
@@ -245,6 +248,17 @@ class MaskedBatchNorm(nn.modules.batchnorm._BatchNorm):
     time; their running statistics are restored after every training step and their affine
     parameters are served from frozen buffers, so none of it ever moves.
     """
+
+    # Always tracked (track_running_stats=True): torch types these as optional.
+    running_mean: Tensor
+    running_var: Tensor
+    num_batches_tracked: Tensor
+    train_rows: Tensor
+    frozen_weight: Tensor
+    frozen_bias: Tensor
+    frozen_mean: Tensor
+    frozen_var: Tensor
+    _all_free: bool
 
     def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
                  affine: bool = True) -> None:

@@ -13,7 +13,8 @@ your own ``nn.Sequential`` with :class:`CLNPNet`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TYPE_CHECKING, Generic, TypeVar, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -32,8 +33,26 @@ NONNEGATIVE = (nn.ReLU, nn.ReLU6, nn.Sigmoid, nn.Softplus)
 """Activations whose outputs are never negative."""
 
 
+_M = TypeVar("_M", bound=nn.Module)
+
+if TYPE_CHECKING:
+    class _ModuleListOf(nn.ModuleList, Generic[_M]):
+        """For mypy only: an ``nn.ModuleList`` whose items are all ``_M`` (torch types them as ``Module``)."""
+
+        @overload
+        def __getitem__(self, idx: slice) -> nn.ModuleList: ...
+        @overload
+        def __getitem__(self, idx: int) -> _M: ...
+        def __getitem__(self, idx: int | slice) -> _M | nn.ModuleList: ...
+        def __iter__(self) -> Iterator[_M]: ...
+
+
 class Block(nn.Module):
     """A prunable layer, its element-wise ``post`` modules (activity read here) and its ``tail``."""
+
+    layer: MaskedLinear | MaskedConv2d
+    post: nn.Sequential
+    tail: nn.Sequential
 
     def __init__(self, layer: MaskedLinear | MaskedConv2d, post: list[nn.Module], tail: list[nn.Module]):
         super().__init__()
@@ -83,6 +102,10 @@ class CLNPNet(nn.Module):
         input_shape: shape of one input example (without the batch dimension).
     """
 
+    blocks: _ModuleListOf[Block]
+    heads: _ModuleListOf[MaskedLinear]
+    task_widths: Tensor
+
     def __init__(self, trunk: Sequence[nn.Module] | nn.Sequential, input_shape: Sequence[int]):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -114,8 +137,8 @@ class CLNPNet(nn.Module):
             raise ValueError("the trunk has no Linear or Conv2d layer: nothing to prune")
         blocks.append(self._make_block(current))
         self.stem = nn.Sequential(*stem)
-        self.blocks = nn.ModuleList(blocks)
-        self.heads = nn.ModuleList()
+        self.blocks = cast("_ModuleListOf[Block]", nn.ModuleList(blocks))
+        self.heads = cast("_ModuleListOf[MaskedLinear]", nn.ModuleList())
         self.eval()  # the probe must not touch batch-norm statistics
         try:
             with torch.no_grad():
