@@ -7,8 +7,8 @@ import pytest
 
 SRC = Path(__file__).resolve().parent.parent / "src" / "clnp"
 
-LAYER = {"core": 0, "data": 0, "models": 0, "engine": 1, "methods": 2, "experiments": 3, "report": 4, "export": 4, "cli": 5,
-         "__init__": 6, "__main__": 6, "version": 0}
+LAYER = {"core": 0, "data": 0, "models": 0, "engine": 1, "methods": 2, "experiments": 3, "report": 4, "export": 4,
+         "cli": 5, "__init__": 6, "__main__": 6, "version": 0}
 """Rank of each top-level package or module: a module may import only ranks at or below its own."""
 ALLOWED_SIDEWAYS = {("core", "core"), ("data", "data"), ("models", "models"), ("version", "version")}
 """Rank-0 packages are independent of each other: the mechanism knows nothing of data sets or built-in models (plain

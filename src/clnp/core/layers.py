@@ -167,7 +167,10 @@ class MaskedMixin:
 
     @torch.no_grad()
     def consolidate_(self) -> None:
-        """Write the frozen values back into the parameters (they may have moved under an optimiser)."""
+        """Write the frozen values back into the parameters (they may have moved under an optimiser).
+
+        The per-layer hook of :meth:`CLNPNet.consolidate_`, which calls it on every masked layer and batch norm.
+        """
         self.restore_frozen_()
 
     @torch.no_grad()
