@@ -339,7 +339,7 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> int:
-    from .export import export_run
+    from .exporting import export_run
 
     try:
         info = export_run(args.run_dir, args.task, args.format, args.output, fold_batch_norm=not args.keep_batch_norm)
