@@ -11,10 +11,11 @@
 | :mod:`.links`, :mod:`.run_lock` | no write through a symbolic link; the lock while a run writes its directory |
 | :mod:`.epoch_log` | ``log.csv``, one row per epoch, written and read |
 | :mod:`.checkpoint` | data-only, checksummed, atomic checkpoints (and the atomic write every file goes through) |
-| :mod:`.integrity` | the consistency checks of a CLNP checkpoint's state |
 | :mod:`.compare` | methods x seeds on one stream, tabulated and plotted (a package, one module per concern) |
 | :mod:`.launchers` | where a comparison's runs execute: this process, worker processes, Slurm |
 | :mod:`.tuning` | ``--tune``'s spaces, trials and criterion |
 | :mod:`.plotting` | the one style of every plot (report and comparison) |
 | :mod:`.metrics` | ACC and BWT of an accuracy matrix |
+
+The consistency checks of a CLNP state are the method's own: :mod:`clnp.methods.clnp.integrity`.
 """
