@@ -4,6 +4,8 @@
 |---|---|
 | :mod:`.config` | :class:`~.config.RunConfig`, YAML files, presets |
 | :mod:`.runner` | ``run``/``resume``: a benchmark, a model and a method, evaluated after every task |
+| :mod:`.run_state` | what a run's checkpoint holds: saved after every task, checked and loaded back on resume |
+| :mod:`.progress` | each epoch's row to ``log.csv`` and ``on_epoch``; the progress lines on stderr |
 | :mod:`.run_files` | every file name of a run directory, and which files clnp owns there |
 | :mod:`.results` | ``RunResults``: ``results.json`` built, written, read (finished, or from the checkpoint), checked |
 | :mod:`.identity` | when two runs are the same run (reuse, resume, refusal of other settings) |

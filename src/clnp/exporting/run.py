@@ -23,8 +23,9 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     from ..data.benchmarks import get_benchmark
     from ..experiments.checkpoint import has_checkpoint, load_checkpoint
     from ..experiments.config import RunConfig
+    from ..experiments.run_files import CHECKPOINT_DIR
+    from ..experiments.run_state import load_checked
     from ..experiments.rundir import refuse_link
-    from ..experiments.runner import CHECKPOINT_DIR, load_checked
     from ..methods import build_method
 
     if fmt not in FORMATS:
