@@ -19,7 +19,7 @@ RUN_DIR: list[Path | None] = [None]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..experiments.config import from_namespace
+    from ..experiments.config_sources import from_namespace
     from ..experiments.runner import finished_run, finished_run_of, resume, run
     from ..report import summary
 
@@ -132,7 +132,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from ..experiments.compare import JSON_NAME, MARKDOWN_NAME, PLOT_NAME, CompareConfig, compare, parse_options
-    from ..experiments.config import combine
+    from ..experiments.config_sources import combine
 
     add_plugins(args.plugin or [])
     shared = ("benchmark", "tasks", "model", "epochs", "finetune_epochs", "batch_size", "optimizer", "lr",

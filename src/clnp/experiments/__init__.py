@@ -2,7 +2,8 @@
 
 | module | idea |
 |---|---|
-| :mod:`.config` | :class:`~.config.RunConfig`, YAML files, presets |
+| :mod:`.config` | :class:`~.config.RunConfig`: its defaults and its checks |
+| :mod:`.config_sources` | presets, YAML files and flags, and the order they combine in; ``config.yaml`` |
 | :mod:`.runner` | ``run``/``resume``: a benchmark, a model and a method, evaluated after every task |
 | :mod:`.run_state` | what a run's checkpoint holds: saved after every task, checked and loaded back on resume |
 | :mod:`.progress` | each epoch's row to ``log.csv`` and ``on_epoch``; the progress lines on stderr |

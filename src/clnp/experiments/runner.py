@@ -42,7 +42,8 @@ from ..engine.devices import resolve_device
 from ..engine.learner import CapacityError
 from ..methods import build_method, get
 from .checkpoint import CheckpointError, Resumable, atomic_write_text, has_checkpoint, load_checkpoint
-from .config import RunConfig, dump_config, read_run_config
+from .config import RunConfig
+from .config_sources import dump_config, read_run_config
 from .epoch_log import LOG_COLUMNS, EpochLog
 from .links import refuse_links
 from .progress import EpochCallback, EpochReporter, say_task_learned
