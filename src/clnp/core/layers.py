@@ -1,7 +1,7 @@
 """Masked layers: dense, conv and batch-norm modules whose frozen part cannot move.
 
 A masked layer keeps the usual ``weight``/``bias`` parameters plus one persistent ``owner`` buffer
-(see :mod:`clnp.partition`). From the owner vectors it derives, as non-persistent buffers:
+(see :mod:`clnp.core.partition`). From the owner vectors it derives, as non-persistent buffers:
 
 * ``train_rows``: the units the current task trains (the free ones);
 * ``frozen_index`` / ``frozen_rows`` / ``frozen_bias``: the owned units and a compact snapshot of

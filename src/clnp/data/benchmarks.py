@@ -149,7 +149,7 @@ class BenchmarkSpec:
     default_tasks: int | None = None
     """Number of tasks when ``--tasks`` is not given; None when the stream has a fixed length."""
     data: tuple[str, ...] = ()
-    """Names of the data sets it reads (keys of :data:`clnp.data.DATA_SOURCES`)."""
+    """Names of the data sets it reads (keys of :data:`clnp.data.datasets.DATA_SOURCES`)."""
     max_tasks: int = MAX_PERMUTED_TASKS
     """The most tasks ``--tasks`` may ask for (the stream's length for split benchmarks)."""
     input_shape: tuple[int, ...] = ()
