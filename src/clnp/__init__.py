@@ -25,7 +25,7 @@ from .version import __version__
 _LAZY = {
     "CLNPNet": "core.network", "build_model": "core.network", "cnn": "core.network", "mlp": "core.network",
     "FREE": "core.partition",
-    "get_benchmark": "data.benchmarks", "permuted_digits": "data.benchmarks", "split_digits": "data.benchmarks",
+    "get_benchmark": "data.benchmarks", "permuted_digits": "data.streams", "split_digits": "data.streams",
     "Split": "data.tasks", "Task": "data.tasks",
     "average_accuracy": "experiments.metrics", "backward_transfer": "experiments.metrics",
     "export": "exporting", "load_state_dict_export": "exporting", "save_export": "exporting",

@@ -5,5 +5,6 @@
 | :mod:`.tasks` | :class:`~.tasks.Task` and :class:`~.tasks.Split`, checked at the door |
 | :mod:`.datasets` | data sets: digits, MNIST, Fashion-MNIST, CIFAR-10/100; where each is and how to get it |
 | :mod:`.files` | data files read and fetched with checks: IDX, CIFAR pickles, MD5-checked downloads, safe tar |
-| :mod:`.benchmarks` | named task streams (split-*, permuted-*, split-cifar10-100) |
+| :mod:`.streams` | a data set as a task stream: class groups, pixel permutations, the validation split |
+| :mod:`.benchmarks` | named task streams (split-*, permuted-*, split-cifar10-100), a run's defaults on each |
 """
