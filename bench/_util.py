@@ -103,9 +103,8 @@ def plain_twin(net: CLNPNet, n_classes: int) -> nn.Sequential:
 def permuted_fashion_slice(n_tasks: int, n_train: int, n_test: int = 1000, seed: int = 0):
     """``n_tasks`` permuted tasks on the first ``n_train`` Fashion-MNIST training images (10% of them
     carved out for validation) and ``n_test`` test images; permuted digits where Fashion-MNIST is absent."""
-    from clnp.benchmarks import PermutedTasks
-
-    from clnp.data import Dataset, load_fashion_mnist
+    from clnp.data.benchmarks import PermutedTasks
+    from clnp.data.datasets import Dataset, load_fashion_mnist
 
     try:
         data = load_fashion_mnist()

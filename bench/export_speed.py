@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _util import allocator_line, interleaved, machine, own_units, steady_allocator, table  # noqa: E402
 
 import clnp  # noqa: E402
-from clnp.export import n_parameters  # noqa: E402
+from clnp.exporting import n_parameters  # noqa: E402
 
 NETWORKS = {"mlp": "mlp:2000,2000", "cnn": "cnn:32,32,64,64/512"}
 

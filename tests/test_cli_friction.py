@@ -163,7 +163,7 @@ def test_progress_on_a_pipe_is_plain_lines_per_epoch_search_and_finished_task(tm
 def test_the_parser_offers_exactly_the_registered_names_and_builds_without_torch():
     from clnp.cli import BENCHMARK_NAMES, EXPORT_FORMATS, PRESET_NAMES
     from clnp.experiments.config import PRESETS
-    from clnp.export import FORMATS
+    from clnp.exporting import FORMATS
 
     assert sorted(BENCHMARK_NAMES) == sorted(BENCHMARKS) and sorted(PRESET_NAMES) == sorted(PRESETS)
     assert tuple(EXPORT_FORMATS) == tuple(FORMATS)

@@ -6,7 +6,7 @@ from torch import nn
 
 import clnp
 from clnp.core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from clnp.export import export, load_state_dict_export, n_parameters, save_export, used_units
+from clnp.exporting import export, load_state_dict_export, n_parameters, save_export, used_units
 
 from .conftest import quick_config
 

@@ -7,7 +7,7 @@ import torch
 
 import clnp
 from clnp.data.benchmarks import split_digits
-from clnp.export import export
+from clnp.exporting import export
 
 MODELS = {"mlp": "mlp:24,24", "cnn": "cnn:6,6/16", "cnn_bn": "cnn:6,6/16:bn"}
 

@@ -13,7 +13,8 @@ The packages, bottom to top (no import runs upwards):
   the one loop, the one evaluation, precisions, devices, distributed training;
 * :mod:`clnp.methods`: CLNP and the baselines, each one registered :class:`~clnp.engine.method.Method`;
 * :mod:`clnp.experiments`: run configs, runs and run directories, checkpoints, comparisons;
-* :mod:`clnp.report`, :mod:`clnp.export`, :mod:`clnp.cli`: on top.
+* :mod:`clnp.report`, :mod:`clnp.exporting` (``clnp.export(net, task)``), :mod:`clnp.cli`:
+  on top.
 """
 
 from importlib import import_module
@@ -24,10 +25,10 @@ from .version import __version__
 _LAZY = {
     "CLNPNet": "core.network", "build_model": "core.network", "cnn": "core.network", "mlp": "core.network",
     "FREE": "core.partition",
-    "get_benchmark": "data.benchmarks", "permuted_digits": "data.benchmarks", "split_digits": "data.benchmarks",
+    "get_benchmark": "data.benchmarks", "permuted_digits": "data.streams", "split_digits": "data.streams",
     "Split": "data.tasks", "Task": "data.tasks",
     "average_accuracy": "experiments.metrics", "backward_transfer": "experiments.metrics",
-    "export": "export",
+    "export": "exporting", "load_state_dict_export": "exporting", "save_export": "exporting",
     "CLNP": "methods.clnp", "CapacityError": "methods.clnp", "CLNPConfig": "methods.clnp", "TaskReport": "methods.clnp",
     "TrainConfig": "engine.config",
 }
@@ -48,6 +49,6 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "CLNP", "CLNPConfig", "CLNPNet", "CapacityError", "FREE", "Split", "Task", "TaskReport", "TrainConfig",
-    "average_accuracy", "backward_transfer", "build_model", "cnn", "export", "get_benchmark", "mlp",
-    "permuted_digits", "split_digits", "__version__",
+    "average_accuracy", "backward_transfer", "build_model", "cnn", "export", "get_benchmark",
+    "load_state_dict_export", "mlp", "permuted_digits", "save_export", "split_digits", "__version__",
 ]

@@ -1,7 +1,7 @@
 """Masked layers: dense, conv and batch-norm modules whose frozen part cannot move.
 
 A masked layer keeps the usual ``weight``/``bias`` parameters plus one persistent ``owner`` buffer
-(see :mod:`clnp.partition`). From the owner vectors it derives, as non-persistent buffers:
+(see :mod:`clnp.core.partition`). From the owner vectors it derives, as non-persistent buffers:
 
 * ``train_rows``: the units the current task trains (the free ones);
 * ``frozen_index`` / ``frozen_rows`` / ``frozen_bias``: the owned units and a compact snapshot of
@@ -167,7 +167,10 @@ class MaskedMixin:
 
     @torch.no_grad()
     def consolidate_(self) -> None:
-        """Write the frozen values back into the parameters (they may have moved under an optimiser)."""
+        """Write the frozen values back into the parameters (they may have moved under an optimiser).
+
+        The per-layer hook of :meth:`CLNPNet.consolidate_`, which calls it on every masked layer and batch norm.
+        """
         self.restore_frozen_()
 
     @torch.no_grad()

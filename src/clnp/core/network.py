@@ -406,7 +406,7 @@ class CLNPNet(nn.Module):
     ) -> tuple[Tensor, list[Tensor]]:
         """Logits of task ``task`` and the activity of every prunable layer (block outputs, ``[N, units, ...]``).
 
-        ``l1_weights`` (from :func:`clnp.sparsity.l1_unit_weights`) adds the L1 activity penalty's
+        ``l1_weights`` (from :func:`clnp.core.sparsity.l1_unit_weights`) adds the L1 activity penalty's
         gradient to the backward pass; the caller then adds only the penalty's value to the loss.
         """
         x = self.check_input(x, task)

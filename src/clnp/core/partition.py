@@ -56,8 +56,3 @@ def trainable_units(owner: Tensor) -> Tensor:
 def live_units(owner: Tensor, task: int) -> Tensor:
     """Units that take part in task ``task``'s computation: owned by it or an earlier task."""
     return (owner != FREE) & (owner <= task)
-
-
-def units_of(owner: Tensor, task: int) -> Tensor:
-    """Units owned by exactly ``task``."""
-    return owner == task

@@ -118,7 +118,7 @@ class PruneDecision:
         return [int((~k).sum()) for k in self.keep]
 
 
-class _Axis:
+class _LayerProposals:
     """One layer's ordered candidates and the step of the next proposal."""
 
     def __init__(self, layer: int, order: Tensor, share: float) -> None:
@@ -136,9 +136,9 @@ class _Axis:
         return self.order[self.done:self.done + min(self.step, self.order.numel() - self.done)]
 
 
-def _rounds(axes: list[_Axis], masks: list[Tensor], value: bool, passes: Callable[[list[Tensor]], Score | None],
-            current: Score, history: list[tuple[str, float]], label: str,
-            spent: list[float] | None = None) -> Score:
+def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
+            passes: Callable[[list[Tensor]], Score | None], current: Score, history: list[tuple[str, float]],
+            label: str, spent: list[float] | None = None) -> Score:
     """Rounds over ``axes``, scarcest layer first: set ``masks[layer][units] = value`` wherever it passes.
 
     ``spent``: per layer, adds the validation accuracy (a fraction) each accepted proposal cost."""
@@ -226,14 +226,14 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         idx = torch.nonzero(cand).flatten()
         orders.append(idx[torch.argsort(a[idx], stable=True)])
 
-    def unit_axes(limit: Sequence[int] | None) -> list[_Axis]:
+    def unit_axes(limit: Sequence[int] | None) -> list[_LayerProposals]:
         """One axis per layer over its candidates, from the ``keep`` mask's pruned prefix on (the rounds always
         prune a prefix of the order), at most ``limit[i]`` more units."""
         axes = []
         for i, (order, cand) in enumerate(zip(orders, candidates, strict=True)):
             done = int((cand & ~keep[i]).sum())
             stop = order.numel() if limit is None else min(order.numel(), done + max(0, limit[i]))
-            axis = _Axis(i, order[:stop], share=max(1, int(cand.sum()) - done) / cand.numel())
+            axis = _LayerProposals(i, order[:stop], share=max(1, int(cand.sum()) - done) / cand.numel())
             axis.done = done
             axes.append(axis)
         return axes
@@ -266,7 +266,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         if idx.numel() == 0:
             continue
         strength = act[i][idx] if weighted else act[i][idx] * outgoing_weight(net, i, task, keep)[idx].to(act[i].device)
-        reuse_axes.append(_Axis(i, idx[torch.argsort(strength, stable=True)], share=1.0))
+        reuse_axes.append(_LayerProposals(i, idx[torch.argsort(strength, stable=True)], share=1.0))
     if reuse_axes:
         def reuse_passes(c: list[Tensor]) -> Score | None:
             result = score(keep, c)

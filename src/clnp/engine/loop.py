@@ -97,7 +97,7 @@ def shuffled_batches(data: Sequence[Tensor], batch_size: int,
         yield tuple(t[idx] for t in data)
 
 
-class _Epochs:
+class _PhaseBatches:
     """The batches of every epoch of one phase, on this rank, moved to ``device``.
 
     In-memory tensors in one process: :func:`shuffled_batches` (the fast path, and the order every
@@ -152,7 +152,7 @@ class _Epochs:
             yield tuple(t.to(self.device, non_blocking=True) for t in batch)
 
 
-class _Step(nn.Module):
+class _TrainStep(nn.Module):
     """Runs the loss hooks as a module's forward pass, so that DDP sees each training forward whatever a
     method's hooks compute. Its parameters are exactly the trained ones (HAT's task embeddings, outside
     the network, included): DDP reduces those gradients and nothing else, and syncs no buffer (masks and
@@ -183,11 +183,11 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
         data = (data.x, data.y)
     optimizer = make_optimizer(list(params), config.finetuning() if phase == "finetune" else config)
     device = module_device(module)
-    epochs_data = _Epochs(data, config.batch_size, generator, device)
-    n_steps = epochs_data.n_steps
+    phase_batches = _PhaseBatches(data, config.batch_size, generator, device)
+    n_steps = phase_batches.n_steps
     precision = get_precision(config.precision)
     scaler = precision.grad_scaler(device)
-    step_module: nn.Module = _Step(params)
+    step_module: nn.Module = _TrainStep(params)
     if distributed.is_distributed():
         from torch.nn.parallel import DistributedDataParallel
 
@@ -204,7 +204,7 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
         started = time.perf_counter()
         running = torch.zeros((), dtype=torch.float64, device=device)
         seen = 0
-        for step, batch in enumerate(epochs_data.epoch(epoch)):
+        for step, batch in enumerate(phase_batches.epoch(epoch)):
             precision.set_loss_scale(hooks, scaler, device)
             with autocast(config.precision, device):
                 loss, extra = step_module(hooks, batch, head, step, n_steps)

@@ -201,7 +201,7 @@ def finished_run_of(out: str | Path, config: Any) -> dict | None:
 
 def recorded_config(directory: str | Path) -> dict | None:
     """The resolved configuration of the run in ``directory`` (finished or not), or None without one."""
-    from .config import read_run_config
+    from .config_sources import read_run_config
 
     directory = Path(directory)
     try:

@@ -9,8 +9,10 @@
 * ``results.json``: the accuracy matrix, ACC/BWT, capacity and per-task details, at the end
   (:class:`~clnp.experiments.results.RunResults`).
 
-Every file name of a run directory is in :mod:`clnp.experiments.run_files`. ``on_epoch``, a callable
-given to ``run`` or ``resume``, receives each epoch's row of ``log.csv`` as it is written.
+Every file name of a run directory is in :mod:`clnp.experiments.run_files`; what the checkpoint holds, and
+how it is checked and loaded back, in :mod:`clnp.experiments.run_state`. ``on_epoch``, a callable given to
+``run`` or ``resume``, receives each epoch's row of ``log.csv`` as it is written
+(:mod:`clnp.experiments.progress` writes it and the progress lines).
 
 ``resume(out)`` continues a killed run from its last finished task and ends with the same
 ``results.json`` numbers as the run left alone: the network is restored bit for bit, and so are the
@@ -27,7 +29,7 @@ from __future__ import annotations
 import dataclasses
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -37,31 +39,22 @@ import torch
 from ..data.benchmarks import get_benchmark
 from ..engine import distributed
 from ..engine.devices import resolve_device
-from ..engine.learner import CapacityError, StateError
+from ..engine.learner import CapacityError
 from ..methods import build_method, get
-from .checkpoint import (
-    CheckpointError,
-    Resumable,
-    atomic_write_text,
-    has_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from .config import RunConfig, dump_config, read_run_config
+from .checkpoint import CheckpointError, Resumable, atomic_write_text, has_checkpoint, load_checkpoint
+from .config import RunConfig
+from .config_sources import dump_config, read_run_config
 from .epoch_log import LOG_COLUMNS, EpochLog
-from .identity import differences, same_run
 from .links import refuse_links
+from .progress import EpochCallback, EpochReporter, say_task_learned
 from .results import RunResults, finished_run, finished_run_of, unfinished_run
 from .run_files import CHECKPOINT_DIR, CONFIG, MARKER, TEMPORARY, RunDirError
 from .run_lock import RunLock, check_lock
+from .run_state import load_checked, one_line, restore_run, save_run
 from .rundir import check_fresh, check_out_path, inspect, refuse_fresh_run, remove_own, write_marker
 
 __all__ = ["LOG_COLUMNS", "EpochCallback", "RunConfig", "RunDirError", "finished_run", "finished_run_of",
-           "load_learner", "resume", "run", "unfinished_run"]
-
-EpochCallback = Callable[[dict], None]
-"""Called with each epoch's row (``task``, ``phase``, ``epoch``, ``loss``, ``val_accuracy``, ``seconds``) once
-it is in ``log.csv``; what it raises stops the run there, as an interrupt would."""
+           "load_checked", "load_learner", "resume", "run", "unfinished_run"]
 
 
 def run(config: RunConfig, out: str | Path | None = None, overwrite: bool = False,
@@ -146,50 +139,6 @@ def resume(out: str | Path, progress: bool | None = None, data_dir: str | None =
     return _execute(cfg, out_path, checkpoint=state, resuming=True, on_epoch=on_epoch)
 
 
-class _EpochReporter:
-    """After every epoch: the row into ``log.csv``, then the caller's ``on_epoch``, and with progress on a line on
-    stderr where there is no bar to show it (stderr not a terminal), plus a line when CLNP's threshold search
-    starts (it shows no bar)."""
-
-    def __init__(self, log: EpochLog | None, cfg: RunConfig, n_tasks: int, on_epoch: EpochCallback | None) -> None:
-        self.log, self.cfg, self.n_tasks, self.on_epoch = log, cfg, n_tasks, on_epoch
-        self.plain = cfg.progress and not sys.stderr.isatty()
-
-    def __call__(self, row: dict) -> None:
-        if self.log is not None:
-            self.log(row)
-        if self.on_epoch is not None:
-            self.on_epoch(row)
-        if not self.cfg.progress:
-            return
-        task, phase, epoch = int(row["task"]), row["phase"], int(row["epoch"])
-        total = self.cfg.epochs if phase == "train" else self.cfg.finetune_epochs
-        if self.plain:
-            print(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
-                  f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
-        note = get(self.cfg.method).after_training
-        if note and phase == "train" and epoch == total:
-            _say(f"task {task + 1}/{self.n_tasks}: {note.format(**asdict(self.cfg))}")
-
-
-def _over_budget_text(info: dict) -> str:
-    """For the progress line: where a task kept more units than its budget (the margin allowed no fewer)."""
-    over, budget = info.get("over_budget") or [], info.get("budget") or []
-    parts = [f"layer {i}: {b + o} units for a budget of {b}"
-             for i, (o, b) in enumerate(zip(over, budget, strict=False)) if o > 0]
-    return f"; over its unit budget ({', '.join(parts)}): the margin allowed no fewer" if parts else ""
-
-
-def _say(line: str) -> None:
-    """A progress line on stderr; on a terminal through tqdm, so that it does not break a bar being drawn."""
-    if sys.stderr.isatty():
-        from tqdm.auto import tqdm
-
-        tqdm.write(line, file=sys.stderr)
-    else:
-        print(line, file=sys.stderr, flush=True)
-
-
 def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool = False,
              overwrite: bool = False, on_epoch: EpochCallback | None = None) -> dict:
     device = resolve_device(cfg.device, distributed.local_rank())
@@ -225,7 +174,7 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
             lock.acquire()
         except Exception as exc:  # noqa: BLE001 - raised below, on every rank
             failure = exc
-    said = distributed.agree(None if failure is None else _one_line(failure))
+    said = distributed.agree(None if failure is None else one_line(failure))
     if failure is not None:
         raise failure
     if said is not None:
@@ -236,89 +185,6 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
     finally:
         if lock is not None:
             lock.release()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300] if text else ''}"
-
-
-def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, model: str,
-                 input_shape: Sequence[int], n_classes: Sequence[int], source: str,
-                 tasks: Sequence | None = None) -> None:
-    """Load a checkpoint's learner state into ``learner``, freshly built for the run, after the consistency
-    checks the method declares (:attr:`~clnp.engine.method.Method.check_state`; CLNP's integrity checks).
-
-    ``n_classes``: per finished task; ``tasks``: the finished tasks themselves, for a learner that reads
-    their data again (joint training). Whatever does not fit, in the checks or in the learner's own
-    loading, is a :class:`CheckpointError` naming ``source``; ``learner_meta`` is the checkpoint's
-    ``learner`` entry, as read.
-    """
-    if not isinstance(learner_meta, dict):
-        raise CheckpointError(f"{source}: 'learner' is missing or not an object")
-    check_state = get(method).check_state
-    if check_state is not None:
-        try:
-            check_state(tensors, learner_meta, model, input_shape, n_classes, source)
-        except StateError as exc:
-            raise CheckpointError(str(exc)) from None
-    try:
-        learner.load_learner_state(tensors, learner_meta)
-        if tasks is not None:
-            learner.restore_tasks(list(tasks))
-    except CheckpointError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - whatever the learner found, it is this checkpoint's fault
-        raise CheckpointError(f"{source}: the learner's state does not fit this run ({_one_line(exc)})") from None
-
-
-def _restore(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequence, input_shape: tuple,
-             ckpt_file: Path | str) -> tuple[list, list, list, float, int]:
-    """Check the checkpoint against the run and load it into ``learner``; every mismatch is a CheckpointError."""
-    tensors, meta, rng_state = checkpoint
-    theirs = meta.get("config")
-    if not isinstance(theirs, dict) or not same_run(asdict(cfg), theirs):
-        diff = differences(asdict(cfg), theirs, here="in config.yaml", there="in the checkpoint", most=4, sep="; ") \
-            if isinstance(theirs, dict) else "no configuration recorded"
-        raise CheckpointError(
-            f"{ckpt_file}: the checkpoint was written with another configuration than config.yaml holds "
-            f"({diff}; was config.yaml edited?)")
-    world, now = meta.get("world_size"), distributed.world_size()  # None: written before it was recorded
-    if world is not None and world != now:
-        raise CheckpointError(
-            f"{ckpt_file}: the run was trained by {world!r} processes (torchrun world size) and is resumed by {now}; "
-            "each process's share of every batch, and so the results, would differ: resume it with "
-            f"{world!r} processes in all (e.g. torchrun --nproc-per-node {world!r} -m clnp run --resume ...)")
-    done = meta.get("tasks")
-    if not isinstance(done, list) or len(done) != meta.get("step"):
-        raise CheckpointError(f"{ckpt_file}: 'tasks' must list the {meta.get('step')} finished tasks")
-    for i, info in enumerate(done):
-        if (not isinstance(info, dict) or i >= len(stream) or info.get("name") != stream[i].name
-                or info.get("n_classes") != stream[i].n_classes):
-            raise CheckpointError(
-                f"{ckpt_file}: finished task {i} ({info}) does not match the benchmark's task stream")
-    n = len(done)
-    rows, task_info = meta.get("accuracy_rows"), meta.get("task_info")
-    if not isinstance(rows, list) or len(rows) != n or any(
-            not isinstance(row, list) or len(row) != i + 1
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1 for v in row)
-            for i, row in enumerate(rows)):
-        raise CheckpointError(f"{ckpt_file}: 'accuracy_rows' must hold {n} rows of 1..{n} accuracies in [0, 1]")
-    if not isinstance(task_info, list) or len(task_info) != n or not all(isinstance(t, dict) for t in task_info):
-        raise CheckpointError(f"{ckpt_file}: 'task_info' must hold one report per finished task ({n})")
-    load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, input_shape,
-                 [t.n_classes for t in stream[:n]], str(ckpt_file), tasks=stream[:n])
-    try:
-        torch.set_rng_state(rng_state)
-    except (RuntimeError, TypeError, ValueError) as exc:
-        raise CheckpointError(f"{ckpt_file}: the random-number state cannot be restored ({_one_line(exc)})") from None
-    resumed_at = meta.get("resumed_at_tasks", [])
-    if not isinstance(resumed_at, list) or not all(isinstance(t, int) for t in resumed_at):
-        raise CheckpointError(f"{ckpt_file}: 'resumed_at_tasks' must be a list of task counts")
-    seconds = meta.get("train_seconds", 0.0)
-    if not isinstance(seconds, (int, float)):
-        raise CheckpointError(f"{ckpt_file}: 'train_seconds' must be a number")
-    return rows, task_info, list(resumed_at), float(seconds), n
 
 
 def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool, overwrite: bool,
@@ -348,15 +214,15 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     distributed.barrier()  # rank 0 has prepared the directory
     if checkpoint is not None:
         ckpt_file = reader / CHECKPOINT_DIR if reader is not None else "checkpoint"
-        rows, task_info, resumed_at, seconds_before, start = _restore(learner, checkpoint, cfg, stream, input_shape,
-                                                                      ckpt_file)
+        rows, task_info, resumed_at, seconds_before, start = restore_run(learner, checkpoint, cfg, stream, input_shape,
+                                                                         ckpt_file)
     if resuming:
         resumed_at.append(start)
 
     log = EpochLog(out, keep_before_task=start) if out is not None else None
     n = len(stream)
     if log is not None or cfg.progress or on_epoch is not None:
-        learner.on_epoch = _EpochReporter(log, cfg, n, on_epoch)
+        learner.on_epoch = EpochReporter(log, cfg, n, on_epoch)
     started = time.perf_counter()
     try:
         for i in range(start, n):
@@ -375,13 +241,10 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             info["wall_seconds"] = time.perf_counter() - t0
             task_info.append(info)
             if out is not None and resumable:
-                _save(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
+                save_run(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
                       seconds_before + time.perf_counter() - started, input_shape)
             if cfg.progress and distributed.is_main():
-                mean = sum(rows[-1]) / len(rows[-1])
-                _say(f"task {i + 1}/{n} ({task.name}) learned in {info['wall_seconds']:.1f} s: test accuracy "
-                     f"{100 * rows[-1][-1]:.1f} %, mean over the {i + 1} task{'s' if i else ''} so far "
-                     f"{100 * mean:.1f} %{_over_budget_text(info)}")
+                say_task_learned(i, n, task.name, info, rows[-1])
     finally:
         if log is not None:
             log.close()
@@ -401,24 +264,3 @@ def _how_to_go_on(out: Path | None, finished: int) -> str:
     return (f"{kept} ('clnp report {out}' shows {'them' if finished != 1 else 'it'}). A resume would stop here "
             "again (it continues with the same network and settings): to go on, run again with a wider model or "
             f"a larger margin, with --overwrite (replaces this run) or another --out.")
-
-
-def _save(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, rows: list, task_info: list,
-          resumed_at: list[int], train_seconds: float, input_shape: tuple) -> None:
-    tensors, learner_meta = learner.learner_state()
-    tensors = {k: v.cpu() for k, v in tensors.items()}  # loads onto any device (load_state_dict copies)
-    n = len(rows)
-    meta = {
-        "config": asdict(cfg),
-        "tasks": [{"name": t.name, "n_classes": t.n_classes} for t in stream[:n]],
-        "n_tasks": len(stream),
-        "input_shape": list(input_shape),
-        "learner": learner_meta,
-        "accuracy_rows": rows,
-        "task_info": task_info,
-        "capacity": learner.capacity(),
-        "resumed_at_tasks": resumed_at,
-        "train_seconds": train_seconds,
-        "world_size": distributed.world_size(),
-    }
-    save_checkpoint(directory, tensors, meta, step=n)

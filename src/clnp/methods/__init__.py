@@ -163,11 +163,6 @@ def build_method(name: str, model: str, input_shape: Sequence[int], config: Trai
     return get(name).build(model, input_shape, config, options or {})
 
 
-def options_of(method: str) -> Mapping[str, Option]:
-    """The declared options of ``method``."""
-    return get(method).options
-
-
 def readers_of(setting: str) -> tuple[str, ...]:
     """The methods that read the shared run ``setting`` (of those only some methods read), in registry order."""
     return tuple(name for name in names() if setting in get(name).reads)
@@ -179,6 +174,6 @@ def shared_settings_read_by_some() -> tuple[str, ...]:
 
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "PLUGINS_ENV", "Method", "Option", "add_plugins", "build_method",
-           "builtin_names", "check_options", "get", "load_plugins", "names", "options_of", "readers_of", "register",
+           "builtin_names", "check_options", "get", "load_plugins", "names", "readers_of", "register",
            "shared_settings_read_by_some", "unregister"]
 

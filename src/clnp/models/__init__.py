@@ -1,9 +1,9 @@
 """Built-in models by spec, as plain ``nn.Module`` feature extractors (clnp adds one head per task).
 
-| spec | model |
-|---|---|
-| ``resnet18``, ``resnet18:NF`` | GEM's reduced ResNet-18, ``NF`` base filters (20 by default): ``[batch, 8 * NF]`` |
-| ``alexnet`` | GPM/WSN's 5-layer AlexNet with batch norm: ``[batch, 2048]`` |
+| spec | module | model |
+|---|---|---|
+| ``resnet18``, ``resnet18:NF`` | :mod:`.resnet` | GEM's reduced ResNet-18, ``NF`` filters (20): ``[batch, 8 * NF]`` |
+| ``alexnet`` | :mod:`.alexnet` | GPM/WSN's 5-layer AlexNet with batch norm: ``[batch, 2048]`` |
 
 No torchvision: each model is a few dozen lines of torch.
 """

@@ -106,9 +106,3 @@ class PlainNet(nn.Module):
 
 def count_parameters(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
-
-
-def head_parameters(feature_dim: int, n_classes: Sequence[int]) -> int:
-    """Parameters of one linear head per task."""
-    return sum(feature_dim * n + n for n in n_classes)
-
