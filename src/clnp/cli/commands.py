@@ -99,7 +99,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}\n"
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
           "of every layer\nand spends the margin only where it must to stay within that share (docs/design.md, "
-          "'Capacity is a budget').")
+          "'Capacity is a budget').\nWhy these defaults (L1 on activations at 3e-3, equal shares): bench/RESULTS.md, "
+          "'The capacity plan'.")
     return 0
 
 
