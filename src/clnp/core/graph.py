@@ -394,32 +394,34 @@ class _Reader:
 
     def _function(self, node: fx.Node, tensor_inputs: list[fx.Node]) -> list[Entry]:
         t, method = node.target, node.op == "call_method"
-        if (not method and t in ADDS_F) or (method and t in ADDS_M):
+
+        def one_of(functions: Any, methods: Any = ()) -> bool:
+            """Whether the node calls one of ``functions`` (``call_function``) or ``methods`` (``call_method``)."""
+            return t in (methods if method else functions)
+
+        if one_of(ADDS_F, ADDS_M):
             if len(tensor_inputs) == 2:
                 return self._add(node, tensor_inputs)
             src, cmap = self._single(node, tensor_inputs)
             return self._same_shape(node, src, cmap)  # adding a constant keeps the channel map
-        if (not method and t in SCALAR_F) or (method and t in SCALAR_M):
+        if one_of(SCALAR_F, SCALAR_M) or one_of(UNARY_F, UNARY_M):
             src, cmap = self._single(node, tensor_inputs)
             return self._same_shape(node, src, cmap)
-        if (not method and t in UNARY_F) or (method and t in UNARY_M):
-            src, cmap = self._single(node, tensor_inputs)
-            return self._same_shape(node, src, cmap)
-        if not method and t in POOL_F:
+        if one_of(POOL_F):
             src, cmap = self._single(node, tensor_inputs)
             return self._keeps_channels(node, src, cmap)
-        if (not method and t in RESHAPE_F) or (method and t in RESHAPE_M):
+        if one_of(RESHAPE_F, RESHAPE_M):
             src, cmap = self._single(node, tensor_inputs)
             if t in (torch.flatten, "flatten") and self._arg(node, 1, "start_dim", 0) == 0:
                 raise _Refusal("flattens the batch dimension")
             return self._reshape(node, src, cmap)
-        if (not method and t in PERMUTE_F) or (method and t in PERMUTE_M):
+        if one_of(PERMUTE_F, PERMUTE_M):
             src, cmap = self._single(node, tensor_inputs)
             return self._permute(node, src, cmap)
-        if (not method and t in REDUCE_F) or (method and t in REDUCE_M):
+        if one_of(REDUCE_F, REDUCE_M):
             src, cmap = self._single(node, tensor_inputs)
             return self._reduce(node, src, cmap)
-        if not method and t in CAT_F:
+        if one_of(CAT_F):
             return self._cat(node)
         raise _Refusal("an operation clnp does not know")
 
