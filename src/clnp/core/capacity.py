@@ -103,9 +103,8 @@ MIN_TRAINED = 8
 def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: int,
                    share: str = "equal") -> list[Tensor]:
     """Per layer, boolean per unit: the free units the coming task trains, in index order: ``TRAIN_HEADROOM`` times
-    its budget (at least :data:`MIN_TRAINED`), but never so many that fewer than half a budget of free units (at
-    least one) would be left for each of the other ``tasks_left - 1`` tasks: half its allotment (:func:`allotments`)
-    (and at least one unit).
+    its budget (at least :data:`MIN_TRAINED`), but never so many that any of the other ``tasks_left - 1`` tasks would
+    find fewer than half its allotment (:func:`allotments`; at least one unit each) still free; always at least one.
 
     A task trained on every free unit spreads over them, and the search cannot bring it back to its budget within
     the margin (permuted-digits, ``mlp:256,256``: task 0 kept 98 and 123 units for a budget of 25, and the stream
