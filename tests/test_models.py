@@ -41,7 +41,7 @@ def test_models_registry_names_every_spec():
 
 
 @pytest.mark.parametrize("spec, shape, words", [
-    ("vgg16", (3, 32, 32), ["'vgg16'", "resnet18, resnet18:NF, alexnet"]),
+    ("vgg16", (3, 32, 32), ["'vgg16'", "resnet18, resnet18:NF or alexnet"]),
     ("resnet18:x", (3, 32, 32), ["'resnet18:x'", "positive integer"]),
     ("resnet18:0", (3, 32, 32), ["'resnet18:0'", "positive integer"]),
     ("alexnet:3", (3, 32, 32), ["'alexnet:3'", "no argument"]),

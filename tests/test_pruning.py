@@ -54,7 +54,7 @@ def test_capacity_runs_out_in_the_middle_of_a_sequence_with_a_named_error():
 
 
 def test_the_contribution_measure_is_activity_times_the_weights_out_of_each_unit():
-    from clnp.core.activity import outgoing_weight, unit_activity
+    from clnp.core.activity import unit_activity
 
     torch.manual_seed(0)
     net = clnp.mlp(64, (8, 6), input_shape=(1, 8, 8))
@@ -67,7 +67,7 @@ def test_the_contribution_measure_is_activity_times_the_weights_out_of_each_unit
     contribution = unit_activity(net, 0, x, "contribution")
     assert contribution[0][2] == 0.0 and activity[0][2] > 0
     for layer in (0, 1):
-        assert torch.allclose(contribution[layer], activity[layer] * outgoing_weight(net, layer, 0))
+        assert torch.allclose(contribution[layer], activity[layer] * net.outgoing_weight(layer, 0))
     expected = activity[1][4] * net.heads[0].weight[:, 4].abs().sum()
     assert torch.allclose(contribution[1][4], expected)
 
@@ -85,7 +85,6 @@ def test_a_task_learned_with_the_contribution_measure_prunes_within_the_margin()
 def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_into_the_task(weighted):
     """The reuse rounds try the old unit that matters least first: activity times its weights into the
     task, or the activity alone when it already counts those weights (the ``contribution`` measure)."""
-    from clnp.core.activity import outgoing_weight
     from clnp.core.partition import live_units, trainable_units
     from clnp.core.pruning import Score, choose_pruning
 
@@ -99,7 +98,7 @@ def test_old_units_are_disconnected_in_order_of_activity_times_their_weights_int
     net.reset_free_units_()
     net.add_head(2)
     old = live_units(net.blocks[0].layer.owner, 0)
-    weight = outgoing_weight(net, 0, 1)
+    weight = net.outgoing_weight(0, 1)
     activity = [weight.clamp_min(1e-6) ** -0.5, torch.rand(8)]  # least active = most weighted, and back
     proposals = []
 

@@ -23,7 +23,7 @@ from typing import Any
 from .version import __version__
 
 _LAZY = {
-    "CLNPNet": "core.network", "build_model": "core.network", "cnn": "core.network", "mlp": "core.network",
+    "CLNPNet": "core.network", "build_model": "models:build_network", "cnn": "core.network", "mlp": "core.network",
     "FREE": "core.partition",
     "get_benchmark": "data.benchmarks", "permuted_digits": "data.streams", "split_digits": "data.streams",
     "Split": "data.tasks", "Task": "data.tasks",
@@ -32,13 +32,15 @@ _LAZY = {
     "CLNP": "methods.clnp", "CapacityError": "methods.clnp", "CLNPConfig": "methods.clnp", "TaskReport": "methods.clnp",
     "TrainConfig": "engine.config",
 }
-"""Public name -> the module that defines it, imported on first use: ``clnp --help`` needs no torch."""
+"""Public name -> the module that defines it (``module:name`` where the name there differs), imported on first use:
+``clnp --help`` needs no torch."""
 
 
 def __getattr__(name: str) -> Any:
     if name not in _LAZY:
         raise AttributeError(f"module 'clnp' has no attribute {name!r}")
-    value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    module, _, attr = _LAZY[name].partition(":")
+    value = getattr(import_module(f".{module}", __name__), attr or name)
     globals()[name] = value
     return value
 

@@ -10,7 +10,6 @@ from torch import Tensor
 
 from .modes import evaluation_mode
 from .network import CLNPNet
-from .partition import expand_owner, trainable_units
 
 ACTIVITY_MEASURES = ("mean_abs", "firing_rate", "contribution")
 """``mean_abs``: mean absolute activation (the paper's measure); ``firing_rate``: fraction of inputs on
@@ -19,33 +18,12 @@ unit's weights into the task's units of the next layer (or its head), what the u
 
 
 @torch.no_grad()
-def outgoing_weight(net: CLNPNet, layer: int, task: int, keep: Sequence[Tensor] | None = None) -> Tensor:
-    """Per unit of ``layer``: summed magnitude of its weights into task ``task``'s trainable units of the
-    next layer (those ``keep[layer + 1]`` allows, all without ``keep``) or, after the last layer, its head."""
-    owner = net.blocks[layer].layer.owner
-    if layer + 1 < len(net.blocks):
-        consumer = net.blocks[layer + 1].layer
-        rows = trainable_units(consumer.owner)
-        if keep is not None:
-            rows = rows & keep[layer + 1].to(consumer.owner.device)
-    else:
-        consumer = net.heads[task]
-        rows = torch.ones(consumer.n_units, dtype=torch.bool, device=owner.device)
-    w = consumer.weight.detach()[rows].abs()
-    if w.dim() > 2:
-        w = w.flatten(2).sum(2)
-    per_input = w.sum(0)
-    expand_owner(owner, per_input.numel())  # checks the layout
-    return per_input.view(owner.numel(), -1).sum(1)
-
-
-@torch.no_grad()
 def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
                   batch_size: int = 1024) -> list[Tensor]:
     """Per-unit activity of every prunable layer on inputs ``x`` (evaluation mode).
 
     ``mean_abs``: mean absolute activation; ``firing_rate``: fraction of inputs with activation
-    > 0; ``contribution``: ``mean_abs`` times :func:`outgoing_weight`. Conv channels are averaged over
+    > 0; ``contribution``: ``mean_abs`` times :meth:`CLNPNet.outgoing_weight`. Conv channels are averaged over
     positions as well as inputs.
 
     ``contribution`` is there because the L1 penalty acts on activations alone: a unit can meet it with
@@ -71,7 +49,7 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     assert sums is not None
     means = [s / count for s in sums]
     if measure == "contribution":
-        means = [m * outgoing_weight(net, i, task).to(m.device, m.dtype) for i, m in enumerate(means)]
+        means = [m * net.outgoing_weight(i, task).to(m.device, m.dtype) for i, m in enumerate(means)]
     return means
 
 
@@ -138,7 +116,7 @@ class SearchCache:
     def _start(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None,
                state: tuple[list[Tensor], list[Tensor] | None, list[list[Tensor]]]) -> int:
         """The first layer whose output differs between ``state`` and the configuration (``keep``, ``cut``)."""
-        n = len(self.net.blocks)
+        n = self.net.n_layers
         old_keep, old_cut, _ = state
         changed = [i for i in range(n) if not torch.equal(keep[i], old_keep[i])]
         for i in range(n):
@@ -155,9 +133,9 @@ class SearchCache:
         """Predicted classes (on the CPU) and the summed probability of the true class over the labelled inputs,
         with units ``~keep`` silenced; ``cut`` says which reuse cuts the caller has made in the weights."""
         net = self.net
-        n_blocks = len(net.blocks)
+        n_blocks = net.n_layers
         start, base = 0, None
-        for state in self.states:
+        for state in self.states if net.partial_forward else ():  # a graph network: whole passes
             here = self._start(keep, cut, state)
             if here > start or base is None and here == start:
                 start, base = here, state
@@ -184,7 +162,7 @@ class SearchCache:
                     confidence += logits.softmax(1).gather(1, yb.to(device)[:, None]).sum().double()
         size = sum(t.numel() * t.element_size() for row in reads for t in row)
         depth = max(1, min(n_blocks + 1, self.max_bytes // max(1, size)))  # tensors shared between states count once
-        if size <= self.max_bytes:
+        if size <= self.max_bytes and net.partial_forward:
             self.states.append(([k.clone() for k in keep], None if cut is None else [c.clone() for c in cut], reads))
             del self.states[:-depth]
         else:

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
-from .partition import FREE, expand_owner, live_units
+from .partition import FREE, expand_owner, live_units, trainable_units
 from .sparsity import add_l1_gradient
 
 ACTIVATIONS = (
@@ -69,6 +69,16 @@ class Block(nn.Module):
         return [m for m in (*self.post, *self.tail) if isinstance(m, MaskedBatchNorm)]
 
 
+def _is_stack(trunk: object) -> bool:
+    """Whether ``trunk`` is a list or ``nn.Sequential`` of modules a stack of blocks is made of (otherwise a module
+    is traced as a graph)."""
+    if isinstance(trunk, nn.Module) and not isinstance(trunk, nn.Sequential):
+        return False
+    if not isinstance(trunk, nn.Sequential):
+        return True  # a list, or not a module at all: the stack's own checks say what was expected
+    return all(isinstance(m, (nn.Linear, nn.Conv2d, *ACTIVATIONS, *PASS_THROUGH, *BATCH_NORMS)) for m in trunk)
+
+
 def _masked_copy(module: nn.Module) -> nn.Module:
     """A masked twin of a prunable or batch-norm module, with the same parameters."""
     if isinstance(module, nn.Linear):
@@ -97,8 +107,9 @@ class CLNPNet(nn.Module):
 
     Args:
         trunk: ``nn.Sequential`` (or list) of ``Linear``, ``Conv2d``, element-wise activations,
-            ``MaxPool2d``/``AvgPool2d``, ``Flatten``, ``Dropout`` and ``BatchNorm1d/2d``. Its
-            parameters are copied into masked twins.
+            ``MaxPool2d``/``AvgPool2d``, ``Flatten``, ``Dropout`` and ``BatchNorm1d/2d``; or any other
+            ``nn.Module`` ``torch.fx`` can trace (residual blocks, ...), which makes a
+            :class:`~clnp.core.graph_net.GraphNet`. Its parameters are copied into masked twins.
         input_shape: shape of one input example (without the batch dimension).
     """
 
@@ -106,13 +117,25 @@ class CLNPNet(nn.Module):
     heads: _ModuleListOf[MaskedLinear]
     task_widths: Tensor
 
-    def __init__(self, trunk: Sequence[nn.Module] | nn.Sequential, input_shape: Sequence[int]):
+    partial_forward = True
+    """Whether :meth:`forward_from` can restart a pass at a later layer (the search's cache uses it)."""
+
+    def __new__(cls, trunk: object = None, *args: object, **kwargs: object) -> CLNPNet:
+        """``CLNPNet(model, input_shape)`` of a module that is not a plain stack of the layers listed above is a
+        :class:`~clnp.core.graph_net.GraphNet` (residual additions, concatenation, global pooling, ...)."""
+        if cls is CLNPNet and trunk is not None and not _is_stack(trunk):
+            from .graph_net import GraphNet
+
+            return super().__new__(GraphNet)
+        return super().__new__(cls)
+
+    def __init__(self, trunk: Sequence[nn.Module] | nn.Module, input_shape: Sequence[int]):
         super().__init__()
         self.input_shape = tuple(int(s) for s in input_shape)
         stem: list[nn.Module] = []
         blocks: list[Block] = []
         current: list[nn.Module] | None = None  # [layer, post..., None marker, tail...]
-        for module in trunk:
+        for module in trunk:  # type: ignore[union-attr]
             if isinstance(module, (nn.Linear, nn.Conv2d)):
                 if current is not None:
                     blocks.append(self._make_block(current))
@@ -477,6 +500,60 @@ class CLNPNet(nn.Module):
 
     def free_units(self) -> list[int]:
         return [int((o == FREE).sum()) for o in self.owners]
+
+    @property
+    def n_layers(self) -> int:
+        """The number of prunable layers (of unit sets, in a graph network): what per-layer settings count."""
+        return len(self.owners)
+
+    @torch.no_grad()
+    def silence_free_units_(self, trained: Sequence[Tensor]) -> None:
+        """Zero the incoming weights and biases of the free units not in ``trained`` (per layer): they compute 0."""
+        for block, chosen in zip(self.blocks, trained, strict=True):
+            layer = block.layer
+            rows = (layer.owner == FREE) & ~chosen.to(layer.owner.device)
+            layer.weight[rows] = 0.0
+            if layer.bias is not None:
+                layer.bias[rows] = 0.0
+
+    @torch.no_grad()
+    def outgoing_weight(self, layer: int, task: int, keep: Sequence[Tensor] | None = None) -> Tensor:
+        """Per unit of ``layer``: summed magnitude of its weights into task ``task``'s trainable units of the
+        next layer (those ``keep[layer + 1]`` allows, all without ``keep``) or, after the last layer, its head."""
+        owner = self.blocks[layer].layer.owner
+        if layer + 1 < len(self.blocks):
+            consumer = self.blocks[layer + 1].layer
+            rows = trainable_units(consumer.owner)
+            if keep is not None:
+                rows = rows & keep[layer + 1].to(consumer.owner.device)
+        else:
+            consumer = self.heads[task]
+            rows = torch.ones(consumer.n_units, dtype=torch.bool, device=owner.device)
+        w = consumer.weight.detach()[rows].abs()
+        if w.dim() > 2:
+            w = w.flatten(2).sum(2)
+        per_input = w.sum(0)
+        expand_owner(owner, per_input.numel())  # checks the layout
+        return per_input.view(owner.numel(), -1).sum(1)
+
+    def reuse_cut_pairs(self, task: int, cut: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
+        """(weight, mask) pairs: the connections from the old units ``cut`` (per layer) into the task's units or
+        its head, which the search tries without."""
+        pairs = []
+        for i, c in enumerate(cut):
+            if not c.any():
+                continue
+            if i + 1 < len(self.blocks):
+                consumer = self.blocks[i + 1].layer
+                rows = consumer.train_rows
+            else:
+                consumer = self.heads[task]
+                rows = torch.ones(consumer.n_units, dtype=torch.bool, device=c.device)
+            cols = expand_owner(c.long(), consumer.weight.shape[1]).bool()
+            mask = rows[:, None] & cols[None, :]
+            pairs.append((consumer.weight, mask.view(*mask.shape, *([1] * (consumer.weight.dim() - 2)))
+                          .expand_as(consumer.weight)))
+        return pairs
 
     def nonnegative_activity(self) -> list[bool]:
         """Per prunable layer: whether its output can never be negative (its last activation is ReLU-like,

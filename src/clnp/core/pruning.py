@@ -58,7 +58,6 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .activity import outgoing_weight
 from .network import CLNPNet
 from .partition import live_units, trainable_units
 
@@ -265,7 +264,7 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         idx = torch.nonzero(o).flatten()
         if idx.numel() == 0:
             continue
-        strength = act[i][idx] if weighted else act[i][idx] * outgoing_weight(net, i, task, keep)[idx].to(act[i].device)
+        strength = act[i][idx] if weighted else act[i][idx] * net.outgoing_weight(i, task, keep)[idx].to(act[i].device)
         reuse_axes.append(_LayerProposals(i, idx[torch.argsort(strength, stable=True)], share=1.0))
     if reuse_axes:
         def reuse_passes(c: list[Tensor]) -> Score | None:

@@ -191,7 +191,7 @@ def _check_number(name: str, value: Any, allowed: str, ok: Any) -> None:
 
 def _check_model(spec: Any, input_shape: tuple[int, ...]) -> None:
     """Parse the model spec (building it, which is cheap) so a typo is refused before the data is read."""
-    from ..core.network import build_model
+    from ..models import build_network
 
     if not isinstance(spec, str):
         raise ValueError(f"model must be a spec such as 'mlp:256,256', got {spec!r}")
@@ -199,7 +199,7 @@ def _check_model(spec: Any, input_shape: tuple[int, ...]) -> None:
     if any(w > MAX_LAYER_WIDTH for w in widths):
         raise ValueError(f"model spec {spec!r}: layer sizes must be <= {MAX_LAYER_WIDTH}")
     if input_shape:
-        build_model(spec, input_shape)
+        build_network(spec, input_shape)
 
 
 class _ReadOnlyBy(Mapping[str, tuple[str, ...]]):

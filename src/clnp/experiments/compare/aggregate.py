@@ -30,11 +30,11 @@ def footprint(results: dict, input_shape: Sequence[int], n_classes: Sequence[int
     last = results["tasks"][-1] if results.get("tasks") else {}
     if "storage_bytes" in last and "parameters" in last:
         return {"parameters": int(last["parameters"]), "storage_bytes": int(last["storage_bytes"])}
-    from ...core.network import build_model
+    from ...models import build_network
 
-    net = build_model(results["model"], input_shape)
+    net = build_network(results["model"], input_shape)
     n = sum(p.numel() for p in net.parameters()) + sum(net.feature_dim * k + k for k in n_classes)
-    units = sum(block.layer.n_units for block in net.blocks) if get(results["method"]).capacity else 0
+    units = sum(net.widths) if get(results["method"]).capacity else 0
     return {"parameters": int(n), "storage_bytes": int(4 * n + OWNER_BYTES * units)}
 
 

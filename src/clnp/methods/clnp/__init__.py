@@ -19,11 +19,11 @@ from dataclasses import asdict
 
 from ...core.activity import ACTIVITY_MEASURES
 from ...core.capacity import SHARES
-from ...core.network import build_model
 from ...engine.config import ConfigTypeError, TrainConfig
 from ...engine.learner import CapacityError
 from ...engine.method import Method
 from ...engine.options import Option
+from ...models import build_network
 from .config import SPARSITY_TARGETS, CLNPConfig
 from .cycle import TrainingFailedError
 from .integrity import check_clnp_state
@@ -59,7 +59,7 @@ def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: 
     own CLNP settings; options override them."""
     own = {k: getattr(config, k) for k in OWN_SETTINGS} if isinstance(config, CLNPConfig) else {}
     own.update({k: v for k, v in options.items() if k in OWN_SETTINGS})
-    return CLNP(build_model(model, input_shape), CLNPConfig(**asdict(config.training()), **own))
+    return CLNP(build_network(model, input_shape), CLNPConfig(**asdict(config.training()), **own))
 
 
 METHOD = Method(

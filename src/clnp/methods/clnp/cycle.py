@@ -87,7 +87,7 @@ class CycleMixin:
         seconds["search"] = time.perf_counter() - t0
 
         t0 = time.perf_counter()
-        reuse_cut = self._reuse_cut_masks(task_id, decision.reuse_cut)
+        reuse_cut = self.net.reuse_cut_pairs(task_id, decision.reuse_cut)
         with torch.no_grad():
             for weight, mask in reuse_cut:
                 weight.masked_fill_(mask, 0.0)  # the old features the task does without: cut for good
@@ -133,13 +133,7 @@ class CycleMixin:
     def _silence_untrained(self, trained: Sequence[Tensor]) -> None:
         """Zero the incoming weights and biases of the free units the task does not train (the plan keeps them for
         later tasks): they compute 0, so neither the activity measure nor the search sees random features."""
-        for block, chosen in zip(self.net.blocks, trained, strict=True):
-            layer = block.layer
-            rows = (layer.owner == FREE) & ~chosen.to(layer.owner.device)
-            layer.weight[rows] = 0.0
-            if layer.bias is not None:
-                layer.bias[rows] = 0.0
-
+        self.net.silence_free_units_(trained)
 
     def _check_trained(self, task: Task, task_id: int) -> None:
         """Refuse to prune and freeze a task whose dense network learned nothing.
@@ -175,7 +169,7 @@ class CycleMixin:
         ``reuse_cut``: (weight, mask) pairs held at zero after every step (old features the task does without).
         """
         net = self.net
-        trainable = [block.layer.train_rows for block in net.blocks]
+        trainable = [o == FREE for o in net.owners]
         self._phase = _Phase(task=task, keep=keep, l1=l1, trainable=trainable,
                              nonnegative=net.nonnegative_activity(),
                              l1_weights=l1_unit_weights(self.l1, trainable)
@@ -209,7 +203,7 @@ class CycleMixin:
         if not phase.l1:
             return None
         if self.config.sparsity == "weights":  # differentiable: the loop back-propagates it
-            layers = [block.layer for block in self.net.blocks]
+            layers = [block.layer for block in self.net.blocks]  # a stack only: CLNP refuses a graph network with it
             return l1_weight_penalty([layer.weight for layer in layers], self.l1, phase.trainable,
                                      [layer.bias for layer in layers])
         with torch.no_grad():

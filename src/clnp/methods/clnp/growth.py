@@ -28,7 +28,7 @@ class GrowthMixin:
         """Per layer, the units the coming task is expected to keep: the most of the last tasks', at least
         ``grow_min``."""
         recent = self.reports[-GROW_LOOKBACK:]
-        return [max([self.config.grow_min, *(r.owned[i] for r in recent)]) for i in range(len(self.net.blocks))]
+        return [max([self.config.grow_min, *(r.owned[i] for r in recent)]) for i in range(self.net.n_layers)]
 
     def _grow(self) -> list[int]:
         """Add free units where fewer are left than the coming task is expected to need (within the cap)."""

@@ -27,9 +27,11 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import Tensor
 
-from ...core.network import build_model, check_task_widths
+from ...core.graph_net import GraphNet
+from ...core.network import check_task_widths
 from ...core.partition import FREE, cut_mask, expand_owner
 from ...engine.learner import StateError
+from ...models import build_network
 
 
 def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: str, input_shape: Sequence[int],
@@ -43,10 +45,13 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
     reports = learner_meta.get("reports")
     if not isinstance(reports, list) or len(reports) != n or not all(isinstance(r, dict) for r in reports):
         raise StateError(f"{source}: 'learner.reports' must hold one report per finished task ({n})")
-    template = build_model(model, input_shape)
+    template = build_network(model, input_shape)
     spec = template.widths
     for k in n_classes:
         template.add_head(int(k))
+    if isinstance(template, GraphNet):
+        _check_graph_state(template, tensors, reports, n, model, source)
+        return
     for i, block in enumerate(template.blocks):  # a grown network: the template grows the same way
         owner = tensors.get(f"blocks.{i}.layer.owner")
         if owner is not None and owner.dim() == 1 and owner.numel() > block.layer.n_units:
@@ -145,3 +150,46 @@ def _check_frozen_values_finite(tensors: Mapping[str, Tensor], owners: Sequence[
             frozen = owners[int(parts[1])] != FREE
             if not bool(torch.isfinite(t[frozen]).all()):
                 raise StateError(f"{source}: {name} holds NaN or infinite values in frozen units")
+
+
+def _check_graph_state(template: GraphNet, tensors: Mapping[str, Tensor], reports: list[dict], n: int, model: str,
+                       source: str) -> None:
+    """:func:`check_clnp_state` for a traced graph network: the same promises over unit sets (no growth)."""
+    expected = template.state_dict()
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+            [f"unexpected {', '.join(extra[:3])}"] if extra else [])
+        raise StateError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
+    for name, want in expected.items():
+        got = tensors[name]
+        if (tuple(got.shape) != tuple(want.shape) and name != "task_widths") or got.dtype != want.dtype:
+            raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
+                             f"needs {tuple(want.shape)} {want.dtype}")
+    widths = tensors["task_widths"]
+    if tuple(widths.shape) != (n, template.n_layers) or bool((widths != torch.tensor(template.widths)).any()):
+        raise StateError(f"{source}: task_widths must hold the unit sets' widths {template.widths} once per finished "
+                         f"task ({n}); got {widths.tolist()}")
+    owners = [tensors[f"owner_{s}"] for s in range(template.n_layers)]
+    for i, owner in enumerate(owners):
+        if owner.numel() and (int(owner.min()) < FREE or int(owner.max()) >= n):
+            raise StateError(f"{source}: owner_{i} holds task ids {int(owner.min())}..{int(owner.max())}; expected "
+                             f"{FREE} (free) or 0..{n - 1}")
+        for k, report in enumerate(reports):
+            owned = report.get("owned")
+            if not isinstance(owned, list) or len(owned) != len(owners) or int((owner == k).sum()) != owned[i]:
+                raise StateError(f"{source}: unit set {i} has {int((owner == k).sum())} units owned by task {k}; "
+                                 f"its report says {owned!r}")
+    for k in range(n):
+        if not bool((tensors[f"heads.{k}.owner"] == k).all()):
+            raise StateError(f"{source}: heads.{k}.owner must be {k} throughout (head {k} belongs to task {k})")
+    cut = template.weight_cut_problems(dict(tensors))
+    if cut:
+        raise StateError(f"{source}: {cut[0]} has non-zero weights where the owner vectors say they are cut: the "
+                         "owners do not belong to these weights")
+    rows = template.owned_rows(dict(tensors))
+    for name, t in tensors.items():
+        frozen = t if name.startswith("heads.") else t[rows[name]] if name in rows else None
+        if frozen is not None and frozen.is_floating_point() and not bool(torch.isfinite(frozen).all()):
+            raise StateError(f"{source}: {name} holds NaN or infinite values in frozen units")

@@ -52,7 +52,14 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
         self.config: CLNPConfig = self.config  # type: ignore[assignment]
         self.reports: list[TaskReport] = []
         self.on_epoch = on_epoch
-        self.l1 = per_layer(self.config.l1, len(net.blocks))
+        if not hasattr(net, "blocks"):  # a traced graph (GraphNet): unit sets, not a stack of layers
+            if self.config.sparsity == "weights":
+                raise ValueError("sparsity='weights' penalises the incoming weights of a stack's layers; a traced "
+                                 "graph network takes sparsity='activations' (the default)")
+            if self.config.grow:
+                raise ValueError("growth adds units to a stack of layers; a traced graph network cannot grow "
+                                 "(run without grow, or with a wider model)")
+        self.l1 = per_layer(self.config.l1, net.n_layers)
         self.initial_widths = net.widths
         self._phase: _Phase | None = None
         self._activity: list[Tensor] = []
@@ -68,7 +75,7 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
 
     def before_learning(self, task: Task) -> None:
         """Growth (``grow``) and the capacity check, before the task's seed is set."""
-        self._grown = self._grow() if self.config.grow else [0] * len(self.net.blocks)
+        self._grown = self._grow() if self.config.grow else [0] * self.net.n_layers
         self._check_capacity()
 
     def _report(self, task: Task, task_id: int, outcome: TaskReport, started: float) -> TaskReport:
@@ -93,7 +100,7 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
         for i, name in enumerate(self.net.layer_names):
             rows.append({
                 "layer": name,
-                "units": self.net.blocks[i].layer.n_units,
+                "units": self.net.widths[i],
                 "owned_by_task": [r.owned[i] for r in self.reports],
                 "free_after_task": [r.free_after[i] for r in self.reports],
                 "reused_by_task": [r.reused[i] for r in self.reports],

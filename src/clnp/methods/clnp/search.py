@@ -14,7 +14,6 @@ import torch
 from torch import Tensor
 
 from ...core.activity import SearchCache, predict_with_loss
-from ...core.partition import expand_owner
 from ...core.pruning import Score
 from ...data.tasks import Task
 from ...engine import distributed
@@ -36,25 +35,6 @@ class SearchMixin:
     net: Any
     config: Any
     device: Any
-
-    def _reuse_cut_masks(self, task_id: int, cut: Sequence[Tensor]) -> list[tuple[Tensor, Tensor]]:
-        """(weight, mask) pairs: the connections from the old units ``cut`` into the task's units or head."""
-        net = self.net
-        pairs = []
-        for i, c in enumerate(cut):
-            if not c.any():
-                continue
-            if i + 1 < len(net.blocks):
-                consumer = net.blocks[i + 1].layer
-                rows = consumer.train_rows
-            else:
-                consumer = net.heads[task_id]
-                rows = torch.ones(consumer.n_units, dtype=torch.bool, device=c.device)
-            cols = expand_owner(c.long(), consumer.weight.shape[1]).bool()
-            mask = rows[:, None] & cols[None, :]
-            pairs.append((consumer.weight, mask.view(*mask.shape, *([1] * (consumer.weight.dim() - 2)))
-                          .expand_as(consumer.weight)))
-        return pairs
 
     @staticmethod
     def _resolves(task: Task, margin: float) -> bool:
@@ -83,7 +63,7 @@ class SearchMixin:
         """Validation accuracy; with a ``probe`` (where accuracy cannot resolve the margin), agreement with the
         dense network's predictions on it and the mean true-class probability. Units ``~keep`` are silenced
         and the old units ``cut`` disconnected from the task."""
-        pairs = self._reuse_cut_masks(task_id, cut) if cut is not None else []
+        pairs = self.net.reuse_cut_pairs(task_id, cut) if cut is not None else []
         saved = [weight.detach().clone() for weight, _ in pairs]
         n_val = len(task.val)
         try:
