@@ -108,10 +108,24 @@ def test_joint_trains_on_the_union_of_the_tasks_seen(digit_tasks):
     assert learner.net.n_tasks == 2
 
 
-def test_masking_baselines_refuse_batch_norm_models():
-    for name in ("packnet", "hat"):
-        with pytest.raises(ValueError, match="without batch norm"):
-            build_method(name, "mlp:16:bn", SHAPE, quick_config(), {})
+def test_hat_refuses_batch_norm_models():
+    with pytest.raises(ValueError, match="without batch norm"):
+        build_method("hat", "mlp:16:bn", SHAPE, quick_config(), {})
+
+
+def test_packnet_keeps_earlier_tasks_outputs_bit_identical_with_the_first_tasks_batch_norm(digit_tasks):
+    """Batch norm is trained with the first task and frozen after it (statistics included), like the biases."""
+    torch.manual_seed(0)
+    learner = build_method("packnet", "cnn:4,8/16:bn", SHAPE, quick_config(epochs=2, finetune_epochs=1,
+                                                                           weight_decay=1e-3), {})
+    learner.learn(digit_tasks[0])
+    x = digit_tasks[0].test.x
+    before = learner.logits(0, x)
+    batch_norm = {k: v.clone() for k, v in learner.net.state_dict().items() if "post" in k}
+    assert batch_norm and any(k.endswith("running_mean") for k in batch_norm)
+    learner.learn(digit_tasks[1])
+    assert torch.equal(learner.logits(0, x), before)
+    assert all(torch.equal(learner.net.state_dict()[k], v) for k, v in batch_norm.items())
 
 
 def test_every_method_writes_the_same_results_keys(tmp_path):

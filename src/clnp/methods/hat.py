@@ -14,7 +14,8 @@ One deviation, for exactness: a learned task's mask is the binary ``e > 0`` (the
 ``sigmoid(s_max e)``, within 1e-3 of it unless ``|e| < 0.02``), both at test time and in
 ``a_<t``. Weights between two units of an earlier task then get exactly zero gradient, and their
 values are restored after every step in case the optimiser's weight decay moves them, so earlier
-tasks' outputs are bit-identical after later tasks. Needs a model without batch norm.
+tasks' outputs are bit-identical after later tasks. Needs a stack of layers (``mlp``/``cnn`` specs)
+without batch norm: the built-in graph models (``resnet18:NF``, ``alexnet``) are refused.
 """
 
 from __future__ import annotations
@@ -49,12 +50,22 @@ def _units(layer: nn.Module) -> int:
     return int(layer.weight.shape[0])
 
 
+def _require_gateable(net: PlainNet) -> None:
+    """Refuse, in one line, a network whose units HAT cannot gate: a built-in graph model (residual
+    additions, batch norm) or a chain with batch norm."""
+    if net.graph:
+        why = "has batch norm" if net.has_batch_norm else "is a graph model, not a stack of layers"
+        raise ValueError(f"hat gates the units of a stack of layers and needs a model without batch norm; "
+                         f"{net.spec} {why}: use packnet, or clnp")
+    require_no_batch_norm(net, "hat")
+
+
 class HAT(SequentialLearner):
     method = "hat"
 
     def __init__(self, net: PlainNet, config: TrainConfig, smax: float = DEFAULT_SMAX, c: float = DEFAULT_C) -> None:
         super().__init__(net, config)
-        require_no_batch_norm(net, "hat")
+        _require_gateable(net)
         if smax < 1:
             raise ValueError(f"hat: smax must be >= 1, got {smax}")
         if c < 0:

@@ -9,14 +9,23 @@ Every ``Linear``/``Conv2d`` weight has an owner (a task id, or free). Task ``t``
 3. retrain the kept weights alone for ``config.finetune_epochs`` (the same fine-tuning budget
    CLNP gets) and give them to task ``t``.
 
-Task ``t`` is evaluated with the weights owned by tasks ``0..t`` only; biases are trained with the
-first task and frozen after it, as in the paper; every task has its own head. Frozen values are
-restored after every optimiser step, so no optimiser state or weight decay can move them:
-earlier tasks' outputs are bit-identical after later tasks.
+The weights are those of every ``Linear``/``Conv2d`` layer of the trunk (:attr:`PlainNet.layers`), so
+the method runs alike on a chain (``mlp``/``cnn`` specs) and on a built-in graph model (``resnet18:NF``,
+``alexnet``). Task ``t`` is evaluated with the weights owned by tasks ``0..t`` only; biases are
+trained with the first task and frozen after it, as in the paper; every task has its own head.
+
+Batch norm (``mlp:...:bn``, ``cnn:...:bn``, the built-in graph models) is treated like the biases:
+its scale, shift and running statistics are those of the first task. While a later task trains,
+every batch norm is in evaluation mode (it normalises with the first task's statistics and updates
+none) and its scale and shift are not trained. This is what the authors' code does by default
+(arunmallya/packnet, ``--train_bn`` off), where the first task is the ImageNet model they start
+from. There are no per-task batch norms: every task is normalised with the first task's statistics.
+
+Frozen values are restored after every optimiser step, so no optimiser state or weight decay can move
+them: earlier tasks' outputs are bit-identical after later tasks.
 
 Default ``prune = 0.75``, the larger of the two per-task pruning ratios of the paper (50% and
-75%), which leaves more room for long task sequences. Option ``prune``. Needs a model without
-batch norm.
+75%), which leaves more room for long task sequences. Option ``prune``.
 """
 
 from __future__ import annotations
@@ -39,7 +48,6 @@ from .common.sequential import (
     SequentialLearner,
     check_consumed,
     options_float,
-    require_no_batch_norm,
     tensor_list,
 )
 
@@ -51,11 +59,13 @@ class PackNet(SequentialLearner):
 
     def __init__(self, net: PlainNet, config: TrainConfig, prune: float = DEFAULT_PRUNE) -> None:
         super().__init__(net, config)
-        require_no_batch_norm(net, "packnet")
         if not 0.0 < prune < 1.0:
             raise ValueError(f"packnet: prune must lie in (0, 1), got {prune}")
         self.prune = prune
-        self.weight_names = [f"blocks.{i}.layer.weight" for i in range(len(net.blocks))]
+        names = {id(p): name for name, p in net.named_parameters()}
+        self.weight_names = [names[id(layer.weight)] for layer in net.layers]
+        """The name of every pruned weight in the network (``blocks.0.layer.weight``, ``trunk.conv1.weight``)."""
+        self.batch_norms = [m for m in net.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         self.owner = [torch.full(layer.weight.shape, FREE, dtype=torch.int16, device=self.device)
                       for layer in net.layers]
         self._visible: list[Tensor] = []
@@ -69,6 +79,9 @@ class PackNet(SequentialLearner):
         return functional_call(self.net, weights, (x, task_id), strict=False)
 
     def forward_batch(self, x: Tensor, task_id: int, step: int, n_steps: int) -> Tensor:
+        if task_id > 0:  # batch norm keeps the first task's statistics (the loop sets training mode)
+            for bn in self.batch_norms:
+                bn.eval()
         return self._forward_with(self._visible, x, task_id)
 
     def _set_phase(self, trainable: Sequence[Tensor], task_id: int) -> None:
@@ -88,9 +101,11 @@ class PackNet(SequentialLearner):
 
     # -------------------------------------------------------------------------- the task
     def _trainable_parameters(self, task_id: int) -> list[nn.Parameter]:
-        params = [layer.weight for layer in self.net.layers] + list(self.net.heads[task_id].parameters())
-        if task_id == 0:
-            params += [p for n, p in self.net.blocks.named_parameters() if not n.endswith("layer.weight")]
+        weights = [layer.weight for layer in self.net.layers]
+        params = weights + list(self.net.heads[task_id].parameters())
+        if task_id == 0:  # biases and batch norm: trained with the first task only
+            pruned = {id(w) for w in weights}
+            params += [p for p in self.net.trunk_parameters() if id(p) not in pruned]
         return params
 
     def _learn(self, task: Task, task_id: int, generator: torch.Generator) -> dict | None:
