@@ -14,8 +14,8 @@ from ..methods import DEFAULT_METHOD, builtin_names
 from ..version import __version__
 from .commands import cmd_benchmarks, cmd_compare, cmd_export, cmd_report, cmd_run
 
-BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist", "split-cifar10-100", "split-digits",
-                   "split-digits-loader", "split-fashion-mnist", "split-mnist")
+BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist", "split-cifar10-100", "split-cifar100",
+                   "split-digits", "split-digits-loader", "split-fashion-mnist", "split-mnist", "split-tinyimagenet")
 PRESET_NAMES = ("paper-pmnist", "split-cifar")
 EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
 METHOD_NAMES = builtin_names()

@@ -10,7 +10,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .datasets import DATA_SOURCES, Dataset, load_cifar10, load_cifar100, load_fashion_mnist, load_mnist
+from .datasets import (
+    DATA_SOURCES,
+    Dataset,
+    load_cifar10,
+    load_cifar100,
+    load_fashion_mnist,
+    load_mnist,
+    load_tiny_imagenet,
+)
 from .streams import (
     PermutedTasks,
     carve_validation,
@@ -114,10 +122,13 @@ def _permuted(loader: Callable[..., Dataset], name: str) -> Callable[..., Sequen
     return build
 
 
-def _split(loader: Callable[..., Dataset], name: str) -> Callable[..., list[Task]]:
+def _split(loader: Callable[..., Dataset], name: str, per_task: int = 2) -> Callable[..., list[Task]]:
+    """The builder of a split benchmark: the data set's classes ``per_task`` at a time in label order (0-1, 2-3, ...
+    for pairs; 0-9, 10-19, ... for tens), each task's validation split a seeded 10 % of its training images
+    (:func:`carve_validation`), its test split every official test image of its classes."""
     def build(n_tasks: int | None, seed: int, data_dir: str | None, download: bool = False) -> list[Task]:
         data = loader(data_dir, download=download)
-        groups = class_pairs(data.n_classes)
+        groups = class_pairs(data.n_classes, per_task)
         return split_tasks(data, groups[:n_tasks] if n_tasks else groups, 0.1, seed, prefix=name)
     return build
 
@@ -144,6 +155,18 @@ DIGITS_DEFAULTS = {"model": "mlp:256,256", "epochs": 60, "batch_size": 32}
 MNIST_PERMUTED_DEFAULTS = {"model": "mlp:1000,1000", "epochs": 10, "batch_size": 128}
 MNIST_SPLIT_DEFAULTS = {"model": "mlp:400,400", "epochs": 10, "batch_size": 128}
 CIFAR_DEFAULTS = {"model": "cnn:32,32,64,64/512", "epochs": 10, "batch_size": 128}
+CIFAR100_DEFAULTS = {"model": "alexnet", "epochs": 50, "batch_size": 64}
+"""GPM's and WSN's network on split CIFAR-100 (the 5-layer AlexNet with batch norm, :mod:`clnp.models`) and batch
+size. GPM trains each task for up to 200 epochs, stopping early on the validation loss; clnp has no early stopping
+and trains a fixed 50. Each task's validation split is GPM's: a seeded 10 % of its training images. Inputs are in
+[0, 1], not standardised, as in split-cifar10-100 (GPM subtracts each channel's mean and divides by its standard
+deviation)."""
+TINY_IMAGENET_DEFAULTS = {"model": "cnn:160,160,160,160/640,640", "epochs": 50, "batch_size": 64}
+"""WSN's Tiny ImageNet network as closely as clnp's ``cnn:`` grammar can say it: 4 convolutions of 160 channels,
+dense layers of 640 and 640, and one head per task (its 3 dense layers). WSN's network (La-MAML's) convolves with
+stride 2 and does not pool (64 -> 4 pixels: 2,560 features into the first dense layer); the grammar pools 2x2 after
+each pair of stride-1 convolutions (64 -> 16 pixels: 40,960 features, so that layer holds 26 M weights, not 1.6 M).
+Epochs and batch size are split-cifar100's, clnp's choice rather than WSN's schedule."""
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     "split-digits": BenchmarkSpec(
@@ -177,6 +200,17 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         "split-cifar10-100", "CIFAR-10 (10 classes), then CIFAR-100 classes 0-9, 10-19, ..., 40-49: 6 tasks",
         _split_cifar10_100, CIFAR_DEFAULTS, data=("cifar10", "cifar100"), max_tasks=6,
         input_shape=(3, 32, 32)),
+    "split-cifar100": BenchmarkSpec(
+        "split-cifar100", "CIFAR-100, classes 0-9, 10-19, ..., 90-99: 10 tasks of 10 classes (GPM's and WSN's "
+        "split; GPM trains up to 200 epochs with early stopping, clnp a fixed --epochs)",
+        _split(load_cifar100, "split-cifar100", 10), CIFAR100_DEFAULTS, data=("cifar100",), max_tasks=10,
+        input_shape=(3, 32, 32)),
+    "split-tinyimagenet": BenchmarkSpec(
+        "split-tinyimagenet", "Tiny ImageNet (64x64), classes 5 at a time in wnids.txt order: 40 tasks of 5 "
+        "classes (WSN's split), tested on the official labelled val images; the default cnn pools where WSN's "
+        "network strides, so its first dense layer reads 16x more features",
+        _split(load_tiny_imagenet, "split-tinyimagenet", 5), TINY_IMAGENET_DEFAULTS, data=("tiny-imagenet",),
+        max_tasks=40, input_shape=(3, 64, 64)),
 }
 
 

@@ -1,6 +1,7 @@
-"""Data files read and fetched with checks: IDX and CIFAR pickle batches parsed strictly, downloads checked
-against their published MD5, archives extracted without links or paths that leave the target. Anything
-missing or damaged is one :class:`DataError` naming the file, the fault and the remedy."""
+"""Data files read and fetched with checks: IDX and CIFAR pickle batches parsed strictly, JPEG images decoded
+with their size checked, downloads checked against their published MD5, archives extracted without links or
+paths that leave the target. Anything missing or damaged is one :class:`DataError` naming the file, the fault
+and the remedy."""
 
 from __future__ import annotations
 
@@ -103,6 +104,26 @@ def read_cifar_batch(path: str | Path, label_key: str, remedy: str = "") -> tupl
     if labels.shape != (data.shape[0],):
         raise DataError(path, f"wrong count: {labels.size} labels for {data.shape[0]} images", remedy)
     return data.reshape(-1, 3, 32, 32), labels
+
+
+# ------------------------------------------------------------------------------------- images
+def read_rgb_image(path: str | Path, side: int, remedy: str = "") -> np.ndarray:
+    """One image file (JPEG, PNG: what Pillow reads) as uint8 ``[3, side, side]``; a grayscale image (Tiny
+    ImageNet has some) is repeated over the three channels. Any other size is refused, not resized."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DataError(path, "missing", remedy) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise DataError(path, f"not a readable image (truncated or damaged: {exc})", remedy) from None
+    if pixels.shape != (side, side, 3):
+        raise DataError(path, f"an image of {pixels.shape[1]}x{pixels.shape[0]} pixels; expected {side}x{side}",
+                        remedy)
+    return pixels.transpose(2, 0, 1)
 
 
 # -------------------------------------------------------------------------------------- download
