@@ -1,0 +1,280 @@
+"""CLNP on traced graph models (clnp.core.graph_net): residual additions, concatenation, batch norm, global pooling.
+
+The central promise, bit for bit, on resnet18, alexnet, a user's torchvision-style residual module and random small
+residual graphs: after later tasks, after a save and load, in eval and in train mode.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+import clnp
+from clnp.core.graph import UnsupportedNodeError
+from clnp.core.graph_net import GraphNet
+from clnp.data.tasks import Split, Task
+from clnp.models import build_network
+
+from .conftest import quick_config
+
+
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock, written out (no torchvision here): in-place ReLU, ``out += identity``."""
+
+    def __init__(self, inplanes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(planes)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.downsample = None
+        if stride != 1 or inplanes != planes:
+            self.downsample = nn.Sequential(nn.Conv2d(inplanes, planes, 1, stride, bias=False), nn.BatchNorm2d(planes))
+
+    def forward(self, x: Tensor) -> Tensor:
+        identity = x
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        if self.downsample is not None:
+            identity = self.downsample(x)
+        out += identity
+        return self.relu(out)
+
+
+class UserResNet(nn.Module):
+    """A user's own small residual network with batch norm."""
+
+    def __init__(self, width: int = 6):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.blocks = nn.Sequential(BasicBlock(width, width), BasicBlock(width, 2 * width, 2))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.flatten(self.pool(self.blocks(self.stem(x))), 1)
+
+
+def image_tasks(shape: tuple[int, ...], n_tasks: int = 3, n: int = 48, seed: int = 0) -> list[Task]:
+    """Small learnable tasks on random images: class 1 brightens a random pattern of pixels, its own per task."""
+    g = torch.Generator().manual_seed(seed)
+    tasks = []
+    for t in range(n_tasks):
+        y = torch.randint(0, 2, (3 * n,), generator=g)
+        pattern = (torch.rand(*shape, generator=g) < 0.5).float()
+        x = 0.5 * torch.rand(3 * n, *shape, generator=g) + 0.5 * y.view(-1, *[1] * len(shape)) * pattern
+        tasks.append(Task(f"t{t}", 2, Split(x[:n], y[:n]), Split(x[n:2 * n], y[n:2 * n]),
+                          Split(x[2 * n:], y[2 * n:])))
+    return tasks
+
+
+def learn_and_check(net: clnp.CLNPNet, tasks: list[Task], probe: Tensor, train_mode: bool = True,
+                    **config) -> clnp.CLNP:
+    """Learn ``tasks`` one by one; after each, every earlier task's logits (in eval mode and, for a model without
+    dropout, in train mode) are torch.equal to those right after it was learned."""
+    settings = {"epochs": 6, "finetune_epochs": 1, "margin": 2.0, "lr": 1e-2, "expected_tasks": len(tasks), **config}
+    learner = clnp.CLNP(net, quick_config(**settings))
+    recorded: list[Tensor] = []
+    for t, task in enumerate(tasks):
+        learner.learn(task)
+        with torch.no_grad():
+            net.eval()
+            recorded.append(net(probe, t).clone())
+            for earlier in range(t + 1):
+                assert torch.equal(net(probe, earlier), recorded[earlier]), f"task {earlier} changed after task {t}"
+            net.train(train_mode)
+            for earlier in range(t + 1):
+                assert torch.equal(net(probe, earlier), recorded[earlier]), f"task {earlier} (train mode) after {t}"
+    assert sum(learner.reports[0].owned) > 0, "the first task kept no unit: the check would be empty"
+    return learner
+
+
+def reloaded(net: clnp.CLNPNet, fresh: clnp.CLNPNet) -> clnp.CLNPNet:
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    for head in net.heads:
+        fresh.add_head(head.n_units)
+    fresh.load_state_dict(torch.load(buffer))
+    return fresh.eval()
+
+
+def test_a_model_that_is_not_a_stack_makes_a_graph_network_with_one_unit_set_per_add_joined_family():
+    net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
+    assert isinstance(net, GraphNet) and isinstance(net, clnp.CLNPNet)
+    # stem + block 0's conv2 are joined by block 0's identity; block 1's conv2 and its downsample by block 1's add
+    assert net.layer_names == ["0:Conv2d(stem.0+1->4)", "1:Conv2d(blocks.0.conv1->4)", "2:Conv2d(blocks.1.conv1->8)",
+                               "3:Conv2d(blocks.1.conv2+1->8)"]
+    assert net.widths == [4, 4, 8, 8] and net.feature_dim == 8
+    assert isinstance(clnp.CLNPNet(nn.Sequential(nn.Flatten(), nn.Linear(64, 8), nn.ReLU()), (1, 8, 8)).blocks[0],
+                      nn.Module)  # a plain stack stays a stack
+
+
+def test_the_users_module_is_not_changed_by_wrapping_or_training():
+    model = UserResNet(4)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    net = clnp.CLNPNet(model, (1, 8, 8))
+    learn_and_check(net, image_tasks((1, 8, 8), 1), torch.rand(8, 1, 8, 8))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert model.blocks[0].relu.inplace  # the network's copy runs out of place; the user's module is as it was
+
+
+def test_a_users_residual_module_with_batch_norm_keeps_every_earlier_task_bit_identical():
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(6), (1, 8, 8))
+    probe = torch.rand(20, 1, 8, 8)
+    learn_and_check(net, image_tasks((1, 8, 8)), probe)
+    twin = reloaded(net, clnp.CLNPNet(UserResNet(6), (1, 8, 8)))
+    net.eval()
+    with torch.no_grad():
+        for t in range(3):
+            assert torch.equal(twin(probe, t), net(probe, t))
+
+
+def test_resnet18_with_8_filters_keeps_every_earlier_task_bit_identical_after_later_tasks_and_a_reload(digit_tasks):
+    torch.manual_seed(0)
+    net = build_network("resnet18:8", (1, 8, 8))
+    probe = torch.rand(16, 1, 8, 8)
+    learner = learn_and_check(net, digit_tasks, probe)
+    assert learner.reports[0].val_accuracy_final > 0.8
+    twin = reloaded(net, build_network("resnet18:8", (1, 8, 8)))
+    net.eval()
+    with torch.no_grad():
+        assert all(torch.equal(twin(probe, t), net(probe, t)) for t in range(3))
+
+
+def test_alexnet_keeps_the_first_task_bit_identical_after_the_second():
+    """In eval mode: alexnet has dropout, whose train-mode outputs are random by design."""
+    torch.manual_seed(0)
+    net = build_network("alexnet", (3, 32, 32))
+    learn_and_check(net, image_tasks((3, 32, 32), 2, n=24), torch.rand(6, 3, 32, 32), train_mode=False, epochs=2)
+
+
+def test_a_graph_network_under_bf16_autocast_keeps_earlier_tasks_bit_identical():
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=2, finetune_epochs=1, margin=2.0, precision="bf16-mixed"))
+    tasks, probe = image_tasks((1, 8, 8), 2), torch.rand(10, 1, 8, 8)
+    learner.learn(tasks[0])
+    before = learner.logits(0, probe)
+    learner.learn(tasks[1])
+    assert torch.equal(learner.logits(0, probe), before)
+
+
+def test_cut_weights_of_a_graph_network_are_exactly_zero_and_frozen_rows_never_move():
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=2, finetune_epochs=1, margin=2.0, optimizer="sgd", lr=0.05,
+                                          weight_decay=1e-2))
+    tasks = image_tasks((1, 8, 8), 2)
+    learner.learn(tasks[0])
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    rows = net.owned_rows(before)
+    learner.learn(tasks[1])
+    after = net.state_dict()
+    assert net.weight_cut_problems(after) == []
+    for key, owned in rows.items():
+        assert torch.equal(after[key][owned], before[key][owned]), key
+
+
+def test_pruned_units_are_silenced_by_cutting_their_columns_not_by_zeroing_a_tap():
+    """A constant added after a unit's activity (``x + 1``) must not reach the next layer once the unit is pruned:
+    the search evaluates exactly the network freezing will make."""
+
+    class PlusOne(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b = nn.Linear(6, 5), nn.Linear(5, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return F.relu(self.b(F.relu(self.a(x)) + 1.0))
+
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(PlusOne(), (6,))
+    net.add_head(3)
+    x = torch.randn(7, 6)
+    keep = [torch.tensor([True, False, True, False, True]), torch.ones(4, dtype=torch.bool)]
+    with torch.no_grad():
+        got = net(x, 0, keep)
+        hidden = F.relu(net.trunk.a(x)) + 1.0
+        hidden = hidden * keep[0].float()  # what the next layer reads once the pruned units' columns are cut
+        expected = net.heads[0](F.relu(net.trunk.b(hidden)))
+    assert torch.allclose(got, expected)
+    net.assign_units_(0, keep)
+    with torch.no_grad():
+        assert torch.equal(net(x, 0), got)
+
+
+def test_growth_and_weight_sparsity_are_refused_for_a_graph_network_in_one_line():
+    net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
+    with pytest.raises(ValueError, match="traced graph network cannot grow"):
+        clnp.CLNP(net, clnp.CLNPConfig(grow=True))
+    with pytest.raises(ValueError, match="sparsity='activations'"):
+        clnp.CLNP(net, clnp.CLNPConfig(sparsity="weights"))
+
+
+def test_a_model_with_an_operation_clnp_cannot_follow_is_refused_naming_the_node():
+    class Sorts(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Linear(4, 4)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.cumsum(self.a(x), 1)
+
+    with pytest.raises(UnsupportedNodeError) as info:
+        clnp.CLNPNet(Sorts(), (4,))
+    message = str(info.value)
+    assert "\n" not in message and "'cumsum'" in message
+
+
+# ------------------------------------------------------------------------------- random residual graphs
+class RandomGraph(nn.Module):
+    """A random small network of conv layers with residual additions, concatenations and batch norm."""
+
+    def __init__(self, rng: random.Random):
+        super().__init__()
+        width = rng.choice((8, 12))
+        self.stem = nn.Conv2d(1, width, 3, padding=1)
+        self.stem_bn = nn.BatchNorm2d(width) if rng.random() < 0.5 else nn.Identity()
+        self.kinds: list[str] = []
+        self.parts = nn.ModuleList()
+        for _ in range(rng.randint(2, 4)):
+            kind = rng.choice(("add", "cat", "conv"))
+            self.kinds.append(kind)
+            if kind == "add":
+                part = nn.ModuleList([nn.Conv2d(width, width, 3, padding=1, bias=False), nn.BatchNorm2d(width)])
+            elif kind == "cat":
+                a, b = rng.randint(4, 6), rng.randint(4, 6)
+                part = nn.ModuleList([nn.Conv2d(width, a, 1), nn.Conv2d(width, b, 3, padding=1)])
+                width = a + b
+            else:
+                new = rng.randint(6, 10)
+                part = nn.ModuleList([nn.Conv2d(width, new, 3, padding=1), nn.BatchNorm2d(new)])
+                width = new
+            self.parts.append(part)
+        self.fc = nn.Linear(width, 5)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = F.relu(self.stem_bn(self.stem(x)))
+        for kind, part in zip(self.kinds, self.parts, strict=True):
+            if kind == "add":
+                x = F.relu(x + part[1](part[0](x)))
+            elif kind == "cat":
+                x = torch.cat([F.relu(part[0](x)), F.relu(part[1](x))], 1)
+            else:
+                x = F.relu(part[1](part[0](x)))
+        return self.fc(x.mean((2, 3)))
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_random_residual_graphs_keep_every_earlier_task_bit_identical(seed: int, digit_tasks):
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    net = clnp.CLNPNet(RandomGraph(rng), (1, 8, 8))
+    learn_and_check(net, digit_tasks, torch.rand(12, 1, 8, 8))
