@@ -2,13 +2,14 @@
 
     python bench/step_time.py [--reps 7] [--steps 8] [--epochs 2] [--threads 1]
 
-For each network (MLP 784-2000-2000 and cnn:32,32,64,64/512 on 1x28x28 inputs, 10 classes,
-batch 256, Adam lr 1e-3) three variants train on the same minibatches, in turn, ``reps`` times:
+For each network (MLP 784-2000-2000 and cnn:32,32,64,64/512 on 1x28x28 inputs; GEM's reduced ResNet-18
+``resnet18:20`` on 3x32x32 inputs; 10 classes, batch 256, Adam lr 1e-3) three variants train on the same
+minibatches, in turn, ``reps`` times:
 
 * ``plain``: ``nn.Sequential`` of the same shape, cross-entropy, a fresh Adam, the usual
   zero_grad / backward / step loop;
 * ``plain+L1``: the same plus the L1 activity penalty CLNP adds to the loss (the method's
-  objective, not masking overhead);
+  objective, not masking overhead; stacks only: a traced model's taps have no plain twin);
 * ``CLNP``: ``CLNP._train`` itself (the one training loop, per-epoch validation on 32 examples
   included) on task 2 of a network whose tasks 0 and 1 own 15% of the units each, so masks
   are active (frozen rows, cut weights, restored snapshots, old heads present).
@@ -39,9 +40,10 @@ import clnp  # noqa: E402
 from clnp.core.sparsity import l1_activity_penalty  # noqa: E402
 from clnp.data.tasks import Split, Task  # noqa: E402
 from clnp.engine.loop import shuffled_batches  # noqa: E402
+from clnp.models import build  # noqa: E402
 
-NETWORKS = {"mlp": "mlp:2000,2000", "cnn": "cnn:32,32,64,64/512"}
-INPUT_SHAPE = (1, 28, 28)
+NETWORKS = {"mlp": "mlp:2000,2000", "cnn": "cnn:32,32,64,64/512", "resnet": "resnet18:20"}
+INPUT_SHAPES = {"mlp": (1, 28, 28), "cnn": (1, 28, 28), "resnet": (3, 32, 32)}
 BATCH = 256
 L1 = 1e-3
 
@@ -56,7 +58,7 @@ def plain_forward_with_activity(model: nn.Sequential, x: Tensor) -> tuple[Tensor
     return x, acts
 
 
-def plain_run(model: nn.Sequential, task: Task, epochs: int, l1: bool, seed: int) -> None:
+def plain_run(model: nn.Module, task: Task, epochs: int, l1: bool, seed: int) -> None:
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(seed)
     model.train()
@@ -74,25 +76,28 @@ def plain_run(model: nn.Sequential, task: Task, epochs: int, l1: bool, seed: int
 
 def measure(name: str, spec: str, args: argparse.Namespace) -> dict:
     torch.manual_seed(0)
-    net = clnp.build_model(spec, INPUT_SHAPE)
+    shape = INPUT_SHAPES[name]
+    net = clnp.build_model(spec, shape)
     own_units(net, [0.15, 0.15])
     learner = clnp.CLNP(net, clnp.CLNPConfig(batch_size=BATCH, optimizer="adam", lr=1e-3, l1=L1))
     task_id = net.add_head(10)
     n = args.steps * BATCH
-    x = torch.rand(n, *INPUT_SHAPE)
+    x = torch.rand(n, *shape)
     y = torch.randint(0, 10, (n,))
     task = Task("synthetic", 10, Split(x, y), Split(x[:32], y[:32]), Split(x[:32], y[:32]))
-    plain = plain_twin(net, 10)
+    graph = name == "resnet"
+    plain: nn.Module = (nn.Sequential(build(spec, shape), nn.Linear(net.feature_dim, 10)) if graph
+                        else plain_twin(net, 10))
     gen = torch.Generator().manual_seed(1)
 
     def run_clnp() -> None:
         learner._train(task, task_id, args.epochs, "train", gen, keep=None, l1=True, log=[])
 
-    medians = interleaved({
-        "plain": lambda: plain_run(plain, task, args.epochs, False, 1),
-        "plain+L1": lambda: plain_run(plain, task, args.epochs, True, 1),
-        "CLNP": run_clnp,
-    }, reps=args.reps, warmup=1)
+    variants = {"plain": lambda: plain_run(plain, task, args.epochs, False, 1), "CLNP": run_clnp}
+    if not graph:
+        variants["plain+L1"] = lambda: plain_run(plain, task, args.epochs, True, 1)  # type: ignore[arg-type]
+    medians = interleaved(variants, reps=args.reps, warmup=1)
+    medians.setdefault("plain+L1", float("nan"))
     steps = args.epochs * args.steps
     owned = sum(int((o != clnp.FREE).sum()) for o in net.owners)
     units = sum(o.numel() for o in net.owners)

@@ -314,7 +314,7 @@ def test_cli_refuses_bad_data_with_exit_code_2_one_line_and_the_run_dir_intact(c
     (["--epochs", "0"], "epochs must be >= 1"),
     (["--tasks", "0"], "--tasks must be >= 1"),
     (["--model", "mlp:abc"], "bad layer sizes 'abc'"),
-    (["--model", "rnn:16"], "unknown model kind 'rnn'"),
+    (["--model", "rnn:16"], "unknown model spec 'rnn"),
     (["--margin", "-1"], "margin must be >= 0"),
     (["--lr", "0"], "lr must be > 0"),
 ])

@@ -18,6 +18,7 @@ import copy
 import torch
 from torch import Tensor, nn
 
+from ..core.graph_net import GraphNet
 from ..core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from ..core.network import CLNPNet
 
@@ -95,7 +96,14 @@ def export(net: CLNPNet, task: int, fold_batch_norm: bool = True) -> nn.Sequenti
     ``fold_batch_norm`` folds each batch norm that directly follows a ``Linear``/``Conv2d`` into it;
     other batch norms are kept as plain ``BatchNorm1d/2d`` over the kept channels. Call it between
     tasks; frozen values a user's own loop moved are put back first.
+
+    Raises:
+        ValueError: ``net`` is a traced graph (:class:`~clnp.core.graph_net.GraphNet`): not exported yet.
     """
+    if isinstance(net, GraphNet):
+        raise ValueError("clnp export slices a stack of layers into a compact nn.Sequential; a traced graph model "
+                         "(resnet18, alexnet, your own module) is not exported yet: use the network itself "
+                         "(net(x, task)) or its state_dict")
     net.consolidate_()
     keep = used_units(net, task)
     modules: list[nn.Module] = [copy.deepcopy(m) for m in net.stem]

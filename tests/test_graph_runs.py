@@ -1,0 +1,63 @@
+"""Graph models through the command line: ``clnp run --model resnet18:NF`` (its report, a crash and resume),
+``clnp compare`` of CLNP and PackNet on one network, and the one-line refusals (growth, export)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from clnp.cli import main
+
+from .conftest import DETERMINISTIC_TASK_KEYS, interrupt_runs, read_results
+
+ARGS = ["--benchmark", "split-digits", "--model", "resnet18:4", "--tasks", "2", "--epochs", "6",
+        "--finetune-epochs", "1", "--seed", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("resnet") / "run"
+    assert main(["run", *ARGS, "--out", str(out)]) == 0
+    return out
+
+
+def test_a_resnet_run_learns_every_task_with_backward_transfer_exactly_zero_and_reports_its_unit_sets(reference,
+                                                                                                      capsys):
+    results = read_results(reference)
+    assert results["model"] == "resnet18:4" and len(results["accuracy_matrix"]) == 2
+    assert results["backward_transfer"] == 0.0
+    assert [row["layer"] for row in results["capacity"]][:2] == ["0:Conv2d(conv1+2->4)", "1:Conv2d(layer1.0.conv1->4)"]
+    capsys.readouterr()
+    assert main(["report", str(reference)]) == 0
+    assert "conv1+2" in capsys.readouterr().out
+
+
+def test_a_resnet_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path, reference, monkeypatch):
+    out = tmp_path / "crashed"
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == 1 and row["epoch"] == 2)
+    assert main(["run", *ARGS, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    got, want = read_results(out), read_results(reference)
+    assert got["accuracy_matrix"] == want["accuracy_matrix"] and got["capacity"] == want["capacity"]
+    for a, b in zip(got["tasks"], want["tasks"], strict=True):
+        assert {k: a[k] for k in DETERMINISTIC_TASK_KEYS} == {k: b[k] for k in DETERMINISTIC_TASK_KEYS}
+
+
+def test_growth_on_a_graph_model_and_its_export_are_refused_in_one_line(tmp_path, reference, capsys):
+    assert main(["run", *ARGS, "--grow", "--out", str(tmp_path / "grow")]) == 2
+    assert "cannot grow" in capsys.readouterr().err
+    assert main(["export", str(reference), "--task", "0", "--out", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "not exported yet" in err and len(err.splitlines()) == 1
+
+
+def test_clnp_and_packnet_compare_on_one_resnet(tmp_path):
+    out = tmp_path / "cmp"
+    args = [a for a in ARGS if a != "--no-progress"]
+    assert main(["compare", *args, "--methods", "clnp,packnet", "--seeds", "1", "--out", str(out)]) == 0
+    table = json.loads((out / "comparison.json").read_text())
+    assert set(table["methods"]) == {"clnp", "packnet"} and table["model"] == "resnet18:4"
+    assert table["methods"]["clnp"]["backward_transfer"]["mean"] == 0.0
