@@ -278,3 +278,20 @@ def test_random_residual_graphs_keep_every_earlier_task_bit_identical(seed: int,
     torch.manual_seed(seed)
     net = clnp.CLNPNet(RandomGraph(rng), (1, 8, 8))
     learn_and_check(net, digit_tasks, torch.rand(12, 1, 8, 8))
+
+
+def test_an_exported_task_of_a_graph_network_gives_its_logits_compact_or_bit_for_bit_at_full_width(digit_tasks):
+    from clnp.exporting.graph import export_graph
+
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(6), (1, 8, 8))
+    probe = torch.rand(20, 1, 8, 8)
+    learn_and_check(net, digit_tasks, probe)
+    net.eval()
+    for t in range(len(digit_tasks)):
+        full, compact = export_graph(net, t), clnp.export(net, t)
+        with torch.no_grad():
+            assert torch.equal(full(probe), net(probe, t))
+            assert torch.allclose(compact(probe), net(probe, t), atol=1e-5)
+        assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in full.parameters())
+        assert not any(isinstance(m, (GraphNet,)) for m in compact.modules())

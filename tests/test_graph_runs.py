@@ -7,8 +7,10 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from clnp.cli import main
+from clnp.experiments.runner import load_learner
 
 from .conftest import DETERMINISTIC_TASK_KEYS, interrupt_runs, read_results
 
@@ -46,12 +48,23 @@ def test_a_resnet_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path
         assert {k: a[k] for k in DETERMINISTIC_TASK_KEYS} == {k: b[k] for k in DETERMINISTIC_TASK_KEYS}
 
 
-def test_growth_on_a_graph_model_and_its_export_are_refused_in_one_line(tmp_path, reference, capsys):
+def test_growth_on_a_graph_model_is_refused_in_one_line(tmp_path, capsys):
     assert main(["run", *ARGS, "--grow", "--out", str(tmp_path / "grow")]) == 2
     assert "cannot grow" in capsys.readouterr().err
-    assert main(["export", str(reference), "--task", "0", "--out", str(tmp_path / "x.pt")]) == 2
+
+
+def test_a_resnet_task_exports_as_torchscript_with_the_logits_of_the_run(tmp_path, reference, capsys):
+    path = tmp_path / "task-0.pt"
+    assert main(["export", str(reference), "--task", "0", "--out", str(path)]) == 0
+    learner, tasks = load_learner(reference)
+    x = tasks[0].test.x[:20]
+    with torch.no_grad():
+        exported = torch.jit.load(str(path))(x)
+        assert torch.allclose(exported, learner.net.eval()(x, 0), atol=1e-5)
+    assert main(["export", str(reference), "--task", "0", "--format", "state_dict",
+                 "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err.strip()
-    assert "not exported yet" in err and len(err.splitlines()) == 1
+    assert "torchscript" in err and len(err.splitlines()) == 1
 
 
 def test_clnp_and_packnet_compare_on_one_resnet(tmp_path):

@@ -21,6 +21,7 @@ from torch import Tensor, nn
 from ..core.graph_net import GraphNet
 from ..core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from ..core.network import CLNPNet
+from .graph import export_graph
 
 
 def used_units(net: CLNPNet, task: int) -> list[Tensor]:
@@ -90,20 +91,16 @@ def _fold(layer: nn.Module, bn: nn.Module) -> None:
 
 
 @torch.no_grad()
-def export(net: CLNPNet, task: int, fold_batch_norm: bool = True) -> nn.Sequential:
-    """A plain ``nn.Sequential`` (evaluation mode) computing task ``task``'s logits with only its units.
+def export(net: CLNPNet, task: int, fold_batch_norm: bool = True) -> nn.Module:
+    """A plain ``nn.Sequential`` (evaluation mode) computing task ``task``'s logits with only its units; for a traced
+    graph network, a plain ``GraphModule`` and head (:func:`clnp.exporting.graph.export_graph`).
 
     ``fold_batch_norm`` folds each batch norm that directly follows a ``Linear``/``Conv2d`` into it;
     other batch norms are kept as plain ``BatchNorm1d/2d`` over the kept channels. Call it between
     tasks; frozen values a user's own loop moved are put back first.
-
-    Raises:
-        ValueError: ``net`` is a traced graph (:class:`~clnp.core.graph_net.GraphNet`): not exported yet.
     """
     if isinstance(net, GraphNet):
-        raise ValueError("clnp export slices a stack of layers into a compact nn.Sequential; a traced graph model "
-                         "(resnet18, alexnet, your own module) is not exported yet: use the network itself "
-                         "(net(x, task)) or its state_dict")
+        return export_graph(net, task, used_units(net, task))
     net.consolidate_()
     keep = used_units(net, task)
     modules: list[nn.Module] = [copy.deepcopy(m) for m in net.stem]

@@ -81,7 +81,7 @@ def _readable(paths: list[Path]) -> list[Path]:
     return paths
 
 
-def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: Sequence[int]) -> list[Path]:
+def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Sequence[int]) -> list[Path]:
     """Write an exported model; return the files written.
 
     ``torchscript``: ``path`` (``torch.jit.load`` reads it); ``onnx``: ``path`` (needs the ``onnx``
@@ -123,6 +123,9 @@ def save_export(model: nn.Sequential, path: str | Path, fmt: str, input_shape: S
     if fmt == "state_dict":
         from safetensors.torch import save
 
+        if not isinstance(model, nn.Sequential):
+            raise ValueError("the state_dict format describes a stack of layers; a traced graph model is written as "
+                             "--format torchscript (or onnx)")
         atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
         meta = path.with_suffix(".json")
         atomic_write_bytes(meta, (json.dumps({"input_shape": list(input_shape), "layers": describe(model)},

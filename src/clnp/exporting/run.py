@@ -63,7 +63,8 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     path = Path(output) if output is not None else run_dir / "export" / f"task-{task}{suffix}"
     files = save_export(model, path, fmt, net.input_shape)
     kept = [int(k.sum()) for k in used_units(net, task)]
-    full = sum(p.numel() for p in net.blocks.parameters()) + n_parameters(net.heads[task])
+    full = sum(p.numel() for name, p in net.named_parameters() if not name.startswith("heads.")) + n_parameters(
+        net.heads[task])
     return {"task": task, "format": fmt, "files": [str(f) for f in files], "units_kept": kept,
             "units": [o.numel() for o in net.owners], "parameters": n_parameters(model), "parameters_full": full}
 
