@@ -184,12 +184,20 @@ class GraphBatchNorm(MaskedBatchNorm):
             gain = torch.where(rows, w, spread * scale)
             offset = torch.where(rows, b, mean * scale + shift)
             return F.batch_norm(x, None, None, gain, offset, True, 0.0, self.eps)
+        scale, shift = self.fixed_affine(w, b)
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+
+    def fixed_affine(self, w: Tensor | None = None, b: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """Per channel: the scale and shift of evaluation (running statistics, frozen ones for owned channels)."""
+        rows = self.train_rows
+        if w is None or b is None:
+            w = torch.where(rows, self.weight, self.frozen_weight) if self.affine else torch.ones_like(self.frozen_mean)
+            b = torch.where(rows, self.bias, self.frozen_bias) if self.affine else torch.zeros_like(self.frozen_mean)
         mean = torch.where(rows, self.running_mean, self.frozen_mean)
         var = torch.where(rows, self.running_var, self.frozen_var)
         scale = w * torch.rsqrt(var + self.eps)
-        shift = b - mean * scale
-        shape = (1, -1, *([1] * (x.dim() - 2)))
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+        return scale, b - mean * scale
 
     def _update_running(self, var: Tensor, mean: Tensor, n: int) -> None:
         """The free channels' running statistics, as torch's batch norm moves them (unbiased variance)."""

@@ -1,8 +1,9 @@
 """A task of a traced graph network (:class:`~clnp.core.graph_net.GraphNet`) as a plain ``GraphModule`` plus its head.
 
-The traced model is copied with plain ``Linear``/``Conv2d``/batch norm in place of the masked ones, holding the
-task's frozen values; the taps become the identity, or a fixed channel mask where the task does not own every
-channel a layer keeps. A compact export (``clnp.export``) keeps only the unit groups the task's logits depend on
+The traced model is copied with plain ``Linear``/``Conv2d`` in place of the masked ones and each batch norm as the
+per-channel affine map it computes in evaluation (:class:`ChannelAffine`), holding the task's frozen values; the
+taps become the identity, or a fixed channel mask where the task does not own every channel a layer keeps. A
+compact export (``clnp.export``) keeps only the unit groups the task's logits depend on
 (:meth:`GraphNet.units_used_by`, at least one per unit set): every layer of a group drops the same channels, so
 additions and concatenations stay aligned, and the logits equal ``net(x, task)`` up to float rounding (smaller
 kernels add in another order). Without ``keep`` every channel stays: the same kernels on the same shapes, so the
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor, fx, nn
 
 from ..core.graph_net import GraphNet, Tap
-from ..core.layers import MaskedBatchNorm, MaskedConv2d
+from ..core.layers import MaskedConv2d
 from ..core.partition import live_units
 
 
@@ -65,19 +66,20 @@ def _plain_layer(layer: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Mo
     return out
 
 
-def _plain_norm(bn: MaskedBatchNorm, channels: Tensor, ndim: int) -> nn.Module:
-    """A plain batch norm (1d or 2d, as its input) of ``channels``, with their frozen values and statistics."""
-    n = int(channels.sum())
-    cls = nn.BatchNorm2d if ndim == 4 else nn.BatchNorm1d
-    out = cls(n, eps=bn.eps, affine=bn.affine).to(device=bn.running_mean.device, dtype=bn.running_mean.dtype)
-    rows = bn.train_rows
-    with torch.no_grad():
-        if bn.affine:
-            out.weight.copy_(torch.where(rows, bn.weight, bn.frozen_weight)[channels])
-            out.bias.copy_(torch.where(rows, bn.bias, bn.frozen_bias)[channels])
-        out.running_mean.copy_(torch.where(rows, bn.running_mean, bn.frozen_mean)[channels])
-        out.running_var.copy_(torch.where(rows, bn.running_var, bn.frozen_var)[channels])
-    return out
+class ChannelAffine(nn.Module):
+    """``x * scale + shift`` per channel (dim 1): a batch norm in evaluation, computed as the network computes it."""
+
+    scale: Tensor
+    shift: Tensor
+
+    def __init__(self, scale: Tensor, shift: Tensor) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale.clone())
+        self.register_buffer("shift", shift.clone())
+
+    def forward(self, x: Tensor) -> Tensor:
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        return torch.addcmul(self.shift.view(shape), x, self.scale.view(shape))
 
 
 @torch.no_grad()
@@ -90,7 +92,6 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
     live = live_units(torch.cat(net.owners), task)
     kept = torch.ones_like(live) if keep is None else torch.cat(keep).to(live.device)
     trunk = copy.deepcopy(net.trunk)
-    shapes = {str(n.target): n.meta.get("tensor_meta") for n in trunk.graph.nodes if n.op == "call_module"}
     for j, name in enumerate(net.layer_modules):
         layer = net.get_submodule(f"trunk.{name}")
         units, columns = net.get_buffer(f"_units_{j}"), net.get_buffer(f"_columns_{j}")
@@ -103,9 +104,9 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
         _set(trunk, f"clnp_tap_{j}", nn.Identity() if bool(owned.all()) else ChannelMask(owned))
     for k, name in enumerate(net.norm_modules):
         bn = net.get_submodule(f"trunk.{name}")
-        meta = shapes.get(name)
-        ndim = len(meta.shape) if meta is not None else 4
-        _set(trunk, name, _plain_norm(bn, kept[net.get_buffer(f"_norm_{k}")], ndim))
+        channels = kept[net.get_buffer(f"_norm_{k}")]
+        scale, shift = bn.fixed_affine()
+        _set(trunk, name, ChannelAffine(scale.detach()[channels], shift.detach()[channels]))
     for module in trunk.modules():
         if isinstance(module, Tap):  # pragma: no cover - every tap was replaced above
             raise AssertionError("a tap was left in the exported model")
@@ -121,4 +122,4 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
     return model.eval()
 
 
-__all__ = ["ChannelMask", "GraphExport", "export_graph"]
+__all__ = ["ChannelAffine", "ChannelMask", "GraphExport", "export_graph"]
