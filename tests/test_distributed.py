@@ -131,6 +131,20 @@ def test_baselines_train_under_ddp_with_every_rank_identical_after_every_task(me
     assert len(results["accuracy_matrix"]) == 3
 
 
+@pytest.mark.parametrize("method", ["clnp", "packnet"])
+def test_a_traced_resnet_trains_under_ddp_with_every_rank_identical_and_clnp_forgets_nothing(method, tmp_path):
+    """A graph model (taps, column cuts, GraphBatchNorm) under DDP: the runner's digest check after every task
+    passes, and CLNP's backward transfer is exactly 0."""
+    out = tmp_path / "run"
+    proc = _torchrun("-m", "clnp", "run", "--method", method, "--benchmark", "split-digits", "--model", "resnet18:4",
+                     "--tasks", "2", "--epochs", "6", "--device", "cpu", "--no-progress", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["accuracy_matrix"]) == 2
+    if method == "clnp":
+        assert results["backward_transfer"] == 0.0
+
+
 SHARD_SCRIPT = """
 import json, sys
 import torch
