@@ -124,16 +124,21 @@ def test_the_users_module_is_not_changed_by_wrapping_or_training():
     assert model.blocks[0].relu.inplace  # the network's copy runs out of place; the user's module is as it was
 
 
-def test_a_users_residual_module_with_batch_norm_keeps_every_earlier_task_bit_identical():
+@pytest.mark.parametrize("task_batch_norm", [False, True], ids=["owners_statistics", "per_task_statistics"])
+def test_a_users_residual_module_with_batch_norm_keeps_every_earlier_task_bit_identical(task_batch_norm, digit_tasks):
     torch.manual_seed(0)
-    net = clnp.CLNPNet(UserResNet(6), (1, 8, 8))
+    net = clnp.CLNPNet(UserResNet(6), (1, 8, 8), task_batch_norm=task_batch_norm)
     probe = torch.rand(20, 1, 8, 8)
-    learn_and_check(net, image_tasks((1, 8, 8)), probe)
-    twin = reloaded(net, clnp.CLNPNet(UserResNet(6), (1, 8, 8)))
+    learner = learn_and_check(net, digit_tasks, probe)
+    assert any(sum(r.reused) for r in learner.reports[1:]), "no task reused an old unit: batch norm across tasks untested"
+    twin = reloaded(net, clnp.CLNPNet(UserResNet(6), (1, 8, 8), task_batch_norm=task_batch_norm))
     net.eval()
     with torch.no_grad():
         for t in range(3):
             assert torch.equal(twin(probe, t), net(probe, t))
+    if task_batch_norm:  # each learned task froze its own statistics, of every channel
+        bn = net.trunk.get_submodule("blocks.0.bn1")
+        assert bn.task_mean.shape == (3, 6) and not torch.equal(bn.task_mean[0], bn.task_mean[1])
 
 
 def test_resnet18_with_8_filters_keeps_every_earlier_task_bit_identical_after_later_tasks_and_a_reload(digit_tasks):

@@ -64,13 +64,14 @@ _NONNEGATIVE_F = {F.relu, torch.relu, F.relu6, F.sigmoid, torch.sigmoid, F.softp
 class _Context:
     """What one forward pass asks of the masked layers and taps (set by :class:`GraphNet`, reset after)."""
 
-    __slots__ = ("frozen", "cols", "taps", "l1", "live")
+    __slots__ = ("frozen", "task", "cols", "taps", "l1", "live")
 
     def __init__(self) -> None:
         self.reset()
 
     def reset(self) -> None:
         self.frozen = False
+        self.task: int | None = None
         self.cols: dict[int, Tensor] | None = None
         self.taps: list[Tensor | None] | None = None
         self.l1: list[Tensor | None] | None = None
@@ -120,9 +121,14 @@ class Tap(nn.Module):
         if ctx.l1 is not None and (weights := ctx.l1[self.index]) is not None:
             a = add_l1_gradient(a, weights, self.nonnegative)
         if ctx.taps is not None:
-            with torch.no_grad():
-                v = a.detach() if self.nonnegative else a.detach().abs()
-                ctx.taps[self.index] = v.flatten(2).mean(2) if v.dim() > 2 else v
+            with torch.no_grad():  # per input and unit: the mean absolute activity over positions
+                v = a.detach()
+                if v.dim() == 2:
+                    ctx.taps[self.index] = v if self.nonnegative else v.abs()
+                elif self.nonnegative:
+                    ctx.taps[self.index] = v.flatten(2).mean(2)
+                else:  # one fused pass, no |a| the size of the activations
+                    ctx.taps[self.index] = torch.linalg.vector_norm(v.flatten(2), 1, dim=2) / v[0, 0].numel()
         return a
 
 
@@ -162,22 +168,82 @@ class GraphBatchNorm(MaskedBatchNorm):
     """
 
     clnp_context: _Context | None = None
+    per_task = False
+    """Per-task statistics (:meth:`keep_task_statistics`): each task normalises every channel it reads, its own and
+    the old ones it reuses, with statistics of its own data, frozen when it is learned (EideticNet's choice)."""
+    task_mean: Tensor
+    task_var: Tensor
+    current_mean: Tensor
+    current_var: Tensor
+
+    def keep_task_statistics(self) -> None:
+        """Switch to per-task statistics (before any task is learned)."""
+        self.per_task = True
+        self.register_buffer("task_mean", self.running_mean.new_zeros((0, self.num_features)))
+        self.register_buffer("task_var", self.running_var.new_ones((0, self.num_features)))
+        # Persistent: fine-tuning's revert and a checkpoint restore them with the weights they belong to.
+        self.register_buffer("current_mean", self.running_mean.clone())
+        self.register_buffer("current_var", self.running_var.clone())
+
+    def _affine(self) -> tuple[Tensor, Tensor]:
+        rows = self.train_rows
+        if self.affine:
+            return (torch.where(rows, self.weight, self.frozen_weight),
+                    torch.where(rows, self.bias, self.frozen_bias))
+        return torch.ones_like(self.frozen_mean), torch.zeros_like(self.frozen_mean)
+
+    def _momentum(self) -> float:
+        if self.momentum is None:
+            self.num_batches_tracked.add_(1)
+            return 1.0 / float(self.num_batches_tracked)
+        return self.momentum
+
+    def _per_task_forward(self, x: Tensor) -> Tensor:
+        ctx = self.clnp_context
+        task = None if ctx is None or not ctx.frozen else ctx.task
+        w, b = self._affine()
+        if task is not None and task < self.task_mean.shape[0]:  # a learned task, in any mode: its own statistics
+            mean, var = self.task_mean[task], self.task_var[task]
+        elif self.training:  # the task being learned: batch statistics for every channel, its own running ones
+            out = F.batch_norm(x, self.current_mean, self.current_var, w, b, True, self._momentum(), self.eps)
+            with torch.no_grad():
+                rows = self.train_rows
+                self.running_mean.copy_(torch.where(rows, self.current_mean, self.frozen_mean))
+                self.running_var.copy_(torch.where(rows, self.current_var, self.frozen_var))
+            return out
+        else:
+            mean, var = self.current_mean, self.current_var
+        scale = w * torch.rsqrt(var + self.eps)
+        shape = (1, -1, *([1] * (x.dim() - 2)))
+        return torch.addcmul((b - mean * scale).view(shape), x, scale.view(shape))
+
+    @torch.no_grad()
+    def reset_free_(self) -> None:
+        super().reset_free_()
+        if self.per_task:  # a new task starts from the owners' statistics for old channels
+            self.current_mean.copy_(torch.where(self.train_rows, self.running_mean, self.frozen_mean))
+            self.current_var.copy_(torch.where(self.train_rows, self.running_var, self.frozen_var))
+
+    @torch.no_grad()
+    def record_task_(self, task: int) -> None:
+        """Freeze the statistics task ``task`` computed with (per-task statistics only)."""
+        if self.per_task:
+            self.task_mean = torch.cat([self.task_mean[:task], self.current_mean[None]])
+            self.task_var = torch.cat([self.task_var[:task], self.current_var[None]])
 
     def forward(self, x: Tensor) -> Tensor:
         self._check_input_dim(x)
+        if self.per_task:
+            return self._per_task_forward(x)
         if self._all_free:
             return super().forward(x)
         rows = self.train_rows
-        if self.affine:
-            w = torch.where(rows, self.weight, self.frozen_weight)
-            b = torch.where(rows, self.bias, self.frozen_bias)
-        else:
-            w, b = torch.ones_like(self.frozen_mean), torch.zeros_like(self.frozen_mean)
+        w, b = self._affine()
         frozen_pass = self.clnp_context is not None and self.clnp_context.frozen
         if self.training and not frozen_pass:
             with torch.no_grad():
                 var, mean = _batch_var_mean(x.detach())
-                self._update_running(var, mean, x.numel() // x.shape[1])
+                self._update_running(var, mean, x.numel() // x.shape[1], self._momentum())
                 scale = w.detach() * torch.rsqrt(self.frozen_var + self.eps)
                 shift = b.detach() - self.frozen_mean * scale
                 spread = torch.sqrt(var + self.eps)
@@ -188,24 +254,23 @@ class GraphBatchNorm(MaskedBatchNorm):
         shape = (1, -1, *([1] * (x.dim() - 2)))
         return torch.addcmul(shift.view(shape), x, scale.view(shape))
 
-    def fixed_affine(self, w: Tensor | None = None, b: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """Per channel: the scale and shift of evaluation (running statistics, frozen ones for owned channels)."""
+    def fixed_affine(self, w: Tensor | None = None, b: Tensor | None = None,
+                     task: int | None = None) -> tuple[Tensor, Tensor]:
+        """Per channel: the scale and shift of evaluation (running statistics, frozen ones for owned channels; with
+        per-task statistics, learned task ``task``'s own)."""
         rows = self.train_rows
         if w is None or b is None:
-            w = torch.where(rows, self.weight, self.frozen_weight) if self.affine else torch.ones_like(self.frozen_mean)
-            b = torch.where(rows, self.bias, self.frozen_bias) if self.affine else torch.zeros_like(self.frozen_mean)
-        mean = torch.where(rows, self.running_mean, self.frozen_mean)
-        var = torch.where(rows, self.running_var, self.frozen_var)
+            w, b = self._affine()
+        if self.per_task and task is not None:
+            mean, var = self.task_mean[task], self.task_var[task]
+        else:
+            mean = torch.where(rows, self.running_mean, self.frozen_mean)
+            var = torch.where(rows, self.running_var, self.frozen_var)
         scale = w * torch.rsqrt(var + self.eps)
         return scale, b - mean * scale
 
-    def _update_running(self, var: Tensor, mean: Tensor, n: int) -> None:
+    def _update_running(self, var: Tensor, mean: Tensor, n: int, momentum: float) -> None:
         """The free channels' running statistics, as torch's batch norm moves them (unbiased variance)."""
-        if self.momentum is None:
-            self.num_batches_tracked.add_(1)
-            momentum = 1.0 / float(self.num_batches_tracked)
-        else:
-            momentum = self.momentum
         unbiased = var * (n / max(1, n - 1))
         rows = self.train_rows
         self.running_mean.copy_(torch.where(rows, torch.lerp(self.running_mean, mean, momentum), self.frozen_mean))
@@ -262,7 +327,7 @@ class GraphNet(CLNPNet):
     partial_forward = False
     """The search cannot restart a pass from a later layer of a graph: it recomputes whole passes."""
 
-    def __init__(self, model: nn.Module, input_shape: Sequence[int]) -> None:  # noqa: PLR0915
+    def __init__(self, model: nn.Module, input_shape: Sequence[int], task_batch_norm: bool = False) -> None:
         nn.Module.__init__(self)
         self.input_shape = tuple(int(s) for s in input_shape)
         first = next((p for p in model.parameters() if p.is_floating_point()), None)
@@ -285,7 +350,10 @@ class GraphNet(CLNPNet):
         for j, name in enumerate(self.layer_modules):
             _set_submodule(gm, name, _twin(gm.get_submodule(name), j, self._context))
         for name in graph.norms:
-            _set_submodule(gm, name, _twin(gm.get_submodule(name), -1, self._context))
+            norm = _twin(gm.get_submodule(name), -1, self._context)
+            if task_batch_norm:
+                norm.keep_task_statistics()  # type: ignore[operator]
+            _set_submodule(gm, name, norm)
         self._sets = self._unit_sets(graph)
         self._index_buffers(graph)
         self._insert_taps(gm, graph)
@@ -472,6 +540,12 @@ class GraphNet(CLNPNet):
         return [p for p in self.trunk.parameters() if p.requires_grad] + list(self.heads[task].parameters())
 
     def _fit_loaded_shapes(self, module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+        for name, bn in zip(self.norm_modules, self._norms(), strict=True):
+            if getattr(bn, "per_task", False):
+                for part in ("task_mean", "task_var"):
+                    loaded = state_dict.get(f"{prefix}trunk.{name}.{part}")
+                    if isinstance(loaded, Tensor) and loaded.dim() == 2:
+                        setattr(bn, part, torch.zeros_like(loaded, device=bn.running_mean.device))
         key = f"{prefix}task_widths"
         if key in state_dict:
             owners = [state_dict.get(f"{prefix}owner_{s}") for s in range(len(self._sets))]
@@ -517,7 +591,7 @@ class GraphNet(CLNPNet):
              taps: list[Tensor] | None, l1_weights: Sequence[Tensor | None] | None = None) -> Tensor:
         ctx = self._context
         frozen = task is not None and self.is_learned(task)
-        ctx.frozen = frozen
+        ctx.frozen, ctx.task = frozen, task
         if frozen:
             live = live_units(self._flat_owner(), task)  # type: ignore[arg-type]
             ctx.live = [live[self._buffer(f"_units_{j}")] for j in range(len(self.layer_modules))]
@@ -630,7 +704,16 @@ class GraphNet(CLNPNet):
         self.heads[task].owner.fill_(task)
         row = torch.tensor([self.widths], dtype=torch.long, device=self.task_widths.device)
         self.task_widths = torch.cat([self.task_widths[:task], row])
+        for bn in self._norms():
+            bn.record_task_(task)  # type: ignore[operator]
         self.refresh_masks()
+
+    def _refresh_learned(self) -> None:
+        super()._refresh_learned()
+        n_learned = self.task_widths.shape[0]
+        for bn in self._norms():
+            if getattr(bn, "per_task", False) and bn.task_mean.shape[0] > n_learned:  # tasks rolled back
+                bn.task_mean, bn.task_var = bn.task_mean[:n_learned].clone(), bn.task_var[:n_learned].clone()
 
     @torch.no_grad()
     def clear_free_units_(self) -> None:

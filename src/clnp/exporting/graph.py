@@ -105,7 +105,7 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
     for k, name in enumerate(net.norm_modules):
         bn = net.get_submodule(f"trunk.{name}")
         channels = kept[net.get_buffer(f"_norm_{k}")]
-        scale, shift = bn.fixed_affine()
+        scale, shift = bn.fixed_affine(task=task)
         _set(trunk, name, ChannelAffine(scale.detach()[channels], shift.detach()[channels]))
     for module in trunk.modules():
         if isinstance(module, Tap):  # pragma: no cover - every tap was replaced above
