@@ -130,7 +130,7 @@ def test_a_users_residual_module_with_batch_norm_keeps_every_earlier_task_bit_id
     net = clnp.CLNPNet(UserResNet(6), (1, 8, 8), task_batch_norm=task_batch_norm)
     probe = torch.rand(20, 1, 8, 8)
     learner = learn_and_check(net, digit_tasks, probe)
-    assert any(sum(r.reused) for r in learner.reports[1:]), "no task reused an old unit: batch norm across tasks untested"
+    assert any(sum(r.reused) for r in learner.reports[1:]), "no task reused an old unit: nothing tested"
     twin = reloaded(net, clnp.CLNPNet(UserResNet(6), (1, 8, 8), task_batch_norm=task_batch_norm))
     net.eval()
     with torch.no_grad():
@@ -300,3 +300,56 @@ def test_an_exported_task_of_a_graph_network_gives_its_logits_compact_or_bit_for
             assert torch.allclose(compact(probe), net(probe, t), atol=1e-5)
         assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in full.parameters())
         assert not any(isinstance(m, (GraphNet,)) for m in compact.modules())
+
+
+def test_the_search_cache_of_a_graph_restarts_mid_graph_and_predicts_exactly_what_a_full_pass_predicts(digit_tasks):
+    from clnp.core.activity import SearchCache, predict_with_loss
+
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(6), (1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=6, lr=1e-2, margin=2.0, expected_tasks=3))
+    learner.learn(digit_tasks[0])
+    net.reset_free_units_()
+    net.add_head(2)
+    x, y = digit_tasks[1].val.x, digit_tasks[1].val.y
+    cache = SearchCache(net, 1, [(x[:20], y[:20]), (x[20:], None)], batch_size=16)
+    generator = torch.Generator().manual_seed(1)
+    keep = [torch.ones(w, dtype=torch.bool) for w in net.widths]
+    old = [o == 0 for o in net.owners]
+    assert any(o.any() for o in old)
+    for _ in range(12):  # as the search proposes: one unit set's mask or reuse cut changes at a time
+        s = int(torch.randint(net.n_layers, (1,), generator=generator))
+        keep = [k.clone() for k in keep]
+        keep[s] = torch.rand(net.widths[s], generator=generator) > 0.3
+        cut = [torch.zeros(w, dtype=torch.bool) for w in net.widths]
+        cut[s] = old[s] & (torch.rand(net.widths[s], generator=generator) > 0.5)
+        pairs = net.reuse_cut_pairs(1, cut)
+        saved = [w.detach().clone() for w, _ in pairs]
+        with torch.no_grad():
+            for weight, mask in pairs:
+                weight.masked_fill_(mask, 0.0)
+            predicted, total = cache.predict(keep, cut)
+            a, _, confidence = predict_with_loss(net, 1, x[:20], y[:20], keep, 16)
+            b, _, _ = predict_with_loss(net, 1, x[20:], None, keep, 16)
+            for (weight, _), value in zip(pairs, saved, strict=True):
+                weight.copy_(value)
+        assert torch.equal(predicted, torch.cat([a, b])) and total / 20 == confidence
+    assert cache.recomputed_layers < 12 * net.n_search_points * len(cache.batches)  # some started mid-graph
+
+
+def test_a_graph_search_with_its_cache_decides_exactly_as_one_without(digit_tasks, monkeypatch):
+    import clnp.core.activity as activity
+
+    def learn():
+        torch.manual_seed(0)
+        learner = clnp.CLNP(clnp.CLNPNet(UserResNet(6), (1, 8, 8)),
+                            quick_config(epochs=6, lr=1e-2, margin=2.0, expected_tasks=3))
+        reports = [learner.learn(task) for task in digit_tasks[:3]]
+        assert sum(reports[0].owned) and any(sum(r.reused) for r in reports[1:])
+        return [(r.owned, r.reused, r.thresholds, r.val_accuracy_pruned) for r in reports], learner.net.state_dict()
+
+    cached, cached_state = learn()
+    monkeypatch.setattr(activity.SearchCache.__init__, "__defaults__", (1024, 0))  # keeps nothing: full passes
+    full, full_state = learn()
+    assert cached == full
+    assert all(torch.equal(cached_state[k], full_state[k]) for k in cached_state)

@@ -62,7 +62,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--method", default=None, metavar="METHOD",
                    help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: {DEFAULT_METHOD})")
     p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
-    p.add_argument("--model", help="network spec, e.g. mlp:256,256 or cnn:32,32,64,64/512[:bn]")
+    p.add_argument("--model", help="network spec: mlp:256,256, cnn:32,32,64,64/512[:bn], resnet18[:NF] (GEM's "
+                                   "reduced ResNet-18, NF=20 base filters) or alexnet (GPM's, with batch norm)")
     p.add_argument("--epochs", type=int, help="training epochs per task")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning")
     p.add_argument("--batch-size", type=int, help="training minibatch size")
@@ -119,7 +120,7 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace runs of other settings in --out, and a table of more runs by this one")
     p.add_argument("--tasks", type=int, help="number of tasks")
-    p.add_argument("--model", help="network spec shared by every method, e.g. mlp:1000,1000")
+    p.add_argument("--model", help="network spec shared by every method, e.g. mlp:1000,1000 or resnet18:20")
     p.add_argument("--epochs", type=int, help="training epochs per task, for every method")
     p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (clnp, packnet)")
     p.add_argument("--batch-size", type=int, help="training minibatch size, for every method")

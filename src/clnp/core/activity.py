@@ -84,6 +84,13 @@ def predict_with_loss(net: CLNPNet, task: int, x: Tensor, y: Tensor | None = Non
     return predicted, float(total) / n, float(confidence) / n
 
 
+def _nbytes(state: Tensor | tuple) -> int:
+    """Bytes of what a layer reads: a tensor (a stack), or the tuple of values live at a point of a graph."""
+    if isinstance(state, Tensor):
+        return state.numel() * state.element_size()
+    return sum(_nbytes(t) for t in state)
+
+
 SEARCH_CACHE_BYTES = 1 << 30
 """:class:`SearchCache` keeps what each layer reads only while it fits in this many bytes (else it recomputes)."""
 
@@ -116,32 +123,32 @@ class SearchCache:
     def _start(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None,
                state: tuple[list[Tensor], list[Tensor] | None, list[list[Tensor]]]) -> int:
         """The first layer whose output differs between ``state`` and the configuration (``keep``, ``cut``)."""
-        n = self.net.n_layers
+        net, n = self.net, self.net.n_layers
         old_keep, old_cut, _ = state
-        changed = [i for i in range(n) if not torch.equal(keep[i], old_keep[i])]
+        changed = [net.search_point(i, cut=False) for i in range(n) if not torch.equal(keep[i], old_keep[i])]
         for i in range(n):
             before = old_cut[i] if old_cut is not None else None
             after = cut[i] if cut is not None else None
             if (before is None or not before.any()) and (after is None or not after.any()):
                 continue
             if before is None or after is None or not torch.equal(before, after):
-                changed.append(i + 1)
-        return min(changed, default=n)
+                changed.append(net.search_point(i, cut=True))
+        return min(changed, default=net.n_search_points - 1)
 
     @torch.no_grad()
     def predict(self, keep: Sequence[Tensor], cut: Sequence[Tensor] | None = None) -> tuple[Tensor, float]:
         """Predicted classes (on the CPU) and the summed probability of the true class over the labelled inputs,
         with units ``~keep`` silenced; ``cut`` says which reuse cuts the caller has made in the weights."""
         net = self.net
-        n_blocks = net.n_layers
+        n_points = net.n_search_points
         start, base = 0, None
-        for state in self.states if net.partial_forward else ():  # a graph network: whole passes
+        for state in self.states:
             here = self._start(keep, cut, state)
             if here > start or base is None and here == start:
                 start, base = here, state
         if base is None:
             start = 0
-        self.recomputed_layers += (n_blocks + 1 - start) * len(self.batches)
+        self.recomputed_layers += (n_points - start) * len(self.batches)
         device = net.device
         keep_on = [k.to(device) for k in keep]
         predictions, confidence = [], torch.zeros((), dtype=torch.float64, device=device)
@@ -160,9 +167,9 @@ class SearchCache:
                 predictions.append(logits.argmax(1))
                 if yb is not None:
                     confidence += logits.softmax(1).gather(1, yb.to(device)[:, None]).sum().double()
-        size = sum(t.numel() * t.element_size() for row in reads for t in row)
-        depth = max(1, min(n_blocks + 1, self.max_bytes // max(1, size)))  # tensors shared between states count once
-        if size <= self.max_bytes and net.partial_forward:
+        size = sum(_nbytes(t) for row in reads for t in row)
+        depth = max(1, min(n_points, self.max_bytes // max(1, size)))  # tensors shared between states count once
+        if size <= self.max_bytes:
             self.states.append(([k.clone() for k in keep], None if cut is None else [c.clone() for c in cut], reads))
             del self.states[:-depth]
         else:

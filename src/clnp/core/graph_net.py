@@ -324,8 +324,6 @@ class GraphNet(CLNPNet):
         UnsupportedNodeError: a node clnp cannot follow (the message names it and its operation).
     """
 
-    partial_forward = False
-    """The search cannot restart a pass from a later layer of a graph: it recomputes whole passes."""
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int], task_batch_norm: bool = False) -> None:
         nn.Module.__init__(self)
@@ -358,6 +356,7 @@ class GraphNet(CLNPNet):
         self._index_buffers(graph)
         self._insert_taps(gm, graph)
         self.trunk = gm
+        self._search_points(gm)
         for s, (_, gids) in enumerate(self._sets):
             self.register_buffer(f"owner_{s}", torch.full((len(gids),), FREE, dtype=torch.long, device=device))
         self.heads = nn.ModuleList()  # type: ignore[assignment]
@@ -450,6 +449,60 @@ class GraphNet(CLNPNet):
             end.replace_all_uses_with(tap, delete_user_cb=lambda user, tap=tap: user is not tap)
         gm.graph.lint()
         gm.recompile()
+
+    def _search_points(self, gm: fx.GraphModule) -> None:
+        """Where the search restarts a pass after changing one unit set (its first consumer: a layer that reads it,
+        or the head), and which values are live there (:meth:`forward_from`)."""
+        self._order = list(gm.graph.nodes)
+        position = {node: i for i, node in enumerate(self._order)}
+        calls = {str(n.target): position[n] for n in self._order if n.op == "call_module"}
+        head = len(self._order)
+        first = []
+        for s, (_, gids) in enumerate(self._sets):
+            lo, hi = self._offsets[s], self._offsets[s] + len(gids)
+            readers = [calls[name] for j, name in enumerate(self.layer_modules)
+                       if bool(((self._buffer(f"_columns_{j}") >= lo) & (self._buffer(f"_columns_{j}") < hi)).any())]
+            first.append(min(readers, default=head))
+        self._points = sorted({0, head, *first})
+        self._point_of_set = [self._points.index(p) for p in first]
+        last_use = {node: max((position[u] for u in node.users), default=-1) for node in self._order}
+        self._live = [[n for n in self._order if position[n] < p and last_use[n] >= p] for p in self._points]
+
+    def search_point(self, layer: int, cut: bool) -> int:
+        """A unit set's silenced units and cut old units both change the weights of the layers (and head) that
+        read it: the pass restarts at the first of them."""
+        return self._point_of_set[layer]
+
+    @property
+    def n_search_points(self) -> int:
+        return len(self._points)
+
+    def _execute(self, start: int, state: Tensor | tuple, inputs: list | None) -> Tensor:
+        """The traced trunk from restart point ``start`` (0: ``state`` is the input; else the values live there, as
+        recorded), node by node with the same modules and functions as the compiled forward (the same bits);
+        ``inputs`` collects the live values at every point from ``start`` on, then ``(features,)``."""
+        env: dict[fx.Node, object] = {} if start == 0 else dict(zip(self._live[start], state, strict=True))
+        point, output = start, None
+        for index in range(self._points[start], len(self._order)):
+            while inputs is not None and point < len(self._points) - 1 and self._points[point] == index:
+                inputs.append(tuple(env[n] for n in self._live[point]))
+                point += 1
+            node = self._order[index]
+            args = fx.node.map_arg(node.args, lambda n: env[n])
+            kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+            if node.op == "placeholder":
+                env[node] = state
+            elif node.op == "call_module":
+                env[node] = self.trunk.get_submodule(str(node.target))(*args, **kwargs)
+            elif node.op == "call_function":
+                env[node] = node.target(*args, **kwargs)  # type: ignore[operator]
+            elif node.op == "call_method":
+                env[node] = getattr(args[0], str(node.target))(*args[1:], **kwargs)
+            elif node.op == "output":
+                output = args[0]
+        if inputs is not None:
+            inputs.append((output,))
+        return output  # type: ignore[return-value]
 
     @staticmethod
     def _follows(gm: fx.GraphModule, node: fx.Node) -> bool:
@@ -587,8 +640,9 @@ class GraphNet(CLNPNet):
     def _flat(self, per_set: Sequence[Tensor]) -> Tensor:
         return torch.cat([t.to(self.device) for t in per_set])
 
-    def _run(self, x: Tensor, task: int | None, keep: Sequence[Tensor | None] | None,
-             taps: list[Tensor] | None, l1_weights: Sequence[Tensor | None] | None = None) -> Tensor:
+    def _run(self, x: Tensor | tuple, task: int | None, keep: Sequence[Tensor | None] | None,
+             taps: list[Tensor] | None, l1_weights: Sequence[Tensor | None] | None = None, start: int = 0,
+             inputs: list | None = None) -> Tensor:
         ctx = self._context
         frozen = task is not None and self.is_learned(task)
         ctx.frozen, ctx.task = frozen, task
@@ -610,11 +664,18 @@ class GraphNet(CLNPNet):
         if taps is not None:
             ctx.taps = [None] * len(self.layer_modules)
         try:
-            out = self.trunk(x)
+            if start == len(self._points) - 1:  # the head alone: the features as recorded
+                out = x[0]  # type: ignore[index]
+                if inputs is not None:
+                    inputs.append(x)
+            elif start or inputs is not None:
+                out = self._execute(start, x, inputs)
+            else:
+                out = self.trunk(x)
         finally:
             read, _ = ctx.taps, ctx.reset()
         if taps is not None:
-            assert read is not None
+            assert read is not None and isinstance(x, Tensor)
             taps.extend(self._combine(read, x.shape[0]))
         return out
 
@@ -668,13 +729,13 @@ class GraphNet(CLNPNet):
         x = self.check_input(x, task)
         return self._head(task, self._run(x, task, keep, None), self.is_learned(task), keep)
 
-    def forward_from(self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None, start: int,
-                     inputs: list[Tensor] | None = None) -> Tensor:
-        if start != 0:
-            raise ValueError("a graph network computes whole passes only (start=0)")
+    def forward_from(self, x: Tensor | tuple, task: int, keep: Sequence[Tensor | None] | None, start: int,
+                     inputs: list | None = None) -> Tensor:
+        """Logits of task ``task`` (not yet learned) from restart point ``start`` (:meth:`search_point`): ``x`` is
+        the input for 0, else the values live there as ``inputs`` recorded them."""
         if self.is_learned(task):
             raise ValueError(f"forward_from is for the task being learned; task {task} is learned")
-        return self._head(task, self._run(x, task, keep, None), False, keep)
+        return self._head(task, self._run(x, task, keep, None, start=start, inputs=inputs), False, keep)
 
     def forward_with_activity(
         self, x: Tensor, task: int, keep: Sequence[Tensor | None] | None = None,

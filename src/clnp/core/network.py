@@ -117,8 +117,16 @@ class CLNPNet(nn.Module):
     heads: _ModuleListOf[MaskedLinear]
     task_widths: Tensor
 
-    partial_forward = True
-    """Whether :meth:`forward_from` can restart a pass at a later layer (the search's cache uses it)."""
+    def search_point(self, layer: int, cut: bool) -> int:
+        """Where a pass must restart when the search silences units of ``layer`` (their activity changes: block
+        ``layer`` on) or cuts old units of ``layer`` out of the task (the next block's weights change): an index
+        into what :meth:`forward_from` records (``inputs``)."""
+        return layer + 1 if cut else layer
+
+    @property
+    def n_search_points(self) -> int:
+        """How many restart points :meth:`forward_from` records: one per block, then the features (the head)."""
+        return len(self.blocks) + 1
 
     def __new__(cls, trunk: object = None, *args: object, **kwargs: object) -> CLNPNet:
         """``CLNPNet(model, input_shape)`` of a module that is not a plain stack of the layers listed above is a
