@@ -215,12 +215,49 @@ def test_pruned_units_are_silenced_by_cutting_their_columns_not_by_zeroing_a_tap
         assert torch.equal(net(x, 0), got)
 
 
-def test_growth_and_weight_sparsity_are_refused_for_a_graph_network_in_one_line():
+def test_weight_sparsity_is_refused_for_a_graph_network_in_one_line():
     net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
-    with pytest.raises(ValueError, match="traced graph network cannot grow"):
-        clnp.CLNP(net, clnp.CLNPConfig(grow=True))
     with pytest.raises(ValueError, match="sparsity='activations'"):
         clnp.CLNP(net, clnp.CLNPConfig(sparsity="weights"))
+
+
+def test_a_graph_network_grows_every_unit_set_between_tasks_and_old_tasks_stay_bit_identical(digit_tasks):
+    torch.manual_seed(0)
+    net = clnp.CLNPNet(UserResNet(4), (1, 8, 8))
+    learner = clnp.CLNP(net, quick_config(epochs=6, lr=1e-2, margin=2.0, expected_tasks=3))
+    probe, recorded = torch.rand(10, 1, 8, 8), []
+    for t, task in enumerate(digit_tasks):
+        learner.learn(task)
+        net.eval()
+        with torch.no_grad():
+            recorded.append(net(probe, t).clone())
+        for s in range(net.n_layers):
+            net.grow_(s, 2)  # the residual stream's three layers, a block's inner conv, the heads' columns
+        for mode in (False, True):
+            net.train(mode)
+            with torch.no_grad():
+                assert all(torch.equal(net(probe, e), recorded[e]) for e in range(t + 1))
+    assert net.widths == [10, 10, 14, 14] and net.feature_dim == 14
+    twin = reloaded(net, clnp.CLNPNet(UserResNet(4), (1, 8, 8)))
+    with torch.no_grad():
+        assert all(torch.equal(twin(probe, e), recorded[e]) for e in range(3))
+
+
+def test_a_unit_set_a_concatenation_puts_other_channels_after_is_refused_growth_and_left_unchanged():
+    class Cat(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a, self.b, self.c = nn.Conv2d(1, 3, 1), nn.Conv2d(1, 4, 1), nn.Conv2d(7, 5, 1)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.c(torch.cat([F.relu(self.a(x)), F.relu(self.b(x))], 1)).mean((2, 3))
+
+    net = clnp.CLNPNet(Cat(), (1, 4, 4))
+    with pytest.raises(ValueError, match=r"^unit set 0:Conv2d\(a->3\) cannot grow: layer c reads other channels"):
+        net.grow_(0, 2)
+    assert net.widths == [3, 4, 5]
+    net.grow_(1, 2)  # b's channels come last in the concatenation: c gains two columns at the end
+    assert net.widths == [3, 6, 5] and net.trunk.c.weight.shape[1] == 9
 
 
 def test_a_model_with_an_operation_clnp_cannot_follow_is_refused_naming_the_node():

@@ -48,9 +48,19 @@ def test_a_resnet_run_that_crashed_mid_task_resumes_to_the_same_results(tmp_path
         assert {k: a[k] for k in DETERMINISTIC_TASK_KEYS} == {k: b[k] for k in DETERMINISTIC_TASK_KEYS}
 
 
-def test_growth_on_a_graph_model_is_refused_in_one_line(tmp_path, capsys):
-    assert main(["run", *ARGS, "--grow", "--out", str(tmp_path / "grow")]) == 2
-    assert "cannot grow" in capsys.readouterr().err
+def test_a_grown_resnet_run_forgets_nothing_and_resumes_grown(tmp_path, monkeypatch):
+    """--grow with grow_min above every layer's free units: every unit set of the resnet grows (up to twice its
+    width), and the run, interrupted in task 1, resumes into the grown network."""
+    out = tmp_path / "grow"
+    args = [*ARGS, "--grow", "--option", "grow_min=40", "--option", "max_growth=2"]
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == 1 and row["epoch"] == 2)
+    assert main(["run", *args, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    results = read_results(out)
+    assert results["backward_transfer"] == 0.0
+    grown = [sum(row["grown_by_task"]) for row in results["capacity"]]
+    assert all(g > 0 for g in grown), grown
 
 
 def test_a_resnet_task_exports_as_torchscript_with_the_logits_of_the_run(tmp_path, reference, capsys):

@@ -23,8 +23,16 @@ norm channels freeze with their groups.
 and head that reads them (out of place, for the call), which is what freezing will do; zeroing their
 activity instead would let a constant or a batch norm after the tap through.
 
-Growth and per-layer partial recomputation (``forward_from`` from a later layer) are for stacks of
-layers; a graph model refuses growth with one line and the search recomputes whole passes.
+**The search's cache.** A proposal on one unit set changes only the layers (and head) that read it, so the
+search restarts a pass at the first of them (:meth:`GraphNet.search_point`), from the values live there, run
+node by node with the same modules and functions as the compiled forward (:meth:`GraphNet.forward_from`).
+
+**Batch norm** is :class:`GraphBatchNorm`: owned channels frozen, one batch norm per pass; per-task statistics
+for reused units as an option (``task_batch_norm=True``).
+
+**Growth** (:meth:`GraphNet.grow_`) adds units to a unit set where they come last in everything that reads it
+(no concatenation after it puts other channels behind them); an old task computes with the widths it was
+learned with, as in a stack.
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from .graph import (
     trace_units,
 )
 from .layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
+from .modes import evaluation_mode
 from .network import NONNEGATIVE, CLNPNet, check_task_widths
 from .partition import FREE, cut_mask, live_units
 from .sparsity import add_l1_gradient
@@ -64,7 +73,7 @@ _NONNEGATIVE_F = {F.relu, torch.relu, F.relu6, F.sigmoid, torch.sigmoid, F.softp
 class _Context:
     """What one forward pass asks of the masked layers and taps (set by :class:`GraphNet`, reset after)."""
 
-    __slots__ = ("frozen", "task", "cols", "taps", "l1", "live")
+    __slots__ = ("frozen", "task", "widths", "cols", "taps", "l1", "live")
 
     def __init__(self) -> None:
         self.reset()
@@ -72,6 +81,7 @@ class _Context:
     def reset(self) -> None:
         self.frozen = False
         self.task: int | None = None
+        self.widths: list[int] | None = None
         self.cols: dict[int, Tensor] | None = None
         self.taps: list[Tensor | None] | None = None
         self.l1: list[Tensor | None] | None = None
@@ -84,26 +94,30 @@ class _GraphLayer:
     clnp_context: _Context
     clnp_index: int
 
-    def _weight_and_bias(self) -> tuple[Tensor, Tensor | None]:
+    def _weight_and_bias(self, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """The weight and bias of this pass: frozen rows from their snapshot for a learned task, narrowed to the
+        widths it was learned with (a network grown since: the same shapes, the same bits), and the columns the
+        search silences cut."""
         ctx = self.clnp_context
-        w = self.effective_weight(ctx.frozen)  # type: ignore[attr-defined]
+        units = None if ctx.widths is None else ctx.widths[self.clnp_index]
+        w, b = self._narrowed(x, ctx.frozen, units)  # type: ignore[attr-defined]
         if ctx.cols is not None and (cols := ctx.cols.get(self.clnp_index)) is not None:
             w = w * cols.view(1, -1, *([1] * (w.dim() - 2))).to(w.dtype)
-        return w, self.effective_bias(ctx.frozen)  # type: ignore[attr-defined]
+        return w, b
 
 
 class GraphLinear(_GraphLayer, MaskedLinear):
     """A masked ``Linear`` inside a traced model."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        return F.linear(x, *self._weight_and_bias())
+        return F.linear(x, *self._weight_and_bias(x))
 
 
 class GraphConv2d(_GraphLayer, MaskedConv2d):
     """A masked ``Conv2d`` inside a traced model."""
 
     def forward(self, x: Tensor) -> Tensor:  # type: ignore[override]
-        return self._conv_forward(x, *self._weight_and_bias())
+        return self._conv_forward(x, *self._weight_and_bias(x))
 
 
 class Tap(nn.Module):
@@ -116,7 +130,7 @@ class Tap(nn.Module):
     def forward(self, a: Tensor) -> Tensor:
         ctx = self.clnp_context
         if ctx.live is not None:  # a learned task: units it does not own are exactly zero (no inf can leak)
-            live = ctx.live[self.index].view(1, -1, *([1] * (a.dim() - 2)))
+            live = ctx.live[self.index][:a.shape[1]].view(1, -1, *([1] * (a.dim() - 2)))
             a = torch.where(live, a, torch.zeros((), dtype=a.dtype, device=a.device))
         if ctx.l1 is not None and (weights := ctx.l1[self.index]) is not None:
             a = add_l1_gradient(a, weights, self.nonnegative)
@@ -204,6 +218,8 @@ class GraphBatchNorm(MaskedBatchNorm):
         w, b = self._affine()
         if task is not None and task < self.task_mean.shape[0]:  # a learned task, in any mode: its own statistics
             mean, var = self.task_mean[task], self.task_var[task]
+            c = x.shape[1]  # a network grown since: the task's own channels
+            w, b, mean, var = w[:c], b[:c], mean[:c], var[:c]
         elif self.training:  # the task being learned: batch statistics for every channel, its own running ones
             out = F.batch_norm(x, self.current_mean, self.current_var, w, b, True, self._momentum(), self.eps)
             with torch.no_grad():
@@ -223,6 +239,16 @@ class GraphBatchNorm(MaskedBatchNorm):
         if self.per_task:  # a new task starts from the owners' statistics for old channels
             self.current_mean.copy_(torch.where(self.train_rows, self.running_mean, self.frozen_mean))
             self.current_var.copy_(torch.where(self.train_rows, self.running_var, self.frozen_var))
+
+    @torch.no_grad()
+    def grow_(self, k: int) -> None:
+        super().grow_(k)
+        if self.per_task:
+            rows = self.task_mean.shape[0]
+            self.task_mean = torch.cat([self.task_mean, self.task_mean.new_zeros((rows, k))], 1)
+            self.task_var = torch.cat([self.task_var, self.task_var.new_ones((rows, k))], 1)
+            self.current_mean = torch.cat([self.current_mean, self.current_mean.new_zeros(k)])
+            self.current_var = torch.cat([self.current_var, self.current_var.new_ones(k)])
 
     @torch.no_grad()
     def record_task_(self, task: int) -> None:
@@ -251,8 +277,9 @@ class GraphBatchNorm(MaskedBatchNorm):
             offset = torch.where(rows, b, mean * scale + shift)
             return F.batch_norm(x, None, None, gain, offset, True, 0.0, self.eps)
         scale, shift = self.fixed_affine(w, b)
+        c = x.shape[1]  # a network grown since: an old task's own channels (the same values, the same bits)
         shape = (1, -1, *([1] * (x.dim() - 2)))
-        return torch.addcmul(shift.view(shape), x, scale.view(shape))
+        return torch.addcmul(shift[:c].view(shape), x, scale[:c].view(shape))
 
     def fixed_affine(self, w: Tensor | None = None, b: Tensor | None = None,
                      task: int | None = None) -> tuple[Tensor, Tensor]:
@@ -356,6 +383,8 @@ class GraphNet(CLNPNet):
         self._index_buffers(graph)
         self._insert_taps(gm, graph)
         self.trunk = gm
+        self._initial_widths = [len(gids) for _, gids in self._sets]
+        self._initial_layer_widths = [graph.layers[name].n_units for name in self.layer_modules]
         self._search_points(gm)
         for s, (_, gids) in enumerate(self._sets):
             self.register_buffer(f"owner_{s}", torch.full((len(gids),), FREE, dtype=torch.long, device=device))
@@ -581,9 +610,103 @@ class GraphNet(CLNPNet):
         self._refresh_learned()
         return len(self.heads) - 1
 
+    def _layer_widths(self, task: int) -> list[int] | None:
+        """Each layer's width when learned task ``task`` was learned, or None where nothing has grown since."""
+        row = self._widths[task]
+        if row == self.widths:
+            return None
+        return [w0 + row[self._set_of_layer[j]] - self._initial_widths[self._set_of_layer[j]]
+                for j, w0 in enumerate(self._initial_layer_widths)]
+
+    def _readers_of(self, s: int) -> list[tuple[str, Tensor, int]]:
+        """Every map that reads unit set ``s`` (layer inputs, batch norms, the output): (key, flat indices, factor),
+        after checking that ``s``'s units come last there, each over ``factor`` consecutive columns, so that new
+        units append (``ValueError`` otherwise)."""
+        lo, n = self._offsets[s], self.widths[s]
+        expected = torch.arange(lo, lo + n, device=self._output.device)
+        maps = [f"_columns_{j}" for j in range(len(self.layer_modules))]
+        maps += [f"_norm_{k}" for k in range(len(self.norm_modules))] + ["_output"]
+        out = []
+        for key in maps:
+            index = self._buffer(key)
+            reads = (index >= lo) & (index < lo + n)
+            if not reads.any():
+                continue
+            factor = int(reads.sum()) // n
+            tail = index[index.numel() - int(reads.sum()):]
+            if factor < 1 or not torch.equal(tail, expected.repeat_interleave(factor)):
+                kind, _, number = key.strip("_").rpartition("_")
+                reader = ("the heads" if key == "_output" else f"layer {self.layer_modules[int(number)]}"
+                          if kind == "columns" else f"batch norm {self.norm_modules[int(number)]}")
+                raise ValueError(f"unit set {self.layer_names[s]} cannot grow: {reader} reads other channels after "
+                                 "its units (a concatenation after it), so new units would not come last")
+            out.append((key, index, factor))
+        return out
+
+    @torch.no_grad()
     def grow_(self, layer: int, k: int) -> None:
-        raise ValueError("growth adds units to a stack of layers; this network is a traced graph "
-                         "(run without --grow, or with a wider model)")
+        """Add ``k`` free units to unit set ``layer``: a new channel in each of its layers (and batch norms), new
+        columns in every layer and head that reads it. An old task computes with the widths it was learned with,
+        so its outputs stay bit-identical. Refused (``ValueError``, nothing changed) where the new units would
+        not come last in what reads them, or the model no longer runs (a ``view`` of a fixed size)."""
+        if not 0 <= layer < len(self._sets):
+            raise IndexError(f"no unit set {layer}; this network has {len(self._sets)}")
+        if k < 1:
+            raise ValueError(f"grow by at least one unit, got {k}")
+        readers = self._readers_of(layer)
+        trial = copy.deepcopy(self)
+        trial._grow_in_place(layer, k, trial._readers_of(layer))
+        try:
+            with evaluation_mode(trial):
+                trial.features(torch.zeros(2, *self.input_shape, dtype=self._layer(0).weight.dtype,
+                                           device=self.device))
+        except RuntimeError as err:
+            cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"unit set {self.layer_names[layer]} cannot grow: the model no longer runs with "
+                             f"{k} more units ({cause})") from None
+        self._grow_in_place(layer, k, readers)
+
+    def _grow_in_place(self, s: int, k: int, readers: list[tuple[str, Tensor, int]]) -> None:
+        self.consolidate_()
+        boundary = self._offsets[s] + self.widths[s]
+        new = torch.arange(boundary, boundary + k, device=self._output.device)
+
+        def shifted(index: Tensor) -> Tensor:
+            return torch.where(index >= boundary, index + k, index)
+
+        factors = {key: factor for key, _, factor in readers}
+        members = set(self._sets[s][0])
+        for j, module in enumerate(self._layers()):
+            units = shifted(self._buffer(f"_units_{j}"))
+            if j in members:
+                module.grow_units_(k)
+                units = torch.cat([units, new])
+            columns = shifted(self._buffer(f"_columns_{j}"))
+            if f"_columns_{j}" in factors:
+                module.grow_inputs_(k * factors[f"_columns_{j}"])
+                columns = torch.cat([columns, new.repeat_interleave(factors[f"_columns_{j}"])])
+            setattr(self, f"_units_{j}", units)
+            setattr(self, f"_columns_{j}", columns)
+        for i, bn in enumerate(self._norms()):
+            index = shifted(self._buffer(f"_norm_{i}"))
+            if f"_norm_{i}" in factors:
+                bn.grow_(k)
+                index = torch.cat([index, new])
+            setattr(self, f"_norm_{i}", index)
+        output = shifted(self._output)
+        if "_output" in factors:
+            for head in self.heads:
+                head.grow_inputs_(k * factors["_output"])
+            self.feature_dim += k * factors["_output"]
+            output = torch.cat([output, new.repeat_interleave(factors["_output"])])
+        self._output = output
+        owner = getattr(self, f"owner_{s}")
+        setattr(self, f"owner_{s}", torch.cat([owner, owner.new_full((k,), FREE)]))
+        js, gids = self._sets[s]
+        self._sets[s] = (js, [*gids, *([-1] * k)])
+        self._offsets = [o + k if t > s else o for t, o in enumerate(self._offsets)]
+        self._search_points(self.trunk)
+        self.refresh_masks(consolidate=False)
 
     def nonnegative_activity(self) -> list[bool]:
         """Every unit set's activity is a sum of absolute values (see :meth:`forward_with_activity`)."""
@@ -593,6 +716,10 @@ class GraphNet(CLNPNet):
         return [p for p in self.trunk.parameters() if p.requires_grad] + list(self.heads[task].parameters())
 
     def _fit_loaded_shapes(self, module: nn.Module, state_dict: dict, prefix: str, *args: object) -> None:
+        for s in range(len(self._sets)):  # a grown network's state: grow the same way first
+            owner = state_dict.get(f"{prefix}owner_{s}")
+            if isinstance(owner, Tensor) and owner.dim() == 1 and owner.numel() > self.widths[s]:
+                self.grow_(s, owner.numel() - self.widths[s])
         for name, bn in zip(self.norm_modules, self._norms(), strict=True):
             if getattr(bn, "per_task", False):
                 for part in ("task_mean", "task_var"):
@@ -647,6 +774,7 @@ class GraphNet(CLNPNet):
         frozen = task is not None and self.is_learned(task)
         ctx.frozen, ctx.task = frozen, task
         if frozen:
+            ctx.widths = self._layer_widths(task)  # type: ignore[arg-type]
             live = live_units(self._flat_owner(), task)  # type: ignore[arg-type]
             ctx.live = [live[self._buffer(f"_units_{j}")] for j in range(len(self.layer_modules))]
         if keep is not None and any(k is not None for k in keep):

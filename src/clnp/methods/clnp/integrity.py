@@ -154,7 +154,15 @@ def _check_frozen_values_finite(tensors: Mapping[str, Tensor], owners: Sequence[
 
 def _check_graph_state(template: GraphNet, tensors: Mapping[str, Tensor], reports: list[dict], n: int, model: str,
                        source: str) -> None:
-    """:func:`check_clnp_state` for a traced graph network: the same promises over unit sets (no growth)."""
+    """:func:`check_clnp_state` for a traced graph network: the same promises over unit sets."""
+    initial = template.widths
+    for s in range(template.n_layers):  # a grown network: the template grows the same way
+        owner = tensors.get(f"owner_{s}")
+        if isinstance(owner, Tensor) and owner.dim() == 1 and owner.numel() > template.widths[s]:
+            try:
+                template.grow_(s, owner.numel() - template.widths[s])
+            except ValueError as exc:
+                raise StateError(f"{source}: owner_{s} has {owner.numel()} units: {exc}") from None
     expected = template.state_dict()
     missing = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
@@ -168,10 +176,15 @@ def _check_graph_state(template: GraphNet, tensors: Mapping[str, Tensor], report
             raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
                              f"needs {tuple(want.shape)} {want.dtype}")
     widths = tensors["task_widths"]
-    if tuple(widths.shape) != (n, template.n_layers) or bool((widths != torch.tensor(template.widths)).any()):
-        raise StateError(f"{source}: task_widths must hold the unit sets' widths {template.widths} once per finished "
-                         f"task ({n}); got {widths.tolist()}")
     owners = [tensors[f"owner_{s}"] for s in range(template.n_layers)]
+    if (tuple(widths.shape) != (n, template.n_layers) or bool((widths < torch.tensor(initial)).any())
+            or bool((widths > torch.tensor(template.widths)).any())):
+        raise StateError(f"{source}: task_widths must hold one row of unit-set widths per finished task ({n} x "
+                         f"{template.n_layers}), between {initial} and {template.widths}; got {widths.tolist()}")
+    try:
+        check_task_widths(widths, owners)
+    except ValueError as exc:
+        raise StateError(f"{source}: {exc}") from None
     for i, owner in enumerate(owners):
         if owner.numel() and (int(owner.min()) < FREE or int(owner.max()) >= n):
             raise StateError(f"{source}: owner_{i} holds task ids {int(owner.min())}..{int(owner.max())}; expected "

@@ -52,13 +52,9 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
         self.config: CLNPConfig = self.config  # type: ignore[assignment]
         self.reports: list[TaskReport] = []
         self.on_epoch = on_epoch
-        if not hasattr(net, "blocks"):  # a traced graph (GraphNet): unit sets, not a stack of layers
-            if self.config.sparsity == "weights":
-                raise ValueError("sparsity='weights' penalises the incoming weights of a stack's layers; a traced "
-                                 "graph network takes sparsity='activations' (the default)")
-            if self.config.grow:
-                raise ValueError("growth adds units to a stack of layers; a traced graph network cannot grow "
-                                 "(run without grow, or with a wider model)")
+        if not hasattr(net, "blocks") and self.config.sparsity == "weights":  # a traced graph: unit sets
+            raise ValueError("sparsity='weights' penalises the incoming weights of a stack's layers; a traced "
+                             "graph network takes sparsity='activations' (the default)")
         self.l1 = per_layer(self.config.l1, net.n_layers)
         self.initial_widths = net.widths
         self._phase: _Phase | None = None
@@ -130,7 +126,12 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
         spec = ",".join(str(w) for w in widths)
         rates = ", ".join(f"{row['units_per_task']:.0f}" for row in latest)
         tasks = f"{remaining} remaining task{'s' if remaining != 1 else ''}"
-        instead = f"--model {spec_with_widths(model, widths)}" if model else f"e.g. --model mlp:{spec} for an MLP"
+        if model and model.partition(":")[0] in ("mlp", "cnn"):
+            instead = f"--model {spec_with_widths(model, widths)}"
+        elif model:  # a built-in graph model: its widths follow one argument
+            instead = f"a wider --model than {model}"
+        else:
+            instead = f"e.g. --model mlp:{spec} for an MLP"
         return (f"At the rate of the tasks so far ({rates} units per task and layer), the {tasks} need "
                 f"widths {spec} ({instead}), or run with --grow.")
 
