@@ -238,6 +238,10 @@ def test_a_graph_network_grows_every_unit_set_between_tasks_and_old_tasks_stay_b
             with torch.no_grad():
                 assert all(torch.equal(net(probe, e), recorded[e]) for e in range(t + 1))
     assert net.widths == [10, 10, 14, 14] and net.feature_dim == 14
+    from clnp.exporting.graph import export_graph
+
+    with torch.no_grad():
+        assert all(torch.equal(export_graph(net, e)(probe), recorded[e]) for e in range(3))
     twin = reloaded(net, clnp.CLNPNet(UserResNet(4), (1, 8, 8)))
     with torch.no_grad():
         assert all(torch.equal(twin(probe, e), recorded[e]) for e in range(3))

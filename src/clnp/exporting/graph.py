@@ -6,8 +6,8 @@ taps become the identity, or a fixed channel mask where the task does not own ev
 compact export (``clnp.export``) keeps only the unit groups the task's logits depend on
 (:meth:`GraphNet.units_used_by`, at least one per unit set): every layer of a group drops the same channels, so
 additions and concatenations stay aligned, and the logits equal ``net(x, task)`` up to float rounding (smaller
-kernels add in another order). Without ``keep`` every channel stays: the same kernels on the same shapes, so the
-logits are ``torch.equal`` to ``net(x, task)``.
+kernels add in another order). Without ``keep`` every channel the task was learned with stays (units grown since
+are dropped): the same kernels on the same shapes, so the logits are ``torch.equal`` to ``net(x, task)``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,10 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
         raise ValueError(f"task {task} is not learned yet: only a learned task's units are fixed")
     net.consolidate_()
     live = live_units(torch.cat(net.owners), task)
-    kept = torch.ones_like(live) if keep is None else torch.cat(keep).to(live.device)
+    widths = net.task_widths[task].tolist()  # units added since the task was learned are none of its own
+    kept = torch.cat([torch.arange(w, device=live.device) < widths[s] for s, w in enumerate(net.widths)])
+    if keep is not None:
+        kept = kept & torch.cat(keep).to(live.device)
     trunk = copy.deepcopy(net.trunk)
     for j, name in enumerate(net.layer_modules):
         layer = net.get_submodule(f"trunk.{name}")
