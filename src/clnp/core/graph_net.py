@@ -304,23 +304,23 @@ class GraphBatchNorm(MaskedBatchNorm):
         self.running_var.copy_(torch.where(rows, torch.lerp(self.running_var, unbiased, momentum), self.frozen_var))
 
 
-def _twin(module: nn.Module, index: int, context: _Context) -> nn.Module:
+def _twin(module: nn.Module, index: int, context: _Context, name: str) -> nn.Module:
     """The masked twin of a ``Linear``/``Conv2d`` (reading ``context``) or a batch norm, with the same values."""
     twin: nn.Module
     if isinstance(module, nn.Linear):
         twin = GraphLinear(module.in_features, module.out_features, bias=module.bias is not None)
     elif isinstance(module, nn.Conv2d):
         if module.padding_mode != "zeros":
-            raise UnsupportedNodeError(f"clnp supports Conv2d with padding_mode='zeros' only; {index} has "
-                                       f"{module.padding_mode!r}")
+            raise UnsupportedNodeError(f"clnp supports Conv2d with padding_mode='zeros' only; {name} has "
+                                       f"{module.padding_mode!r}", name)
         twin = GraphConv2d(module.in_channels, module.out_channels, module.kernel_size, stride=module.stride,
                            padding=module.padding, dilation=module.dilation, groups=module.groups,
                            bias=module.bias is not None)
     else:
         assert isinstance(module, nn.modules.batchnorm._BatchNorm)
         if not module.track_running_stats:
-            raise ValueError("clnp needs batch norm with track_running_stats=True (old units freeze their "
-                             "running statistics)")
+            raise ValueError(f"clnp needs batch norm with track_running_stats=True (old units freeze their running "
+                             f"statistics); {name} has track_running_stats=False")
         twin = GraphBatchNorm(module.num_features, eps=module.eps, momentum=module.momentum, affine=module.affine)
     first = next(iter(module.parameters()), None)
     if first is not None:
@@ -346,11 +346,12 @@ class GraphNet(CLNPNet):
         model: any ``nn.Module`` ``torch.fx`` can trace that maps ``[N, *input_shape]`` to flat features
             ``[N, F]`` (the heads are clnp's). Its values are copied into masked twins; it is not changed.
         input_shape: shape of one input example (without the batch dimension).
+        task_batch_norm: per-task batch-norm statistics for reused units (:meth:`GraphBatchNorm.keep_task_statistics`);
+            off by default, the owners' frozen statistics (``bench/task_batch_norm.py``).
 
     Raises:
         UnsupportedNodeError: a node clnp cannot follow (the message names it and its operation).
     """
-
 
     def __init__(self, model: nn.Module, input_shape: Sequence[int], task_batch_norm: bool = False) -> None:
         nn.Module.__init__(self)
@@ -373,9 +374,9 @@ class GraphNet(CLNPNet):
         self.layer_modules = list(graph.layers)
         """Qualified names of the prunable layers in the model, in execution order."""
         for j, name in enumerate(self.layer_modules):
-            _set_submodule(gm, name, _twin(gm.get_submodule(name), j, self._context))
+            _set_submodule(gm, name, _twin(gm.get_submodule(name), j, self._context, name))
         for name in graph.norms:
-            norm = _twin(gm.get_submodule(name), -1, self._context)
+            norm = _twin(gm.get_submodule(name), -1, self._context, name)
             if task_batch_norm:
                 norm.keep_task_statistics()  # type: ignore[operator]
             _set_submodule(gm, name, norm)
