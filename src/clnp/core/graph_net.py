@@ -40,6 +40,7 @@ from __future__ import annotations
 import copy
 import operator
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -353,6 +354,9 @@ class GraphNet(CLNPNet):
         UnsupportedNodeError: a node clnp cannot follow (the message names it and its operation).
     """
 
+    _output: Tensor
+    """Per feature of the model's output: its flat unit index, or -1 for the network input (a buffer)."""
+
     def __init__(self, model: nn.Module, input_shape: Sequence[int], task_batch_norm: bool = False) -> None:
         nn.Module.__init__(self)
         self.input_shape = tuple(int(s) for s in input_shape)
@@ -511,7 +515,7 @@ class GraphNet(CLNPNet):
         """The traced trunk from restart point ``start`` (0: ``state`` is the input; else the values live there, as
         recorded), node by node with the same modules and functions as the compiled forward (the same bits);
         ``inputs`` collects the live values at every point from ``start`` on, then ``(features,)``."""
-        env: dict[fx.Node, object] = {} if start == 0 else dict(zip(self._live[start], state, strict=True))
+        env: dict[fx.Node, Any] = {} if start == 0 else dict(zip(self._live[start], state, strict=True))
         point, output = start, None
         for index in range(self._points[start], len(self._order)):
             while inputs is not None and point < len(self._points) - 1 and self._points[point] == index:
@@ -565,7 +569,7 @@ class GraphNet(CLNPNet):
     def _layers(self) -> list[GraphLinear | GraphConv2d]:
         return [self._layer(j) for j in range(len(self.layer_modules))]
 
-    def _norms(self) -> list[MaskedBatchNorm]:
+    def _norms(self) -> list[GraphBatchNorm]:
         return [self.trunk.get_submodule(n) for n in self.norm_modules]  # type: ignore[misc]
 
     def _buffer(self, name: str) -> Tensor:
@@ -722,7 +726,7 @@ class GraphNet(CLNPNet):
             if isinstance(owner, Tensor) and owner.dim() == 1 and owner.numel() > self.widths[s]:
                 self.grow_(s, owner.numel() - self.widths[s])
         for name, bn in zip(self.norm_modules, self._norms(), strict=True):
-            if getattr(bn, "per_task", False):
+            if bn.per_task:
                 for part in ("task_mean", "task_var"):
                     loaded = state_dict.get(f"{prefix}trunk.{name}.{part}")
                     if isinstance(loaded, Tensor) and loaded.dim() == 2:
@@ -802,7 +806,8 @@ class GraphNet(CLNPNet):
             else:
                 out = self.trunk(x)
         finally:
-            read, _ = ctx.taps, ctx.reset()
+            read = ctx.taps
+            ctx.reset()
         if taps is not None:
             assert read is not None and isinstance(x, Tensor)
             taps.extend(self._combine(read, x.shape[0]))
@@ -902,7 +907,7 @@ class GraphNet(CLNPNet):
         super()._refresh_learned()
         n_learned = self.task_widths.shape[0]
         for bn in self._norms():
-            if getattr(bn, "per_task", False) and bn.task_mean.shape[0] > n_learned:  # tasks rolled back
+            if isinstance(bn, GraphBatchNorm) and bn.per_task and bn.task_mean.shape[0] > n_learned:  # rolled back
                 bn.task_mean, bn.task_var = bn.task_mean[:n_learned].clone(), bn.task_var[:n_learned].clone()
 
     @torch.no_grad()
@@ -990,7 +995,7 @@ class GraphNet(CLNPNet):
         say they are cut."""
         owners = [tensors[f"owner_{s}"] for s in range(len(self._sets))]
         flat = torch.cat(owners)
-        out = []
+        out: list[str] = []
         for j, name in enumerate(self.layer_modules):
             units = self._buffer(f"_units_{j}").cpu()
             self._check_cut(out, tensors, f"trunk.{name}.weight", flat, self._buffer(f"_columns_{j}").cpu(),
