@@ -84,3 +84,12 @@ def test_clnp_and_packnet_compare_on_one_resnet(tmp_path):
     table = json.loads((out / "comparison.json").read_text())
     assert set(table["methods"]) == {"clnp", "packnet"} and table["model"] == "resnet18:4"
     assert table["methods"]["clnp"]["backward_transfer"]["mean"] == 0.0
+
+
+def test_a_comparison_with_a_method_that_cannot_learn_on_the_model_is_refused_before_anything_runs(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    args = [a for a in ARGS if a != "--no-progress"]
+    assert main(["compare", *args, "--methods", "clnp,hat", "--seeds", "1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "hat cannot run on --model resnet18:4" in err and "batch norm" in err
+    assert not (out / "clnp").exists()

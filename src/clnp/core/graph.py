@@ -21,7 +21,8 @@ we need exact channel coupling for add/cat/flatten and a hard refusal of everyth
 node graph with shapes gives both in a few hundred lines with no dependency; DepGraph is built for
 structural pruning, where an op it does not know is a best-effort guess rather than an error.
 
-How a later step uses it: one owner per *group* (a layer's owner vector is ``owner[group_of[layer]]``);
+How :class:`clnp.core.graph_net.GraphNet` uses it: one owner per *group* (a layer's owner vector is
+``owner[group_of[layer]]``);
 a unit of task ``t`` keeps weight ``(o, i)`` only where ``weight_inputs(layer)[o, i]`` is the network
 input or a group owned by a task ``<= t`` (heads likewise through :attr:`UnitGraph.output`); a pruned
 group is silenced by cutting its columns everywhere (not by zeroing its activation: a constant added

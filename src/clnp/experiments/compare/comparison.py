@@ -9,7 +9,7 @@ from ..launchers import InProcess, make_launcher
 from .aggregate import footprint, summarize
 from .cells import grid_cells, run_cells
 from .config import CompareConfig
-from .door import refuse_before_running, refuse_smaller_table
+from .door import refuse_before_running, refuse_smaller_table, refuse_unbuildable
 from .output import JSON_NAME, tabulated, write_outputs
 from .tune import tune, tuning_plans, untuned
 
@@ -39,6 +39,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
     out.mkdir(parents=True, exist_ok=True)
     input_shape = stream[0].input_shape
     n_classes = [t.n_classes for t in stream]
+    refuse_unbuildable(grid_cells(config, out, config.methods, {}), input_shape)
 
     record, chosen = tune(config, plans, launcher, log, len(stream)) if config.tune else (untuned(config), {})
     cells = grid_cells(config, out, [m for m in config.methods if not record[m].get("left_out")], chosen)

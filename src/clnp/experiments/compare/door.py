@@ -1,5 +1,6 @@
 """What a comparison refuses before anything runs: replacing runs of other settings, a table with fewer runs,
-and a symbolic link where it or one of its runs writes (never written through)."""
+a method that cannot learn on the model, and a symbolic link where it or one of its runs writes (never written
+through)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,25 @@ def refuse_before_running(config: CompareConfig, cells: Sequence[Cell], out: Pat
     planned = {(m, s) for m in config.methods for s in range(config.seeds)}
     if table and config.run_missing:  # with --no-run nothing runs: refused at the end, if the table would shrink
         refuse_smaller_table(out, planned, config.overwrite)
+
+
+def refuse_unbuildable(cells: Sequence[Cell], input_shape: Sequence[int]) -> None:
+    """Refuse (``ValueError``), before anything runs, a method that cannot learn on this model: each method's
+    learner is built once on the comparison's network (HAT refuses batch norm, CLNP's weight sparsity a graph),
+    so that the refusal does not come after the other methods' runs."""
+    from ...methods import build_method
+
+    seen = set()
+    for cell in cells:
+        cfg = cell.config
+        if cfg.method in seen:
+            continue
+        seen.add(cfg.method)
+        assert cfg.model is not None
+        try:
+            build_method(cfg.method, cfg.model, tuple(input_shape), cfg.train_config(), cfg.method_options())
+        except ValueError as err:
+            raise ValueError(f"{cfg.method} cannot run on --model {cfg.model}: {err}") from None
 
 
 def refuse_smaller_table(out: Path, kept: set[tuple[str, int]], overwrite: bool) -> None:
