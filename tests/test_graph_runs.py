@@ -93,3 +93,11 @@ def test_a_comparison_with_a_method_that_cannot_learn_on_the_model_is_refused_be
     err = capsys.readouterr().err
     assert "hat cannot run on --model resnet18:4" in err and "batch norm" in err
     assert not (out / "clnp").exists()
+
+
+def test_a_comparison_without_a_model_builds_each_method_on_the_benchmarks_own(tmp_path):
+    """The door builds every method's learner before running: on the benchmark's model where none is given."""
+    out = tmp_path / "cmp"
+    assert main(["compare", "--benchmark", "split-digits", "--tasks", "2", "--epochs", "1", "--methods",
+                 "finetune,hat", "--seeds", "1", "--out", str(out)]) == 0
+    assert json.loads((out / "comparison.json").read_text())["model"] == "mlp:256,256"

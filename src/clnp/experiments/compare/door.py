@@ -44,10 +44,10 @@ def refuse_unbuildable(cells: Sequence[Cell], input_shape: Sequence[int]) -> Non
 
     seen = set()
     for cell in cells:
-        cfg = cell.config
-        if cfg.method in seen:
+        if cell.config.method in seen:
             continue
-        seen.add(cfg.method)
+        seen.add(cell.config.method)
+        cfg = cell.config.resolved()  # the benchmark's model where none is given
         assert cfg.model is not None
         try:
             build_method(cfg.method, cfg.model, tuple(input_shape), cfg.train_config(), cfg.method_options())
