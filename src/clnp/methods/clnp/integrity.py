@@ -72,17 +72,7 @@ def check_clnp_state(tensors: Mapping[str, Tensor], learner_meta: dict, model: s
             except ValueError as exc:
                 raise StateError(f"{source}: {exc}") from None
         tensors = {k: v for k, v in tensors.items() if k != "task_widths"}
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
-            [f"unexpected {', '.join(extra[:3])}"] if extra else [])
-        raise StateError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
-    for name, want in expected.items():
-        got = tensors[name]
-        if tuple(got.shape) != tuple(want.shape) or got.dtype != want.dtype:
-            raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
-                                  f"needs {tuple(want.shape)} {want.dtype}")
+    _check_names_and_shapes(expected, tensors, model, n, source)
     blocks = len(template.blocks)
     owners = [tensors[f"blocks.{i}.layer.owner"] for i in range(blocks)]
     for i, owner in enumerate(owners):
@@ -152,6 +142,22 @@ def _check_frozen_values_finite(tensors: Mapping[str, Tensor], owners: Sequence[
                 raise StateError(f"{source}: {name} holds NaN or infinite values in frozen units")
 
 
+def _check_names_and_shapes(expected: Mapping[str, Tensor], tensors: Mapping[str, Tensor], model: str, n: int,
+                            source: str, any_rows: tuple[str, ...] = ()) -> None:
+    """The tensors are the template's: the same names, shapes and dtypes (``any_rows``: any shape, checked later)."""
+    missing = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if missing or extra:
+        bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
+            [f"unexpected {', '.join(extra[:3])}"] if extra else [])
+        raise StateError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
+    for name, want in expected.items():
+        got = tensors[name]
+        if (tuple(got.shape) != tuple(want.shape) and name not in any_rows) or got.dtype != want.dtype:
+            raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
+                             f"needs {tuple(want.shape)} {want.dtype}")
+
+
 def _check_graph_state(template: GraphNet, tensors: Mapping[str, Tensor], reports: list[dict], n: int, model: str,
                        source: str) -> None:
     """:func:`check_clnp_state` for a traced graph network: the same promises over unit sets."""
@@ -164,17 +170,7 @@ def _check_graph_state(template: GraphNet, tensors: Mapping[str, Tensor], report
             except ValueError as exc:
                 raise StateError(f"{source}: owner_{s} has {owner.numel()} units: {exc}") from None
     expected = template.state_dict()
-    missing = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if missing or extra:
-        bits = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
-            [f"unexpected {', '.join(extra[:3])}"] if extra else [])
-        raise StateError(f"{source}: the tensors do not match model {model!r} with {n} heads ({'; '.join(bits)})")
-    for name, want in expected.items():
-        got = tensors[name]
-        if (tuple(got.shape) != tuple(want.shape) and name != "task_widths") or got.dtype != want.dtype:
-            raise StateError(f"{source}: tensor {name} is {tuple(got.shape)} {got.dtype}; model {model!r} "
-                             f"needs {tuple(want.shape)} {want.dtype}")
+    _check_names_and_shapes(expected, tensors, model, n, source, any_rows=("task_widths",))
     widths = tensors["task_widths"]
     owners = [tensors[f"owner_{s}"] for s in range(template.n_layers)]
     if (tuple(widths.shape) != (n, template.n_layers) or bool((widths < torch.tensor(initial)).any())
