@@ -569,10 +569,10 @@ class GraphNet(CLNPNet):
     def _layer(self, j: int) -> GraphLinear | GraphConv2d:
         return self.trunk.get_submodule(self.layer_modules[j])  # type: ignore[return-value]
 
-    def _layers(self) -> list[GraphLinear | GraphConv2d]:
+    def _layers(self) -> list[GraphLinear | GraphConv2d]:  # type: ignore[override]
         return [self._layer(j) for j in range(len(self.layer_modules))]
 
-    def _norms(self) -> list[GraphBatchNorm]:
+    def _norms(self) -> list[GraphBatchNorm]:  # type: ignore[override]
         return [self.trunk.get_submodule(n) for n in self.norm_modules]  # type: ignore[misc]
 
     def _buffer(self, name: str) -> Tensor:
@@ -887,14 +887,6 @@ class GraphNet(CLNPNet):
 
     # --------------------------------------------------------------------------- task life cycle
     @torch.no_grad()
-    def reset_free_units_(self) -> None:
-        for layer in self._layers():
-            layer.reset_free_()
-        for bn in self._norms():
-            bn.reset_free_()
-        self.refresh_masks()
-
-    @torch.no_grad()
     def assign_units_(self, task: int, keep: Sequence[Tensor]) -> None:
         self.consolidate_()
         for owner, k in zip(self.owners, keep, strict=True):
@@ -912,18 +904,6 @@ class GraphNet(CLNPNet):
         for bn in self._norms():
             if isinstance(bn, GraphBatchNorm) and bn.per_task and bn.task_mean.shape[0] > n_learned:  # rolled back
                 bn.task_mean, bn.task_var = bn.task_mean[:n_learned].clone(), bn.task_var[:n_learned].clone()
-
-    @torch.no_grad()
-    def clear_free_units_(self) -> None:
-        self.refresh_masks()
-        for layer in self._layers():
-            free = layer.train_rows
-            layer.weight[free] = 0.0
-            if layer.bias is not None:
-                layer.bias[free] = 0.0
-        for bn in self._norms():
-            bn.reset_free_()
-        self.refresh_masks(consolidate=False)
 
     @torch.no_grad()
     def silence_free_units_(self, trained: Sequence[Tensor]) -> None:

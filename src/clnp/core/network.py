@@ -449,10 +449,10 @@ class CLNPNet(nn.Module):
     @torch.no_grad()
     def reset_free_units_(self) -> None:
         """Re-initialise the free units of every layer (their weights, biases and batch norms)."""
-        for block in self.blocks:
-            block.layer.reset_free_()
-            for bn in block.batch_norms():
-                bn.reset_free_()
+        for layer in self._layers():
+            layer.reset_free_()
+        for bn in self._norms():
+            bn.reset_free_()
         self.refresh_masks()
 
     @torch.no_grad()
@@ -471,15 +471,22 @@ class CLNPNet(nn.Module):
     def clear_free_units_(self) -> None:
         """Zero the free units' incoming weights and biases (after a failed task: nothing it left can overflow)."""
         self.refresh_masks()  # masks must follow the owners before their free rows are addressed
-        for block in self.blocks:
-            layer = block.layer
+        for layer in self._layers():
             free = layer.train_rows
             layer.weight[free] = 0.0
             if layer.bias is not None:
                 layer.bias[free] = 0.0
-            for bn in block.batch_norms():
-                bn.reset_free_()
+        for bn in self._norms():
+            bn.reset_free_()
         self.refresh_masks(consolidate=False)
+
+    def _layers(self) -> list[MaskedLinear | MaskedConv2d]:
+        """Every prunable layer, in forward order."""
+        return [block.layer for block in self.blocks]
+
+    def _norms(self) -> list[MaskedBatchNorm]:
+        """Every masked batch norm, in forward order."""
+        return [bn for block in self.blocks for bn in block.batch_norms()]
 
     @torch.no_grad()
     def units_used_by(self, task: int) -> list[Tensor]:
