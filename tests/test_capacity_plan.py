@@ -4,7 +4,15 @@ import pytest
 import torch
 
 import clnp
-from clnp.core.capacity import OPEN_HORIZON, RESERVE_TASKS, allotments, tasks_to_plan_for, unit_budget, units_to_train
+from clnp.core.capacity import (
+    MIN_TRAINED,
+    OPEN_HORIZON,
+    RESERVE_TASKS,
+    allotments,
+    tasks_to_plan_for,
+    unit_budget,
+    units_to_train,
+)
 from clnp.core.partition import trainable_units
 from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
 
@@ -135,6 +143,7 @@ def test_the_l1_penalty_on_weights_pulls_only_on_the_task_s_free_units_and_keeps
         before = net(x, 0)
     layers = [block.layer for block in net.blocks]
     trainable = [layer.train_rows for layer in layers]
+    net.reset_free_units_()  # as before the next task: the free units' weights are fresh, not silenced zeros
     penalty = l1_weight_penalty([layer.weight for layer in layers], [1.0, 1.0], trainable)
     penalty.backward()
     for layer, rows in zip(layers, trainable, strict=True):
@@ -195,3 +204,45 @@ def test_a_search_with_its_cache_decides_exactly_as_one_without(digit_tasks, mon
     full, full_state = learn()
     assert cached == full
     assert all(torch.equal(cached_state[k], full_state[k]) for k in cached_state)
+
+
+def test_the_anneal_schedule_prunes_towards_the_budget_cubically_and_reaches_it_before_the_last_epoch():
+    from clnp.methods.clnp.cycle import _Anneal
+
+    anneal = _Anneal(task=0, budget=[10, 50, 2], start=[90, 40, 30], trained=[])
+    steps = [anneal.targets(e, 5) for e in range(4)]
+    assert [s[0] for s in steps] == [44, 20, 12, 10]  # 10 + ceil(80 * (3/4)^3), ...: most of it early
+    assert all(s[1] == 40 for s in steps)  # a layer trained within its budget is left alone
+    assert steps[-1][2] == MIN_TRAINED  # a budget of a unit or two is left to the search, within the margin
+    assert anneal.targets(0, 2) == [10, 40, MIN_TRAINED]  # two epochs: the second trains on the budget
+
+
+def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_there(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=3, l1=3e-3, margin=1.0, expected_tasks=5))
+    seen = []
+    original = learner.after_epoch
+
+    def spy(head, epoch, epochs):
+        original(head, epoch, epochs)
+        if learner._phase is not None and learner._phase.anneal is not None:
+            seen.append([int(t.sum()) for t in learner._phase.anneal.trained])
+
+    learner.after_epoch = spy
+    report = learner.learn(digit_tasks[0])
+    budget = 48 // (5 + RESERVE_TASKS)
+    # 4x the budget, but 4 tasks to come keep half a budget each: 48 - 4 * 4 = 28 free units trained
+    assert report.budget == [budget, budget] and report.trained == [28, 28]
+    assert seen == [[11, 11], [budget, budget], [budget, budget]]  # 8 + ceil(20 / 8), then the budget
+    assert report.over_budget == [0, 0] and all(o <= budget for o in report.owned)
+    assert [row["trained_by_task"] for row in learner.capacity()] == [[28], [28]]
+
+
+def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_search_cuts_it_to_the_budget(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=3, expected_tasks=5, anneal=False))
+    report = learner.learn(digit_tasks[0])
+    assert report.trained == [28, 28]
+    assert all(o <= b + over for o, b, over in zip(report.owned, report.budget, report.over_budget, strict=True))

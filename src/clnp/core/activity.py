@@ -19,12 +19,13 @@ unit's weights into the task's units of the next layer (or its head), what the u
 
 @torch.no_grad()
 def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
-                  batch_size: int = 1024) -> list[Tensor]:
+                  batch_size: int = 1024, keep: Sequence[Tensor] | None = None) -> list[Tensor]:
     """Per-unit activity of every prunable layer on inputs ``x`` (evaluation mode).
 
     ``mean_abs``: mean absolute activation; ``firing_rate``: fraction of inputs with activation
     > 0; ``contribution``: ``mean_abs`` times :meth:`CLNPNet.outgoing_weight`. Conv channels are averaged over
-    positions as well as inputs.
+    positions as well as inputs. ``keep``: per layer, the units that compute (the others are silenced), as in
+    :meth:`CLNPNet.forward_with_activity`.
 
     ``contribution`` is there because the L1 penalty acts on activations alone: a unit can meet it with
     a small activation and large weights out of it, and then matters more than its activity says.
@@ -36,7 +37,7 @@ def unit_activity(net: CLNPNet, task: int, x: Tensor, measure: str = "mean_abs",
     device = net.device
     with evaluation_mode(net):
         for start in range(0, x.shape[0], batch_size):
-            _, taps = net.forward_with_activity(x[start:start + batch_size].to(device, non_blocking=True), task)
+            _, taps = net.forward_with_activity(x[start:start + batch_size].to(device, non_blocking=True), task, keep)
             stats = []
             for a in taps:
                 a = a.float()  # sums in float32 also under autocast

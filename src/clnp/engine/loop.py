@@ -12,8 +12,8 @@ order for every batch::
     optimizer.step()
     hooks.after_step(head)                                # restore frozen values, path integrals
 
-and :meth:`LoopHooks.validate` once per epoch. Work before and after a task belongs to the
-method's ``learn`` (see :class:`clnp.engine.learner.Learner`). The loop knows
+and :meth:`LoopHooks.validate`, then :meth:`LoopHooks.after_epoch`, once per epoch. Work before and
+after a task belongs to the method's ``learn`` (see :class:`clnp.engine.learner.Learner`). The loop knows
 nothing of masks, frozen rows or CLNP: it asks the hooks.
 
 The loss is accumulated on the device and checked for NaN/inf once per epoch, so the hot loop does
@@ -77,6 +77,9 @@ class LoopHooks:
     def validate(self, head: int) -> float:
         """Validation accuracy (a fraction) of the task being learned, for the epoch log."""
         raise NotImplementedError
+
+    def after_epoch(self, head: int, epoch: int, epochs: int) -> None:
+        """Work between epochs, after validation (``epoch`` counts from 0 of ``epochs``; e.g. a pruning schedule)."""
 
 
 def _merge_single(chunks: list[Tensor]) -> list[Tensor]:
@@ -226,7 +229,6 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
             raise FloatingPointError(
                 f"{label}: the loss became {mean_loss} in epoch {epoch + 1}; {hooks.divergence_hint}")
         val = hooks.validate(head)
-        module.train()
         row = {"task": task, "phase": phase, "epoch": epoch + 1, "loss": mean_loss, "val_accuracy": val,
                "seconds": time.perf_counter() - started}
         rows.append(row)
@@ -234,6 +236,8 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
             on_epoch(row)
         if bar is not None:
             bar.set_postfix(epoch=f"{epoch + 1}/{epochs}", loss=f"{mean_loss:.3f}", val=f"{100 * val:.1f}%")
+        hooks.after_epoch(head, epoch, epochs)
+        module.train()
     if bar is not None:
         bar.close()
     hooks.loss_scale = None

@@ -81,13 +81,14 @@ def has_plan(results: dict) -> bool:
 
 
 def plan_table(results: dict) -> str:
-    """Per task (rows) and layer (columns): units kept / the plan's budget, and the validation accuracy (points)
-    the search gave up to meet it; ``!`` marks a task over its budget (the margin allowed no fewer units)."""
+    """Per task (rows) and layer (columns): the units the task began training on, the units it kept / the plan's
+    budget, and the validation accuracy (points) the search gave up to meet it; ``!`` marks a task over its budget
+    (the margin allowed no fewer units)."""
     capacity = results.get("capacity") or []
     if not has_plan(results):
         return ""
     n = max(len(row["owned_by_task"]) for row in capacity)
-    width = max(22, *(len(str(row["layer"])) + 2 for row in capacity))
+    width = max(30, *(len(str(row["layer"])) + 2 for row in capacity))
     lines = [f"{'task':<6}" + "".join(f"{row['layer']:>{width}}" for row in capacity)]
     for t in range(n):
         cells = []
@@ -98,7 +99,9 @@ def plan_table(results: dict) -> str:
                 continue
             over = (row.get("over_budget_by_task") or [0] * n)[t]
             given = (row.get("given_up_by_task") or [0.0] * n)[t]
-            cells.append(f"{row['owned_by_task'][t]:>5} /{budget:>5}{'!' if over else ' '} {given:>5.2f} pts")
+            trained = (row.get("trained_by_task") or [None] * n)[t]
+            start = "" if trained is None else f"{trained:>5} ->"
+            cells.append(f"{start}{row['owned_by_task'][t]:>5} /{budget:>5}{'!' if over else ' '} {given:>5.2f} pts")
         lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells))
     if any(any(row.get("over_budget_by_task") or []) for row in capacity):
         lines.append("(!: kept more units than the budget; pruning more would have cost more than the margin)")
@@ -147,7 +150,8 @@ def summary(results: dict) -> str:
         lines.append(f"backward transfer  {100 * bwt:+.2f} points{exact}")
     lines += ["", "units per layer (owned by the task / free after it / old units it reuses):", capacity_table(results)]
     if has_plan(results):
-        lines += ["", "capacity plan (units kept / budget, validation points given up for it):", plan_table(results)]
+        lines += ["", "capacity plan (units trained -> kept / budget, validation points the search gave up for it):",
+                  plan_table(results)]
     forecast = forecast_text(results)
     if forecast:
         lines += ["", forecast]

@@ -34,6 +34,9 @@ class CLNPConfig(TrainConfig):
     task trains on a few times its budget of free units; the search first prunes what costs next to nothing and
     spends the margin only where a layer is over its budget (docs/design.md, "Capacity is a budget"). False: the
     greedy search of the paper, which spends the whole margin on every task, trained on every free unit."""
+    anneal: bool = True
+    """With a plan: prune the task's least active units towards its budget between training epochs (a cubic
+    schedule), so that it learns within the budget instead of being cut to it after training."""
     share: str = "equal"
     """How the plan divides a layer's free units among the tasks still to come: ``equal`` shares, or ``declining``
     (about twice the equal share for the coming task, falling linearly to the last: for streams whose later tasks
@@ -64,8 +67,8 @@ class CLNPConfig(TrainConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "share": "str",
-                                 "min_gain": "number", "grow": "bool", "plan": "bool", "grow_min": "int",
-                                 "max_growth": "number"})
+                                 "min_gain": "number", "grow": "bool", "plan": "bool", "anneal": "bool",
+                                 "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
             raise ValueError(f"grow_min must be >= 1 unit, got {self.grow_min}")
         if not 1.0 <= self.max_growth < math.inf:

@@ -91,7 +91,8 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
 
     def capacity(self) -> list[dict]:
         """Per prunable layer: units, and per task the units owned, free after and reused, the plan's budget, the
-        units kept over it and the validation accuracy (points) the search gave up in that layer."""
+        units kept over it, the validation accuracy (points) the search gave up in that layer and the units the task
+        began training on."""
         rows = []
         for i, name in enumerate(self.net.layer_names):
             rows.append({
@@ -104,6 +105,7 @@ class CLNP(CycleMixin, SearchMixin, GrowthMixin, StateMixin, Learner):
                 "budget_by_task": [None if r.budget is None else r.budget[i] for r in self.reports],
                 "over_budget_by_task": [r.over_budget[i] if r.over_budget else 0 for r in self.reports],
                 "given_up_by_task": [r.given_up[i] if r.given_up else 0.0 for r in self.reports],
+                "trained_by_task": [r.trained[i] if r.trained else None for r in self.reports],
             })
         return rows
 
