@@ -98,9 +98,9 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     shared = " ".join(_flag(k, v) for k, v in shared_defaults().items() if v is not None)
     print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}\n"
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
-          "of every layer\nand spends the margin only where it must to stay within that share (docs/design.md, "
-          "'Capacity is a budget').\nWhy these defaults (L1 on activations at 3e-3, equal shares): bench/RESULTS.md, "
-          "'The capacity plan'.")
+          "of every layer,\nprunes its least active units towards that share between training epochs, and spends "
+          "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget').\nWhy these defaults "
+          "(L1 on activations at 3e-3, equal shares, annealing): bench/RESULTS.md, 'The capacity plan'.")
     return 0
 
 
