@@ -97,7 +97,7 @@ for task in tasks[1:]:
 with torch.no_grad():
     after = learner.net(tasks[0].test.x, 0).clone()
 torch.save({"state": learner.net.state_dict(), "before": before, "after": after,
-            "plan": [(r.budget, r.over_budget, r.owned, r.given_up) for r in learner.reports],
+            "plan": [(r.budget, r.trained, r.over_budget, r.owned, r.given_up) for r in learner.reports],
             "acc": [learner.accuracy(t, task.test.x, task.test.y) for t, task in enumerate(tasks)]},
            f"{sys.argv[1]}/rank{distributed.rank()}.pt")
 """
@@ -114,6 +114,7 @@ def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics
         assert torch.equal(r0["state"][name], r1["state"][name]), name
     assert any("running_mean" in name for name in r0["state"])
     assert r0["plan"] == r1["plan"] and all(budget is not None for budget, *_ in r0["plan"])  # the ranks plan alike
+    assert all(max(owned) <= max(budget) < max(trained) for budget, trained, _, owned, _ in r0["plan"])  # annealed
     for r in (r0, r1):
         assert torch.equal(r["before"], r["after"])  # zero forgetting on each rank
     assert min(r0["acc"]) > 0.85
