@@ -67,10 +67,11 @@ class CycleMixin:
             task_id, list(budget), trained_at_start, trained)
         self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log, anneal=anneal)
         seconds["train"] = time.perf_counter() - t0
-        if anneal is not None:
-            self._silence_untrained(trained)
+        # From here to the freeze the task's dense network is its trained units: units annealed away keep their
+        # weights and batch-norm shifts (zeroing a layer's rows would not silence a unit behind a batch norm), so
+        # every evaluation below masks them, as training did.
         with self._precision():
-            self._check_trained(task, task_id)
+            self._check_trained(task, task_id, train_keep)
 
             t0 = time.perf_counter()
             activity = unit_activity(net, task_id, task.val.x, cfg.activity, cfg.eval_batch_size, keep=train_keep)
@@ -80,7 +81,7 @@ class CycleMixin:
             # With a plan, most pruning happens within the free loss, a tenth of the margin: whether accuracy
             # resolves that decides whether the finer measures are held.
             probe = self._search_inputs(task, FREE_SHARE * cfg.margin if cfg.plan else cfg.margin)
-            reference = None if probe is None else predict_with_loss(net, task_id, probe,
+            reference = None if probe is None else predict_with_loss(net, task_id, probe, keep=train_keep,
                                                                      batch_size=cfg.eval_batch_size)[0]
             cache = self._search_cache(task_id, task.val.x if probe is None else probe, task.val.y)
             decision = choose_pruning(net, task_id, activity,
@@ -142,7 +143,7 @@ class CycleMixin:
         later tasks): they compute 0, so neither the activity measure nor the search sees random features."""
         self.net.silence_free_units_(trained)
 
-    def _check_trained(self, task: Task, task_id: int) -> None:
+    def _check_trained(self, task: Task, task_id: int, keep: Sequence[Tensor] | None = None) -> None:
         """Refuse to prune and freeze a task whose dense network learned nothing.
 
         Nothing learned: validation accuracy about chance (below ``min_gain`` of the way from the most
@@ -153,7 +154,7 @@ class CycleMixin:
         """
         if self.config.min_gain <= 0:
             return
-        predicted, loss, _ = predict_with_loss(self.net, task_id, task.val.x, task.val.y,
+        predicted, loss, _ = predict_with_loss(self.net, task_id, task.val.x, task.val.y, keep=keep,
                                                batch_size=self.config.eval_batch_size)
         acc = float((predicted == task.val.y).sum()) / len(task.val)
         acc, loss = distributed.agree((acc, loss))  # every rank raises, or none
