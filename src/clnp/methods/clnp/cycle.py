@@ -226,11 +226,17 @@ class CycleMixin:
 
     def after_epoch(self, head: int, epoch: int, epochs: int) -> None:
         """With a plan, between the training epochs: prune the task's least active trained units towards its
-        budget on a cubic schedule (:class:`_Anneal`), so that it learns within the budget."""
+        budget on a cubic schedule (:class:`_Anneal`), so that it learns within the budget. Not while validation
+        accuracy is still about chance (``min_gain``): a 3-epoch task of split-digits on 32 units, annealed from
+        its first epoch, stayed at chance."""
         phase = self._phase
         if phase is None or phase.anneal is None or epoch >= epochs - 1:
             return
         anneal = phase.anneal
+        prior = torch.bincount(phase.task.val.y, minlength=phase.task.n_classes).double() / max(1, len(phase.task.val))
+        chance = float(prior.max())
+        if phase.val_accuracy < chance + self.config.min_gain * (1.0 - chance):
+            return  # not learned yet: its activity ranks noise (the schedule catches up at the next epochs)
         targets = anneal.targets(epoch, epochs)
         if all(int(t.sum()) <= n for t, n in zip(anneal.trained, targets, strict=True)):
             return
@@ -253,7 +259,8 @@ class CycleMixin:
         val = phase.task.val
         with self._precision():
             predicted, _ = self._predict_shared(head, val.x, None, phase.keep)
-        return float((predicted == val.y).sum()) / max(1, len(val))
+        phase.val_accuracy = float((predicted == val.y).sum()) / max(1, len(val))
+        return phase.val_accuracy
 
     @torch.no_grad()
     def _reused(self, task_id: int) -> list[int]:
@@ -274,6 +281,8 @@ class _Phase:
     l1_weights: list[Tensor | None] | None
     reuse_cut: list[tuple[Tensor, Tensor]] = field(default_factory=list)
     anneal: _Anneal | None = None
+    val_accuracy: float = 0.0
+    """The last epoch's validation accuracy (:meth:`CycleMixin.validate`)."""
 
 
 @dataclass
