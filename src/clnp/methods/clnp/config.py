@@ -36,8 +36,10 @@ class CLNPConfig(TrainConfig):
     (docs/design.md, "Capacity is a budget"). False: the
     greedy search of the paper, which spends the whole margin on every task, trained on every free unit."""
     anneal: bool = True
-    """With a plan: prune the task's least active units towards its budget between training epochs (a cubic
-    schedule, never below 8 units), so that it learns within the budget instead of being cut to it after training.
+    """With a plan over a stream of known length (``expected_tasks``): prune the task's least active units towards
+    its budget between training epochs (a cubic schedule, never below 8 units), so that it learns within the budget
+    instead of being cut to it after training. Open-ended streams are not annealed: there the budget is a guess
+    (the doubling rule), and a task that needs more units keeps them within the margin (``over_budget``).
     Measured (bench/RESULTS.md, "Annealing into the budget"): on the small-network protocol every task keeps its
     budget and ACC rises from 80.4 to 84.8 %; False: cut after training, over budget where the margin forbids."""
     share: str = "equal"

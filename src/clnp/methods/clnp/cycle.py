@@ -63,7 +63,9 @@ class CycleMixin:
         t0 = time.perf_counter()
         train_keep = None if trained is None else [t | (o != FREE) for t, o in zip(trained, net.owners, strict=True)]
         trained_at_start = [] if trained is None else [int(t.sum()) for t in trained]
-        anneal = None if budget is None or trained is None or not cfg.anneal else _Anneal(
+        # Annealing commits the task to its budget, which only a stream of known length justifies: open-ended,
+        # the budget is the doubling rule's guess and the search, within the margin, has the last word.
+        anneal = None if budget is None or trained is None or not cfg.anneal or cfg.expected_tasks is None else _Anneal(
             task_id, list(budget), trained_at_start, trained)
         self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log, anneal=anneal)
         seconds["train"] = time.perf_counter() - t0
