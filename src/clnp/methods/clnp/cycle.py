@@ -36,6 +36,11 @@ LOSS_GAIN = 0.05
 """A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
 
 
+def _class_prior(task: Task) -> Tensor:
+    """The frequencies of the classes in the task's validation split."""
+    return torch.bincount(task.val.y, minlength=task.n_classes).double() / max(1, len(task.val))
+
+
 class CycleMixin:
     """The cycle of :class:`~clnp.methods.clnp.CLNP` and its hooks of the one loop."""
 
@@ -160,16 +165,22 @@ class CycleMixin:
                                                batch_size=self.config.eval_batch_size)
         acc = float((predicted == task.val.y).sum()) / len(task.val)
         acc, loss = distributed.agree((acc, loss))  # every rank raises, or none
-        prior = torch.bincount(task.val.y, minlength=task.n_classes).double() / len(task.val)
+        prior = _class_prior(task)
         chance = float(prior.max())
         entropy = float(-(prior[prior > 0] * prior[prior > 0].log()).sum())
-        if acc < chance + self.config.min_gain * (1.0 - chance) and loss >= (1 - LOSS_GAIN) * entropy:
+        if acc < self._learned_line(task) and loss >= (1 - LOSS_GAIN) * entropy:
             raise TrainingFailedError(
                 f"task {task_id} ({task.name}): after training, validation accuracy is {100 * acc:.1f} %, about "
                 f"chance ({100 * chance:.1f} %, the most frequent class), and the loss {loss:.3f} no better than "
                 f"guessing the class frequencies ({entropy:.3f}): nothing was learned, so nothing is frozen. "
                 f"Likely causes: an L1 penalty too strong for this network (l1={self.config.l1}; try a tenth of "
                 f"it) or a learning rate too high or too low (lr={self.config.lr})")
+
+    def _learned_line(self, task: Task) -> float:
+        """The validation accuracy a task must pass to count as learning: ``min_gain`` of the way from chance (the
+        most frequent class) to 100 %."""
+        chance = float(_class_prior(task).max())
+        return chance + self.config.min_gain * (1.0 - chance)
 
     def _train(self, task: Task, task_id: int, epochs: int, phase: str, generator: torch.Generator,
                keep: Sequence[Tensor] | None, l1: bool, log: list[dict],
@@ -235,9 +246,7 @@ class CycleMixin:
         if phase is None or phase.anneal is None or epoch >= epochs - 1:
             return
         anneal = phase.anneal
-        prior = torch.bincount(phase.task.val.y, minlength=phase.task.n_classes).double() / max(1, len(phase.task.val))
-        chance = float(prior.max())
-        if phase.val_accuracy < chance + self.config.min_gain * (1.0 - chance):
+        if phase.val_accuracy < self._learned_line(phase.task):
             return  # not learned yet: its activity ranks noise (the schedule catches up at the next epochs)
         targets = anneal.targets(epoch, epochs)
         if all(int(t.sum()) <= n for t, n in zip(anneal.trained, targets, strict=True)):
