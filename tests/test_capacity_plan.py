@@ -220,7 +220,7 @@ def test_the_anneal_schedule_prunes_towards_the_budget_cubically_and_reaches_it_
 def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_there(digit_tasks):
     torch.manual_seed(0)
     learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
-                        quick_config(epochs=3, l1=3e-3, margin=1.0, expected_tasks=5))
+                        quick_config(epochs=4, batch_size=8, l1=3e-3, margin=1.0, expected_tasks=5))
     seen = []
     original = learner.after_epoch
 
@@ -234,7 +234,8 @@ def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_the
     budget = 48 // (5 + RESERVE_TASKS)
     # 4x the budget, but 4 tasks to come keep half a budget each: 48 - 4 * 4 = 28 free units trained
     assert report.budget == [budget, budget] and report.trained == [28, 28]
-    assert seen == [[11, 11], [budget, budget], [budget, budget]]  # 8 + ceil(20 / 8), then the budget
+    # 37 steps an epoch: annealing waits for ANNEAL_AFTER_STEPS (40), then 8 + ceil(20 / 27), then the budget
+    assert seen == [[28, 28], [9, 9], [budget, budget], [budget, budget]]
     assert report.over_budget == [0, 0] and all(o <= budget for o in report.owned)
     assert [row["trained_by_task"] for row in learner.capacity()] == [[28], [28]]
 

@@ -32,6 +32,13 @@ class TrainingFailedError(FloatingPointError):
     """
 
 
+ANNEAL_AFTER_STEPS = 40
+"""Annealing waits for this many training steps: the activity of a younger network ranks noise (split-digits on
+``mlp:32``, 3 tasks of 4 epochs of 10 steps: annealed from the first 10 steps, task 1 stayed at chance). On the
+benchmarks measured it delays annealing only on the digits streams (split-digits: 9 steps an epoch, annealing
+starts after the fifth of 60; permuted-digits: 34, after the second of 30; 10 tasks 97.22 % against 97.19 % from
+the first)."""
+
 LOSS_GAIN = 0.05
 """A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
 
@@ -209,6 +216,7 @@ class CycleMixin:
         phase = self._phase
         assert phase is not None
         xb, yb = batch
+        phase.steps += 1
         weights = phase.l1_weights
         if weights is not None and self.loss_scale is not None:  # fp16: the L1 gradient is scaled as the loss is
             weights = [None if w is None else w * self.loss_scale for w in weights]
@@ -246,7 +254,7 @@ class CycleMixin:
         if phase is None or phase.anneal is None or epoch >= epochs - 1:
             return
         anneal = phase.anneal
-        if phase.val_accuracy < self._learned_line(phase.task):
+        if phase.steps < ANNEAL_AFTER_STEPS or phase.val_accuracy < self._learned_line(phase.task):
             return  # not learned yet: its activity ranks noise (the schedule catches up at the next epochs)
         targets = anneal.targets(epoch, epochs)
         if all(int(t.sum()) <= n for t, n in zip(anneal.trained, targets, strict=True)):
@@ -294,6 +302,8 @@ class _Phase:
     anneal: _Anneal | None = None
     val_accuracy: float = 0.0
     """The last epoch's validation accuracy (:meth:`CycleMixin.validate`)."""
+    steps: int = 0
+    """Optimiser steps taken so far in the phase."""
 
 
 @dataclass
