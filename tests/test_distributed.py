@@ -87,7 +87,7 @@ from clnp.engine import distributed
 distributed.init_from_env(torch.device("cpu"))
 tasks = clnp.split_digits(seed=0)[:3]
 learner = clnp.CLNP(clnp.build_model("mlp:64,64:bn", (1, 8, 8)),
-                    clnp.CLNPConfig(epochs=6, finetune_epochs=1, batch_size=32, lr=3e-3, expected_tasks=3))
+                    clnp.CLNPConfig(epochs=6, finetune_epochs=1, batch_size=16, lr=3e-3, expected_tasks=3))
 learner.learn(tasks[0])
 learner.net.eval()
 with torch.no_grad():
@@ -114,7 +114,8 @@ def test_ddp_in_the_library_keeps_every_rank_bit_identical_batch_norm_statistics
         assert torch.equal(r0["state"][name], r1["state"][name]), name
     assert any("running_mean" in name for name in r0["state"])
     assert r0["plan"] == r1["plan"] and all(budget is not None for budget, *_ in r0["plan"])  # the ranks plan alike
-    assert all(max(owned) <= max(budget) < max(trained) for budget, trained, _, owned, _ in r0["plan"])  # annealed
+    # annealed (batch 8 a rank: about 16 steps an epoch, past ANNEAL_AFTER_STEPS from the third epoch)
+    assert all(max(owned) <= max(budget) < max(trained) for budget, trained, _, owned, _ in r0["plan"])
     for r in (r0, r1):
         assert torch.equal(r["before"], r["after"])  # zero forgetting on each rank
     assert min(r0["acc"]) > 0.85
