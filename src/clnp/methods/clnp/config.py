@@ -40,8 +40,8 @@ class CLNPConfig(TrainConfig):
     its budget between training epochs (a cubic schedule, never below 8 units), so that it learns within the budget
     instead of being cut to it after training. Open-ended streams are not annealed: there the budget is a guess
     (the doubling rule), and a task that needs more units keeps them within the margin (``over_budget``).
-    Measured (bench/RESULTS.md, "Annealing into the budget"): on the small-network protocol every task keeps its
-    budget and ACC rises from 80.4 to 84.8 %; False: cut after training, over budget where the margin forbids."""
+    Measured (bench/RESULTS.md, "The capacity plan", third session): on the small-network protocol no task is
+    starved and ACC rises from 80.4 to 84.7 %; False: cut after training, over budget where the margin forbids."""
     share: str = "equal"
     """How the plan divides a layer's free units among the tasks still to come: ``equal`` shares, or ``declining``
     (about twice the equal share for the coming task, falling linearly to the last: for streams whose later tasks

@@ -247,9 +247,9 @@ class CycleMixin:
 
     def after_epoch(self, head: int, epoch: int, epochs: int) -> None:
         """With a plan, between the training epochs: prune the task's least active trained units towards its
-        budget on a cubic schedule (:class:`_Anneal`), so that it learns within the budget. Not while validation
-        accuracy is still about chance (``min_gain``): a 3-epoch task of split-digits on 32 units, annealed from
-        its first epoch, stayed at chance."""
+        budget on a cubic schedule (:class:`_Anneal`), so that it learns within the budget. Not before
+        :data:`ANNEAL_AFTER_STEPS` steps, nor while validation accuracy is still about chance (``min_gain``): a
+        3-epoch task of split-digits on 32 units, annealed from its first epoch, stayed at chance."""
         phase = self._phase
         if phase is None or phase.anneal is None or epoch >= epochs - 1:
             return
