@@ -77,8 +77,8 @@ class CycleMixin:
         trained_at_start = [] if trained is None else [int(t.sum()) for t in trained]
         # Annealing commits the task to its budget, which only a stream of known length justifies: open-ended,
         # the budget is the doubling rule's guess and the search, within the margin, has the last word.
-        anneal = None if budget is None or trained is None or not cfg.anneal or cfg.expected_tasks is None else _Anneal(
-            task_id, list(budget), trained_at_start, trained)
+        annealed = cfg.anneal and cfg.expected_tasks is not None and budget is not None and trained is not None
+        anneal = _Anneal(task_id, list(budget), trained_at_start, trained) if annealed else None
         self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log, anneal=anneal)
         seconds["train"] = time.perf_counter() - t0
         # From here to the freeze the task's dense network is its trained units: units annealed away keep their
