@@ -7,8 +7,8 @@ import clnp
 from clnp.core.capacity import (
     MIN_TRAINED,
     OPEN_HORIZON,
-    RESERVE_TASKS,
     allotments,
+    reserve_units,
     tasks_to_plan_for,
     unit_budget,
     units_to_train,
@@ -20,18 +20,29 @@ from .conftest import quick_config
 
 
 def test_each_task_may_keep_an_equal_share_of_the_free_units_among_the_tasks_still_to_come():
-    assert tasks_to_plan_for(10, 0) == 10 + RESERVE_TASKS
-    assert tasks_to_plan_for(10, 9) == 1 + RESERVE_TASKS  # the last task leaves a reserve
-    assert tasks_to_plan_for(10, 12) == 1 + RESERVE_TASKS  # a stream longer than announced still plans
+    assert tasks_to_plan_for(10, 0) == 10
+    assert tasks_to_plan_for(10, 9) == 1
+    assert tasks_to_plan_for(10, 12) == 1  # a stream longer than announced still plans
     assert tasks_to_plan_for(None, 0) == OPEN_HORIZON  # open-ended: as many again as learned, at least a few
     assert tasks_to_plan_for(None, 30) == 31
-    assert unit_budget([100, 7, 0], 11) == [9, 1, 0]  # at least one unit where any is free
+    assert unit_budget([100, 7, 0], 10, reserve=[2, 1, 0]) == [10, 1, 0]  # at least one unit where any is free
     with pytest.raises(ValueError, match="tasks_left must be >= 1"):
         unit_budget([10], 0)
 
 
+def test_a_stream_of_known_length_keeps_a_few_units_in_reserve_and_spends_the_rest():
+    assert reserve_units(100, expected=10) == 2 and reserve_units(10, expected=3) == 1
+    assert reserve_units(100, expected=None) == 0  # open-ended: the doubling rule leaves most units to come
+    free, budgets = 100, []
+    for done in range(10):  # every task keeps its budget
+        budgets.append(unit_budget([free], tasks_to_plan_for(10, done), reserve=[reserve_units(100, 10)])[0])
+        free -= budgets[-1]
+    assert budgets == [10] * 8 + [9, 9] and free == 2  # not 9 each and a tenth of the layer unused
+
+
 def test_a_declining_share_gives_the_coming_task_about_twice_the_equal_share_and_the_last_the_least():
     assert allotments(110, 10, "equal") == [11] * 10
+    assert allotments(23, 4, "equal") == [6, 6, 6, 5]  # the remainder to the first tasks
     assert allotments(110, 10, "declining") == [20, 18, 16, 14, 12, 10, 8, 6, 4, 2]
     assert sum(allotments(1000, 11, "declining")) <= 1000
     assert unit_budget([1000, 3], 11, "declining") == [166, 1]  # 2 / 12 of the free units
@@ -108,7 +119,7 @@ def test_clnp_reports_the_plan_of_every_task_and_keeps_within_budget_or_says_why
         assert report.val_accuracy_lossless is not None
         assert report.val_accuracy_pruned >= report.val_accuracy_dense - 0.01 - 1e-9
     first = learner.reports[0]
-    assert first.budget == [48 // (3 + RESERVE_TASKS)] * 2
+    assert first.budget == [allotments(48 - reserve_units(48, 3), 3)[0]] * 2 == [16, 16]
     rows = learner.capacity()
     assert [row["budget_by_task"] for row in rows] == [[r.budget[i] for r in learner.reports] for i in range(2)]
 
@@ -117,7 +128,7 @@ def test_a_declining_share_lets_the_first_task_keep_more_than_an_equal_share_and
     torch.manual_seed(0)
     learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
                         quick_config(epochs=2, expected_tasks=3, share="declining"))
-    assert learner.learn(digit_tasks[0]).budget == [48 * 4 // 10] * 2  # weights 4, 3, 2, 1 over 3 tasks + reserve
+    assert learner.learn(digit_tasks[0]).budget == [47 * 3 // 6] * 2  # weights 3, 2, 1; 1 unit of 48 in reserve
     with pytest.raises(ValueError, match="share must be one of 'equal', 'declining'"):
         quick_config(share="front")
     with pytest.raises(ValueError, match="option clnp.share must be one of 'equal', 'declining'"):
@@ -231,13 +242,13 @@ def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_the
 
     learner.after_epoch = spy
     report = learner.learn(digit_tasks[0])
-    budget = 48 // (5 + RESERVE_TASKS)
-    # 4x the budget, but 4 tasks to come keep half a budget each: 48 - 4 * 4 = 28 free units trained
-    assert report.budget == [budget, budget] and report.trained == [28, 28]
-    # 37 steps an epoch: annealing waits for ANNEAL_AFTER_STEPS (40), then 8 + ceil(20 / 27), then the budget
-    assert seen == [[28, 28], [9, 9], [budget, budget], [budget, budget]]
+    budget = 10  # 47 units beyond the reserve of 1 among 5 tasks: 10, 10, 9, 9, 9
+    # 4x the budget, but the 4 tasks to come keep half their allotments (10, 10, 9, 9 of 48): 48 - 18 = 30 trained
+    assert report.budget == [budget, budget] and report.trained == [30, 30]
+    # 37 steps an epoch: annealing waits for ANNEAL_AFTER_STEPS (40), then 10 + ceil(20 / 27), then the budget
+    assert seen == [[30, 30], [11, 11], [budget, budget], [budget, budget]]
     assert report.over_budget == [0, 0] and all(o <= budget for o in report.owned)
-    assert [row["trained_by_task"] for row in learner.capacity()] == [[28], [28]]
+    assert [row["trained_by_task"] for row in learner.capacity()] == [[30], [30]]
 
 
 def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_search_cuts_it_to_the_budget(digit_tasks):
@@ -245,7 +256,7 @@ def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_searc
     learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
                         quick_config(epochs=3, expected_tasks=5, anneal=False))
     report = learner.learn(digit_tasks[0])
-    assert report.trained == [28, 28]
+    assert report.trained == [30, 30]
     assert all(o <= b + over for o, b, over in zip(report.owned, report.budget, report.over_budget, strict=True))
 
 

@@ -7,9 +7,11 @@ import yaml
 
 from clnp.cli import main
 from clnp.engine import loop
+from clnp.engine.config import TrainConfig
 from clnp.experiments.compare import same_run
 from clnp.experiments.config import RunConfig
 from clnp.methods import build_method
+from clnp.methods.clnp.config import FINETUNE_LR_SCALE
 
 from .conftest import quick_config
 
@@ -30,9 +32,10 @@ def test_the_finetune_phase_trains_at_finetune_lr_and_training_at_lr(method, dig
     assert seen == [1e-3, 2.5e-4]  # the training phase's optimiser, then the fine-tuning's
 
 
-def test_without_finetune_lr_the_retraining_uses_lr():
-    config = quick_config(lr=3e-3)
-    assert config.finetuning().lr == 3e-3
+def test_without_finetune_lr_clnp_fine_tunes_at_a_fraction_of_lr_and_packnet_retrains_at_lr():
+    assert quick_config(lr=3e-3).finetuning().lr == 3e-3 * FINETUNE_LR_SCALE
+    assert quick_config(lr=3e-3, finetune_lr=3e-3).finetuning().lr == 3e-3
+    assert TrainConfig(lr=3e-3).finetuning().lr == 3e-3
     assert quick_config(lr=3e-3, finetune_lr=1e-4).finetuning().lr == 1e-4
 
 

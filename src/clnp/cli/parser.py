@@ -69,7 +69,8 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=int, help="training minibatch size")
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (a fresh one per task and phase)")
     p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning after pruning (default: --lr)")
+    p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning after pruning (default: "
+                   "0.3 x --lr for clnp, --lr for packnet)")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2)")
     p.add_argument("--l1", type=_l1, help="per-unit L1 coefficient on hidden activations; one number, "
                    "or one per hidden layer separated by commas (e.g. 3e-3,1e-2)")
@@ -127,7 +128,8 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser for every method")
     p.add_argument("--lr", type=float, help="learning rate")
     p.add_argument("--finetune-lr", type=float,
-                   help="learning rate of the fine-tuning after pruning (clnp, packnet; default: --lr)")
+                   help="learning rate of the fine-tuning after pruning (clnp, packnet; default: "
+                        "0.3 x --lr for clnp, --lr for packnet)")
     p.add_argument("--weight-decay", type=float, help="weight decay (L2) for every method")
     p.add_argument("--l1", type=_l1, help="CLNP's L1 coefficient, or one per hidden layer separated by commas "
                    "(other methods ignore it)")

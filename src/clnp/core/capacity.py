@@ -37,23 +37,31 @@ OPEN_HORIZON = 4
 """With no expected number of tasks, the plan assumes at least this many tasks to come (this one included)."""
 
 
-RESERVE_TASKS = 1
-"""With a known number of tasks, the plan keeps one task's share in reserve: the last task does not take every free
-unit (permuted-digits, 10 tasks: without it task 9 took 9 of the last 10 units of layer 1), so a stream that runs
-longer than announced, or a task over its budget, still finds room."""
+RESERVE_SHARE = 0.02
+"""With a known number of tasks, the plan keeps this share of each layer's width (at least one unit) out of the
+tasks' shares: the last task does not take every free unit (permuted-digits, 10 tasks, before annealing: task 9 took
+9 of the last 10 units of layer 1), so a stream that runs longer than announced, or a task over its budget, still
+finds room. A few units, not a task's share: one task's share in reserve left a tenth of every layer unused after
+ten tasks, and each task a tenth fewer units (bench/RESULTS.md, "The capacity plan", fourth session)."""
+
+
+def reserve_units(width: int, expected: int | None) -> int:
+    """The units of a layer of ``width`` that the plan keeps in reserve: :data:`RESERVE_SHARE` of it (at least one)
+    with a known number of tasks; none open-ended, where the doubling rule already leaves most units to come."""
+    return 0 if expected is None else max(1, math.ceil(RESERVE_SHARE * width))
 
 
 def tasks_to_plan_for(expected: int | None, done: int) -> int:
     """How many tasks, the coming one included, share the free units.
 
     With ``expected`` tasks in the stream: those not yet learned (at least 1, should a stream run past its
-    announced length), plus :data:`RESERVE_TASKS`. Open-ended (``expected`` None): as many again as have been
-    learned, at least :data:`OPEN_HORIZON` (the doubling rule of online planning: a stream is assumed to go
-    on as long as it has gone), so every task leaves most of what is free to those after it and the free units
-    never run out at a geometric pace.
+    announced length; the reserve is kept apart, :func:`reserve_units`). Open-ended (``expected`` None): as
+    many again as have been learned, at least :data:`OPEN_HORIZON` (the doubling rule of online planning: a stream is
+    assumed to go on as long as it has gone), so every task leaves most of what is free to those after it and the
+    free units never run out at a geometric pace.
     """
     if expected is not None:
-        return max(1, expected - done) + RESERVE_TASKS
+        return max(1, expected - done)
     return max(OPEN_HORIZON, done + 1)
 
 
@@ -68,26 +76,35 @@ def allotments(free: int, tasks_left: int, share: str = "equal") -> list[int]:
     first, if each kept its allotment (the plan recomputes them before every task, so what a task leaves unspent
     passes to the ones after it).
 
-    ``equal``: the same for each, ``free // tasks_left``. ``declining``: falling linearly from the coming task to the
-    last (weights ``tasks_left, ..., 1``: about twice the equal share for the coming task, a small one for the last),
-    for streams whose later tasks reuse old units and need fewer new ones.
+    ``equal``: the same for each, ``free // tasks_left``, the remainder one unit each to the first tasks (so a layer
+    of 100 units gives 10 tasks 10 each, not 9 each and 10 unused). ``declining``: falling linearly from the coming
+    task to the last (weights ``tasks_left, ..., 1``: about twice the equal share for the coming task, a small one
+    for the last), for streams whose later tasks reuse old units and need fewer new ones.
     """
     if tasks_left < 1:
         raise ValueError(f"tasks_left must be >= 1, got {tasks_left}")
     if share not in SHARES:
         raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {share!r}")
-    weights = [1] * tasks_left if share == "equal" else list(range(tasks_left, 0, -1))
+    free = max(0, int(free))
+    if share == "equal":
+        each, extra = divmod(free, tasks_left)
+        return [each + (i < extra) for i in range(tasks_left)]
+    weights = list(range(tasks_left, 0, -1))
     total = sum(weights)
-    return [int(free) * w // total for w in weights]
+    return [free * w // total for w in weights]
 
 
-def unit_budget(free: Sequence[int], tasks_left: int, share: str = "equal") -> list[int]:
+def unit_budget(free: Sequence[int], tasks_left: int, share: str = "equal",
+                reserve: Sequence[int] | None = None) -> list[int]:
     """Per layer, the most new units the coming task may keep: its allotment (:func:`allotments`) of the free
-    units among the ``tasks_left`` tasks (the coming one included), at least one unit where any is free.
+    units beyond the ``reserve`` (:func:`reserve_units`) among the ``tasks_left`` tasks (the coming one included),
+    at least one unit where any is free.
 
     Old units a task reads cost nothing and are not counted.
     """
-    return [max(1, allotments(f, tasks_left, share)[0]) if f > 0 else 0 for f in free]
+    reserve = [0] * len(free) if reserve is None else reserve
+    return [max(1, allotments(f - r, tasks_left, share)[0]) if f > 0 else 0
+            for f, r in zip(free, reserve, strict=True)]
 
 
 TRAIN_HEADROOM = 4.0
@@ -135,6 +152,6 @@ def width_for(width: int, free: int, units_per_task: float, remaining: int) -> i
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_TASKS", "SHARES", "TRAIN_HEADROOM", "allotments",
-           "forecast", "tasks_to_plan_for",
+__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_SHARE", "SHARES", "TRAIN_HEADROOM", "allotments",
+           "forecast", "reserve_units", "tasks_to_plan_for",
            "unit_budget", "units_to_train", "width_for"]

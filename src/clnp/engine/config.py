@@ -54,8 +54,9 @@ class TrainConfig:
     """``adam`` or ``sgd``; a fresh one is made for every task and phase."""
     lr: float = 1e-3
     finetune_lr: float | None = None
-    """Learning rate of the retraining after pruning (CLNP, PackNet); None: ``lr``. Retraining starts
-    from a trained network, so a smaller step than training's usually ends higher (CLNP on
+    """Learning rate of the retraining after pruning (CLNP, PackNet); None: the method's default, ``lr``
+    here (:meth:`finetuning`; CLNP's config fine-tunes at a fraction of it). Retraining starts from a
+    trained network, so a smaller step than training's usually ends higher (CLNP on
     permuted-fashion-mnist: ``bench/RESULTS.md``)."""
     momentum: float = 0.9
     """SGD momentum (ignored by Adam)."""

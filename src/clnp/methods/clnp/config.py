@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ...core.activity import ACTIVITY_MEASURES
 from ...core.capacity import SHARES
 from ...engine.config import ConfigTypeError, TrainConfig, check_field_types, is_number
+
+FINETUNE_LR_SCALE = 0.3
+"""CLNP's fine-tuning runs at this fraction of the training rate unless ``finetune_lr`` is given: it retrains a few
+kept units of a trained network, where the training rate is noisy (bench/RESULTS.md, "The capacity plan", fourth
+session)."""
 
 SPARSITY_TARGETS = ("activations", "weights")
 """Where :attr:`CLNPConfig.sparsity` may put the L1 penalty."""
@@ -30,7 +35,7 @@ class CLNPConfig(TrainConfig):
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     plan: bool = True
     """Plan capacity over the stream: before each task, give every layer a unit budget (an equal share of its free
-    units among the tasks still to come, ``expected_tasks``, or open-ended, and one task's share in reserve); the
+    units among the tasks still to come, ``expected_tasks``, or open-ended, beyond a reserve of a few units); the
     task begins training on a few times its budget of free units (``anneal``: pruned to the budget between epochs);
     the search first prunes what costs next to nothing and spends the margin only where a layer is over its budget
     (docs/design.md, "Capacity is a budget"). False: the
@@ -69,6 +74,11 @@ class CLNPConfig(TrainConfig):
     max_growth: float = 4.0
     """With ``grow``: a layer grows to at most this many times its initial width; beyond, ``CapacityError``."""
 
+    def finetuning(self) -> CLNPConfig:
+        """These settings with the fine-tuning's rate as ``lr``: ``finetune_lr``, or :data:`FINETUNE_LR_SCALE` times
+        ``lr`` when it is not given."""
+        return replace(self, lr=self.lr * FINETUNE_LR_SCALE if self.finetune_lr is None else self.finetune_lr)
+
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "share": "str",
@@ -96,4 +106,4 @@ class CLNPConfig(TrainConfig):
                              f"got {self.activity!r}")
 
 
-__all__ = ["SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]
+__all__ = ["FINETUNE_LR_SCALE", "SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]

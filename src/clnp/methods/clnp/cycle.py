@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ...core.activity import accuracy, predict_with_loss, unit_activity
-from ...core.capacity import MIN_TRAINED, tasks_to_plan_for, unit_budget, units_to_train
+from ...core.capacity import MIN_TRAINED, reserve_units, tasks_to_plan_for, unit_budget, units_to_train
 from ...core.partition import FREE, live_units
 from ...core.pruning import FREE_SHARE, choose_pruning
 from ...core.sparsity import l1_activity_penalty, l1_unit_weights, l1_weight_penalty
@@ -63,7 +63,8 @@ class CycleMixin:
         cfg = self.config
         net = self.net
         tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
-        budget = unit_budget(net.free_units(), tasks_left, cfg.share) if cfg.plan else None
+        reserve = [reserve_units(o.numel(), cfg.expected_tasks) for o in net.owners]
+        budget = unit_budget(net.free_units(), tasks_left, cfg.share, reserve) if cfg.plan else None
         trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share)
         net.reset_free_units_()
         if trained is not None:
