@@ -63,8 +63,8 @@ class CycleMixin:
         cfg = self.config
         net = self.net
         tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
-        reserve = [reserve_units(o.numel(), cfg.expected_tasks) for o in net.owners]
-        budget = unit_budget(net.free_units(), tasks_left, cfg.share, reserve) if cfg.plan else None
+        budget = unit_budget(net.free_units(), tasks_left, cfg.share,
+                             [reserve_units(o.numel(), cfg.expected_tasks) for o in net.owners]) if cfg.plan else None
         trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share)
         net.reset_free_units_()
         if trained is not None:
