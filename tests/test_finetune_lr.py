@@ -67,3 +67,13 @@ def test_a_run_recorded_before_finetune_lr_existed_is_still_the_same_run(tmp_pat
     capsys.readouterr()
     assert main(args) == 0
     assert "already holds this run" in capsys.readouterr().out
+
+
+def test_the_help_texts_quote_the_fine_tuning_rate_clnp_uses(capsys):
+    # The parser imports no torch, so its texts spell the scale out; this keeps them true.
+    for argv in (["run", "--help"], ["compare", "--help"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert f"{FINETUNE_LR_SCALE:g} x --lr for clnp" in " ".join(capsys.readouterr().out.split())
+    main(["benchmarks"])
+    assert f"fine-tunes at {FINETUNE_LR_SCALE:g} x lr" in " ".join(capsys.readouterr().out.split())
