@@ -300,17 +300,3 @@ def test_units_annealed_away_behind_a_batch_norm_stay_out_of_the_task_s_check_an
     assert report.trained[0] > MIN_TRAINED >= report.owned[0]  # annealed to 8 units, the search went on
     assert report.val_accuracy_dense > 0.9 and report.val_accuracy_final > 0.9
     assert accuracy(learner.net, 0, digit_tasks[0].val.x, digit_tasks[0].val.y) == report.val_accuracy_final
-
-
-def test_the_last_task_of_the_stream_keeps_its_whole_budget_and_earlier_tasks_leave_idle_units_free(digit_tasks):
-    # Units an earlier task leaves idle give the tasks after it room to train; after the last, they are idle for
-    # good, so the last task keeps every unit of its budget.
-    reports = []
-    for expected in (2, 1):
-        torch.manual_seed(0)
-        learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
-                            quick_config(epochs=4, batch_size=8, l1=3e-3, margin=10.0, expected_tasks=expected))
-        reports.append(learner.learn(digit_tasks[0]))
-    first, last = reports
-    assert any(o < b for o, b in zip(first.owned, first.budget, strict=True))
-    assert last.owned == last.budget and last.over_budget == [0, 0]

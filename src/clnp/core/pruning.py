@@ -39,9 +39,10 @@ before it visited the last layer first, to the end, kept the first conv layer of
 margin is the most a task may lose, not what it must lose: the rounds first prune what costs next to nothing
 (:data:`FREE_SHARE` of the margin), then, only in layers still over their budget, spend up to the margin until
 the budget is met; a layer the margin cannot bring to its budget is reported (``over_budget``). Old features
-are then cut only where that costs next to nothing more (a cut frees no unit). With
-``prune_within_budget=False`` a layer keeps every unit within its budget and only the units beyond it are
-pruned: CLNP asks for it on the last task of a stream, after which a unit pruned for nothing stays idle.
+are then cut only where that costs next to nothing more (a cut frees no unit). A task that learned on its
+budget (CLNP's annealing: ``prune_within_budget=False``) keeps every unit within it: those units were given
+to the task and are lost to no later one, where pruning them, even for free, left them idle to the end of
+the stream.
 
 **Old features (reuse).** Then, within the same margin, the same rounds over the old units
 of each layer (units of earlier tasks, read by the task's units of the next layer or by its head):
@@ -188,8 +189,9 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     free units the task trained (the others are silent and pruned from the start); None: all of them.
     ``fine_at_margin``: hold the finer measures ``evaluate`` reports (agreement, confidence) when spending the whole
     margin too, not only within the free loss; False where accuracy alone resolves the margin.
-    ``prune_within_budget`` False (the last task of a stream): a layer keeps every unit within its budget, and
-    only the units beyond it are pruned, what costs next to nothing first, then up to the margin.
+    ``prune_within_budget`` False (a task that learned on its budget, CLNP's annealing): a layer keeps every unit
+    within its budget, and only the units beyond it are pruned, what costs next to nothing first, then up to the
+    margin.
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")

@@ -99,15 +99,12 @@ class CycleMixin:
             reference = None if probe is None else predict_with_loss(net, task_id, probe, keep=train_keep,
                                                                      batch_size=cfg.eval_batch_size)[0]
             cache = self._search_cache(task_id, task.val.x if probe is None else probe, task.val.y)
-            # Units a task leaves idle become room for the next tasks to train on (keeping them cost the small
-            # protocol 0.27 points and the wide permuted stream 0.83: the last tasks trained on a few units); after
-            # the last task they would stay idle, so it keeps its whole budget (bench/RESULTS.md, fifth session).
             decision = choose_pruning(net, task_id, activity,
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference,
                                                                     cache),
                                       cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
                                       trained=trained, fine_at_margin=not self._resolves(task, cfg.margin),
-                                      prune_within_budget=anneal is None or tasks_left > 1)
+                                      prune_within_budget=anneal is None)
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
