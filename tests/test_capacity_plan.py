@@ -63,7 +63,7 @@ def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_
     assert int(units_to_train([owner], [1], tasks_left=50)[0].sum()) == 1  # but always one
 
 
-def _search(budget, margin=1.0, dead=4, within=True):
+def _search(budget, margin=1.0, dead=4):
     """A search on a toy network where the first ``dead`` free units of each layer cost nothing to prune and
     every further one costs 0.3 validation points."""
     torch.manual_seed(0)
@@ -76,7 +76,7 @@ def _search(budget, margin=1.0, dead=4, within=True):
                                                                                      strict=True))
         return Score(1.0 - 0.003 * cost)
 
-    return choose_pruning(net, 0, activity, evaluate, margin=margin, budget=budget, prune_within_budget=within)
+    return choose_pruning(net, 0, activity, evaluate, margin=margin, budget=budget)
 
 
 def test_where_the_budget_allows_the_search_prunes_only_what_costs_nothing():
@@ -98,13 +98,6 @@ def test_where_even_the_margin_cannot_meet_the_budget_the_task_keeps_what_it_mus
     assert sum(decision.over_budget) > 0
     kept = [12 - p for p in decision.pruned]
     assert [k - b for k, b in zip(kept, [1, 1], strict=True)] == decision.over_budget
-
-
-def test_a_task_that_learned_on_its_budget_keeps_every_unit_within_it_and_prunes_only_beyond():
-    decision = _search(budget=[10, 10], within=False)  # 4 units a layer would go for nothing
-    assert decision.pruned == [2, 2] and decision.val_accuracy_after == decision.val_accuracy_before
-    decision = _search(budget=[7, 12], within=False)  # beyond the budget, as before: up to the margin
-    assert [12 - p for p in decision.pruned] == [7, 12] and decision.over_budget == [0, 0]
 
 
 def test_the_free_loss_is_a_tenth_of_the_margin():

@@ -39,10 +39,7 @@ before it visited the last layer first, to the end, kept the first conv layer of
 margin is the most a task may lose, not what it must lose: the rounds first prune what costs next to nothing
 (:data:`FREE_SHARE` of the margin), then, only in layers still over their budget, spend up to the margin until
 the budget is met; a layer the margin cannot bring to its budget is reported (``over_budget``). Old features
-are then cut only where that costs next to nothing more (a cut frees no unit). A task that learned on its
-budget (CLNP's annealing: ``prune_within_budget=False``) keeps every unit within it: those units were given
-to the task and are lost to no later one, where pruning them, even for free, left them idle to the end of
-the stream.
+are then cut only where that costs next to nothing more (a cut frees no unit).
 
 **Old features (reuse).** Then, within the same margin, the same rounds over the old units
 of each layer (units of earlier tasks, read by the task's units of the next layer or by its head):
@@ -167,15 +164,9 @@ def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
     return current
 
 
-def _excess(candidates: Sequence[Tensor], keep: Sequence[Tensor], budget: Sequence[int]) -> list[int]:
-    """Per layer, the task's units kept beyond its budget (negative: room to spare)."""
-    return [int((c & k).sum()) - int(b) for c, k, b in zip(candidates, keep, budget, strict=True)]
-
-
 def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate: Evaluate,
                    margin: float, weighted: bool = False, budget: Sequence[int] | None = None,
-                   trained: Sequence[Tensor] | None = None, fine_at_margin: bool = True,
-                   prune_within_budget: bool = True) -> PruneDecision:
+                   trained: Sequence[Tensor] | None = None, fine_at_margin: bool = True) -> PruneDecision:
     """Units to prune and old units to disconnect, within the ``margin`` (accuracy points).
 
     Without a ``budget`` (greedy): as much as the margin allows. With one (per layer, the most units the task
@@ -189,9 +180,6 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     free units the task trained (the others are silent and pruned from the start); None: all of them.
     ``fine_at_margin``: hold the finer measures ``evaluate`` reports (agreement, confidence) when spending the whole
     margin too, not only within the free loss; False where accuracy alone resolves the margin.
-    ``prune_within_budget`` False (a task that learned on its budget, CLNP's annealing): a layer keeps every unit
-    within its budget, and only the units beyond it are pruned, what costs next to nothing first, then up to the
-    margin.
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")
@@ -258,11 +246,10 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     else:
         # Accuracy first: whatever costs nothing; then, where a layer is over its budget, up to the margin.
         free_loss = FREE_SHARE * margin
-        beyond = None if prune_within_budget else _excess(candidates, keep, budget)
-        current = _rounds(unit_axes(beyond), keep, False, lambda k: within(dense, free_loss)(score(k, None)), dense,
+        current = _rounds(unit_axes(None), keep, False, lambda k: within(dense, free_loss)(score(k, None)), dense,
                           history, "free", spent)
         lossless = current
-        excess = _excess(candidates, keep, budget)
+        excess = [int((c & k).sum()) - b for c, k, b in zip(candidates, keep, budget, strict=True)]
         if any(e > 0 for e in excess):
             current = _rounds([a for a in unit_axes(excess) if excess[a.layer] > 0], keep, False,
                               lambda k: within(dense, margin, fine_at_margin)(score(k, None)), current, history,

@@ -103,8 +103,7 @@ class CycleMixin:
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference,
                                                                     cache),
                                       cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
-                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin),
-                                      prune_within_budget=anneal is None)
+                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin))
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
