@@ -61,20 +61,7 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"task stream, one of: {', '.join(BENCHMARK_NAMES)} (default: split-digits)")
     p.add_argument("--method", default=None, metavar="METHOD",
                    help=f"continual-learning method, one of: {', '.join(METHOD_NAMES)} (default: {DEFAULT_METHOD})")
-    p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
-    p.add_argument("--model", help="network spec: mlp:256,256, cnn:32,32,64,64/512[:bn], resnet18[:NF] (GEM's "
-                                   "reduced ResNet-18, NF=20 base filters) or alexnet (GPM's, with batch norm)")
-    p.add_argument("--epochs", type=int, help="training epochs per task")
-    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning")
-    p.add_argument("--batch-size", type=int, help="training minibatch size")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser (a fresh one per task and phase)")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning after pruning (default: "
-                   "0.3 x --lr for clnp, --lr for packnet)")
-    p.add_argument("--weight-decay", type=float, help="weight decay (L2)")
-    p.add_argument("--l1", type=_l1, help="per-unit L1 coefficient on hidden activations; one number, "
-                   "or one per hidden layer separated by commas (e.g. 3e-3,1e-2)")
-    p.add_argument("--margin", type=float, help="graceful-forgetting margin, in validation accuracy points")
+    _add_training_arguments(p, every_method=False)
     p.add_argument("--grow", action="store_true", default=None,
                    help="clnp: before a task, add free units to a layer that would not fit it (earlier tasks stay "
                         "bit-identical); --option max_growth=4 caps a layer at 4x its width")
@@ -90,6 +77,33 @@ def _add_run_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace the run (finished or not) in --out: removes only the files clnp wrote there")
     _add_device_arguments(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _add_training_arguments(p: argparse.ArgumentParser, every_method: bool) -> None:
+    """The stream and training flags ``run`` and ``compare`` share (``every_method``: compare's texts say who reads
+    each one)."""
+    def who(run_text: str, compare_text: str) -> str:
+        return compare_text if every_method else run_text
+
+    p.add_argument("--tasks", type=int, help="number of tasks (permuted benchmarks; a prefix of split ones)")
+    p.add_argument("--model", help=who("network spec", "network spec shared by every method") + ": mlp:256,256, "
+                   "cnn:32,32,64,64/512[:bn], resnet18[:NF] (GEM's reduced ResNet-18, NF=20 base filters) or alexnet "
+                   "(GPM's, with batch norm)")
+    p.add_argument("--epochs", type=int, help="training epochs per task" + who("", ", for every method"))
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning" + who("", " (clnp, packnet)"))
+    p.add_argument("--batch-size", type=int, help="training minibatch size" + who("", ", for every method"))
+    p.add_argument("--optimizer", choices=["adam", "sgd"],
+                   help="optimiser " + who("(a fresh one per task and phase)", "for every method (a fresh one per "
+                                                                               "task and phase)"))
+    p.add_argument("--lr", type=float, help="learning rate")
+    p.add_argument("--finetune-lr", type=float, help="learning rate of the fine-tuning after pruning (" +
+                   who("", "clnp, packnet; ") + "default: 0.3 x --lr for clnp, --lr for packnet)")
+    p.add_argument("--weight-decay", type=float, help="weight decay (L2)" + who("", " for every method"))
+    p.add_argument("--l1", type=_l1, help=who("per-unit", "CLNP's per-unit") + " L1 coefficient on hidden "
+                   "activations; one number, or one per hidden layer separated by commas (e.g. 3e-3,1e-2)" +
+                   who("", "; other methods ignore it"))
+    p.add_argument("--margin", type=float, help=who("", "CLNP's ") + "graceful-forgetting margin, in validation "
+                   "accuracy points" + who("", " (other methods ignore it)"))
 
 
 def _add_plugin_argument(p: argparse.ArgumentParser) -> None:
@@ -120,20 +134,7 @@ def _add_compare_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="output directory (default: runs/compare-BENCHMARK)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace runs of other settings in --out, and a table of more runs by this one")
-    p.add_argument("--tasks", type=int, help="number of tasks")
-    p.add_argument("--model", help="network spec shared by every method, e.g. mlp:1000,1000 or resnet18:20")
-    p.add_argument("--epochs", type=int, help="training epochs per task, for every method")
-    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (clnp, packnet)")
-    p.add_argument("--batch-size", type=int, help="training minibatch size, for every method")
-    p.add_argument("--optimizer", choices=["adam", "sgd"], help="optimiser for every method")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--finetune-lr", type=float,
-                   help="learning rate of the fine-tuning after pruning (clnp, packnet; default: "
-                        "0.3 x --lr for clnp, --lr for packnet)")
-    p.add_argument("--weight-decay", type=float, help="weight decay (L2) for every method")
-    p.add_argument("--l1", type=_l1, help="CLNP's L1 coefficient, or one per hidden layer separated by commas "
-                   "(other methods ignore it)")
-    p.add_argument("--margin", type=float, help="CLNP's graceful-forgetting margin in points (others ignore it)")
+    _add_training_arguments(p, every_method=True)
     p.add_argument("--data-dir", help="directory holding downloaded data sets")
     _add_device_arguments(p)
     p.add_argument("--option", action="append", metavar="METHOD.NAME=VALUE",
