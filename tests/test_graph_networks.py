@@ -339,7 +339,9 @@ def test_an_exported_task_of_a_graph_network_gives_its_logits_compact_or_bit_for
         with torch.no_grad():
             assert torch.equal(full(probe), net(probe, t))
             assert torch.allclose(compact(probe), net(probe, t), atol=1e-5)
-        assert sum(p.numel() for p in compact.parameters()) < sum(p.numel() for p in full.parameters())
+        # compact: the units the task reads; the first task reads only its own, a later one may read every unit
+        size = sum(p.numel() for p in compact.parameters()), sum(p.numel() for p in full.parameters())
+        assert size[0] < size[1] if t == 0 else size[0] <= size[1]
         assert not any(isinstance(m, (GraphNet,)) for m in compact.modules())
 
 
