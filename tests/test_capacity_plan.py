@@ -243,12 +243,13 @@ def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_the
     learner.after_epoch = spy
     report = learner.learn(digit_tasks[0])
     budget = 10  # 47 units beyond the reserve of 1 among 5 tasks: 10, 10, 9, 9, 9
-    # 4x the budget, but the 4 tasks to come keep half their allotments (10, 10, 9, 9 of 48): 48 - 18 = 30 trained
-    assert report.budget == [budget, budget] and report.trained == [30, 30]
-    # 37 steps an epoch: annealing waits for ANNEAL_AFTER_STEPS (40), then 10 + ceil(20 / 27), then the budget
-    assert seen == [[30, 30], [11, 11], [budget, budget], [budget, budget]]
+    # annealed, it trains on every free unit (those annealed away are free again for the tasks to come)
+    assert report.budget == [budget, budget] and report.trained == [48, 48]
+    # 37 steps an epoch: annealing waits for ANNEAL_AFTER_STEPS (40), then 10 + ceil(38 / 27), then the budget
+    assert seen == [[48, 48], [12, 12], [budget, budget], [budget, budget]]
     assert report.over_budget == [0, 0] and all(o <= budget for o in report.owned)
-    assert [row["trained_by_task"] for row in learner.capacity()] == [[30], [30]]
+    assert [row["trained_by_task"] for row in learner.capacity()] == [[48], [48]]
+    assert all(int(f) >= 48 - budget for f in learner.net.free_units())  # what annealing dropped is free again
 
 
 def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_search_cuts_it_to_the_budget(digit_tasks):

@@ -118,13 +118,23 @@ protocol (permuted-fashion-mnist, ``mlp:100,100``, batch 10; tasks 0-2: 84.3, 85
 84.0 % from 4x; a run cut after 3 tasks)."""
 MIN_TRAINED = 8
 """... and on at least this many (where as many are free): a task with a budget of one unit still trains a few."""
+LEAVE_SHARE = 0.5
+"""... and leaves at least this share of its allotment (at least one unit) free for every later task."""
 
 
 def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: int,
-                   share: str = "equal") -> list[Tensor]:
-    """Per layer, boolean per unit: the free units the coming task trains, in index order: ``TRAIN_HEADROOM`` times
-    its budget (at least :data:`MIN_TRAINED`), but never so many that any of the other ``tasks_left - 1`` tasks would
-    find fewer than half its allotment (:func:`allotments`; at least one unit each) still free; always at least one.
+                   share: str = "equal", annealed: bool = False) -> list[Tensor]:
+    """Per layer, boolean per unit: the free units the coming task trains.
+
+    ``annealed`` (the task is pruned to its budget while it trains, CLNP's ``anneal``): every free unit of a layer
+    whose budget is at least :data:`MIN_TRAINED` (annealing's floor, so it reaches the budget). The units annealed
+    away are free again for the next tasks, and the more a task trains before it is pruned, the better the units
+    it keeps (:data:`TRAIN_HEADROOM`'s measurements).
+
+    Otherwise (and in a layer whose budget is under annealing's floor, where the search has the last word), in
+    index order: ``TRAIN_HEADROOM`` times its budget (at least :data:`MIN_TRAINED`), but never so
+    many that any of the other ``tasks_left - 1`` tasks would find fewer than :data:`LEAVE_SHARE` of its allotment
+    (:func:`allotments`; at least one unit each) still free; always at least one.
 
     A task trained on every free unit spreads over them, and the search cannot bring it back to its budget within
     the margin (permuted-digits, ``mlp:256,256``: task 0 kept 98 and 123 units for a budget of 25, and the stream
@@ -137,8 +147,11 @@ def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: 
     """
     chosen = []
     for owner, b in zip(owners, budget, strict=True):
+        if annealed and b >= MIN_TRAINED:
+            chosen.append(owner == FREE)
+            continue
         free = torch.nonzero(owner == FREE).flatten()
-        leave = sum(max(1, a // 2) for a in allotments(free.numel(), tasks_left, share)[1:])
+        leave = sum(max(1, int(a * LEAVE_SHARE)) for a in allotments(free.numel(), tasks_left, share)[1:])
         n = min(free.numel(), max(MIN_TRAINED, math.ceil(TRAIN_HEADROOM * b)), max(1, free.numel() - leave))
         mask = torch.zeros_like(owner, dtype=torch.bool)
         mask[free[:n]] = True
@@ -152,6 +165,6 @@ def width_for(width: int, free: int, units_per_task: float, remaining: int) -> i
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["MIN_TRAINED", "OPEN_HORIZON", "RESERVE_SHARE", "SHARES", "TRAIN_HEADROOM", "allotments",
+__all__ = ["LEAVE_SHARE", "MIN_TRAINED", "OPEN_HORIZON", "RESERVE_SHARE", "SHARES", "TRAIN_HEADROOM", "allotments",
            "forecast", "reserve_units", "tasks_to_plan_for",
            "unit_budget", "units_to_train", "width_for"]

@@ -65,7 +65,13 @@ class CycleMixin:
         tasks_left = tasks_to_plan_for(cfg.expected_tasks, task_id)
         budget = unit_budget(net.free_units(), tasks_left, cfg.share,
                              [reserve_units(o.numel(), cfg.expected_tasks) for o in net.owners]) if cfg.plan else None
-        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share)
+        # Annealing commits the task to its budget, which only a stream of known length justifies: open-ended,
+        # the budget is the doubling rule's guess and the search, within the margin, has the last word. It runs
+        # between epochs once ANNEAL_AFTER_STEPS are taken: a task too short for that is cut by the search.
+        steps = len(task.train) // max(1, cfg.batch_size)
+        annealed = (cfg.anneal and cfg.expected_tasks is not None and budget is not None
+                    and (cfg.epochs - 1) * steps >= ANNEAL_AFTER_STEPS)
+        trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share, annealed)
         net.reset_free_units_()
         if trained is not None:
             self._silence_untrained(trained)
@@ -76,10 +82,8 @@ class CycleMixin:
         t0 = time.perf_counter()
         train_keep = None if trained is None else [t | (o != FREE) for t, o in zip(trained, net.owners, strict=True)]
         trained_at_start = [] if trained is None else [int(t.sum()) for t in trained]
-        # Annealing commits the task to its budget, which only a stream of known length justifies: open-ended,
-        # the budget is the doubling rule's guess and the search, within the margin, has the last word.
-        annealed = cfg.anneal and cfg.expected_tasks is not None and budget is not None and trained is not None
-        anneal = _Anneal(task_id, list(budget), trained_at_start, trained) if annealed else None
+        anneal = (_Anneal(task_id, list(budget), trained_at_start, trained)
+                  if annealed and budget is not None and trained is not None else None)
         self._train(task, task_id, cfg.epochs, "train", generator, keep=train_keep, l1=True, log=log, anneal=anneal)
         seconds["train"] = time.perf_counter() - t0
         # From here to the freeze the task's dense network is its trained units: units annealed away keep their
