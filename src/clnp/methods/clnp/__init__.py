@@ -43,8 +43,9 @@ OPTIONS = {
                          "(more for the first tasks; for streams whose later tasks reuse old units)"),
     "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
                                       "spends the whole margin on every task)"),
-    "anneal": Option("bool", True, help="with the plan: prune towards the budget between training epochs "
-                                        "(false: train on a few times the budget, prune after training)"),
+    "anneal": Option("bool", True, help="with the plan: train on every free unit, pruned towards the budget "
+                                        "between epochs (false: train on a few times the budget, prune after "
+                                        "training)"),
     "min_gain": Option("number", 0.1, low=0, high=1,
                        help="how far from chance towards 100 % a task must train before it is frozen"),
     "grow_min": Option("int", 1, low=1, help="with --grow: the fewest free units a layer must have"),

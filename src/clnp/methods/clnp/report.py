@@ -36,8 +36,8 @@ class TaskReport:
     val_accuracy_lossless: float | None = None
     """After the pruning that cost nothing (with a plan); the margin is spent below it only for the budget."""
     trained: list[int] = field(default_factory=list)
-    """Per layer, the free units the task began training on (with a plan: a few times its budget; with ``anneal``
-    pruned to the budget between epochs, so the search starts within it). Empty without a plan."""
+    """Per layer, the free units the task began training on (with a plan: annealed, every free unit, pruned to the
+    budget between epochs, so the search starts within it; otherwise a few times its budget). Empty without a plan."""
 
     def to_dict(self) -> dict:
         return asdict(self)
