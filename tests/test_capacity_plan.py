@@ -15,6 +15,7 @@ from clnp.core.capacity import (
 )
 from clnp.core.partition import trainable_units
 from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
+from clnp.methods.clnp.cycle import ANNEAL_AFTER_STEPS
 
 from .conftest import quick_config
 
@@ -61,6 +62,15 @@ def test_a_task_trains_only_a_few_times_its_budget_of_free_units_and_leaves_the_
     # a declining share: 10 free among 4 tasks are allotted 4, 3, 2, 1; the 3 to come keep at least 1 each
     assert int(units_to_train([owner], [4], tasks_left=4, share="declining")[0].sum()) == 7
     assert int(units_to_train([owner], [1], tasks_left=50)[0].sum()) == 1  # but always one
+
+
+def test_an_annealed_task_trains_on_every_free_unit_where_annealing_reaches_its_budget():
+    owner = torch.tensor([0] * 4 + [-1] * 28)
+    wide, narrow = units_to_train([owner, owner], [MIN_TRAINED, MIN_TRAINED - 1], tasks_left=4, annealed=True)
+    assert torch.equal(wide, owner == -1)  # what annealing drops is free again for the tasks to come
+    # under annealing's floor the search has the last word: the capped share, as without annealing
+    assert torch.equal(narrow, units_to_train([owner], [MIN_TRAINED - 1], tasks_left=4)[0])
+    assert int(narrow.sum()) < 28
 
 
 def _search(budget, margin=1.0, dead=4):
@@ -259,6 +269,15 @@ def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_searc
     report = learner.learn(digit_tasks[0])
     assert report.trained == [30, 30]
     assert all(o <= b + over for o, b, over in zip(report.owned, report.budget, report.over_budget, strict=True))
+
+
+def test_a_task_too_short_to_anneal_trains_on_its_capped_share_and_the_search_cuts_it(digit_tasks):
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=2, batch_size=64, expected_tasks=5))
+    assert (2 - 1) * (len(digit_tasks[0].train) // 64) < ANNEAL_AFTER_STEPS  # annealing could never start
+    report = learner.learn(digit_tasks[0])
+    assert report.trained == [30, 30]  # as without annealing: not every free unit, so later tasks find room
 
 
 def test_units_annealed_away_behind_a_batch_norm_stay_out_of_the_task_s_check_and_search(digit_tasks):
