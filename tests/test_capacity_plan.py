@@ -15,6 +15,7 @@ from clnp.core.capacity import (
 )
 from clnp.core.partition import trainable_units
 from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
+from clnp.engine.loop import steps_per_epoch
 from clnp.methods.clnp.cycle import ANNEAL_AFTER_STEPS
 
 from .conftest import quick_config
@@ -275,7 +276,7 @@ def test_a_task_too_short_to_anneal_trains_on_its_capped_share_and_the_search_cu
     torch.manual_seed(0)
     learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
                         quick_config(epochs=2, batch_size=64, expected_tasks=5))
-    assert (2 - 1) * (len(digit_tasks[0].train) // 64) < ANNEAL_AFTER_STEPS  # annealing could never start
+    assert (2 - 1) * steps_per_epoch(len(digit_tasks[0].train), 64) < ANNEAL_AFTER_STEPS  # could never start
     report = learner.learn(digit_tasks[0])
     assert report.trained == [30, 30]  # as without annealing: not every free unit, so later tasks find room
 

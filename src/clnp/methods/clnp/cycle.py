@@ -22,6 +22,7 @@ from ...core.pruning import FREE_SHARE, choose_pruning
 from ...core.sparsity import l1_activity_penalty, l1_unit_weights, l1_weight_penalty
 from ...data.tasks import Task
 from ...engine import distributed
+from ...engine.loop import steps_per_epoch
 from .report import TaskReport
 
 
@@ -68,7 +69,7 @@ class CycleMixin:
         # Annealing commits the task to its budget, which only a stream of known length justifies: open-ended,
         # the budget is the doubling rule's guess and the search, within the margin, has the last word. It runs
         # between epochs once ANNEAL_AFTER_STEPS are taken: a task too short for that is cut by the search.
-        steps = len(task.train) // max(1, cfg.batch_size)
+        steps = steps_per_epoch(len(task.train), cfg.batch_size, distributed.world_size())
         annealed = (cfg.anneal and cfg.expected_tasks is not None and budget is not None
                     and (cfg.epochs - 1) * steps >= ANNEAL_AFTER_STEPS)
         trained = None if budget is None else units_to_train(net.owners, budget, tasks_left, cfg.share, annealed)
