@@ -178,3 +178,26 @@ def test_with_a_plan_accuracy_alone_judges_where_it_resolves_the_free_loss(monke
     assert all(s.confidence is None for s in _search_scores(monkeypatch, task, margin))
     margin = 2.0  # a free loss of 0.2 points: under 10 of these inputs
     assert any(s.confidence is not None for s in _search_scores(monkeypatch, task, margin))
+
+
+def test_silent_units_are_pruned_in_one_proposal_and_the_rounds_go_on_from_a_step_as_large():
+    """A unit whose activity is 0 changes no validation prediction when pruned: the first proposal of each layer
+    takes every silent unit at once, where doubling from one unit would take one proposal per doubling."""
+    from clnp.core.partition import trainable_units
+    from clnp.core.pruning import Score, choose_pruning
+
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (16, 16), input_shape=(1, 8, 8))
+    net.add_head(2)
+    activity = [torch.cat([torch.zeros(6), torch.arange(1.0, 11.0)]) for _ in range(2)]  # 6 silent units a layer
+    proposals = []
+
+    def evaluate(keep, cut):
+        pruned = [int((~k & trainable_units(o)).sum()) for k, o in zip(keep, net.owners, strict=True)]
+        proposals.append(pruned)
+        return Score(1.0 - 0.003 * sum(max(0, p - 8) for p in pruned))  # 8 units a layer go for nothing
+
+    decision = choose_pruning(net, 0, activity, evaluate, margin=1.0, budget=[16, 16])
+    assert proposals[:3] == [[0, 0], [6, 0], [6, 6]]  # the dense network, then each layer's silent units
+    assert proposals[3] == [12, 6]  # then a step of 6 more (rejected: 4 cost accuracy), halved...
+    assert decision.pruned == [8, 8]  # ... down to what costs nothing, as one unit at a time would find
