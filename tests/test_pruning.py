@@ -180,24 +180,70 @@ def test_with_a_plan_accuracy_alone_judges_where_it_resolves_the_free_loss(monke
     assert any(s.confidence is not None for s in _search_scores(monkeypatch, task, margin))
 
 
-def test_silent_units_are_pruned_in_one_proposal_and_the_rounds_go_on_from_a_step_as_large():
-    """A unit whose activity is 0 changes no validation prediction when pruned: the first proposal of each layer
-    takes every silent unit at once, where doubling from one unit would take one proposal per doubling."""
+def _silent_search(activity, free_per_layer=2, silent_is_free=True):
+    """A search on a toy network whose score ignores silent units (activity 0) and lets ``free_per_layer`` active
+    units of each layer go for nothing; the proposals it evaluated (units pruned per layer) and its decision."""
     from clnp.core.partition import trainable_units
     from clnp.core.pruning import Score, choose_pruning
 
     torch.manual_seed(0)
     net = clnp.mlp(64, (16, 16), input_shape=(1, 8, 8))
     net.add_head(2)
-    activity = [torch.cat([torch.zeros(6), torch.arange(1.0, 11.0)]) for _ in range(2)]  # 6 silent units a layer
     proposals = []
 
     def evaluate(keep, cut):
-        pruned = [int((~k & trainable_units(o)).sum()) for k, o in zip(keep, net.owners, strict=True)]
-        proposals.append(pruned)
-        return Score(1.0 - 0.003 * sum(max(0, p - 8) for p in pruned))  # 8 units a layer go for nothing
+        pruned = [(~k & trainable_units(o)) for k, o in zip(keep, net.owners, strict=True)]
+        proposals.append([int(p.sum()) for p in pruned])
+        active = [int((p & (a > 0)).sum()) for p, a in zip(pruned, activity, strict=True)]
+        return Score(1.0 - 0.003 * sum(max(0, n - free_per_layer) for n in active))
 
-    decision = choose_pruning(net, 0, activity, evaluate, margin=1.0, budget=[16, 16])
-    assert proposals[:3] == [[0, 0], [6, 0], [6, 6]]  # the dense network, then each layer's silent units
-    assert proposals[3] == [12, 6]  # then a step of 6 more (rejected: 4 cost accuracy), halved...
-    assert decision.pruned == [8, 8]  # ... down to what costs nothing, as one unit at a time would find
+    decision = choose_pruning(net, 0, activity, evaluate, margin=1.0, budget=[16, 16], silent_is_free=silent_is_free)
+    return proposals, decision
+
+
+def test_proposals_of_silent_units_alone_are_taken_without_evaluating_them_and_decide_the_same():
+    """A unit of activity 0 computes 0 on every input the search judges: pruning it changes no score."""
+    activity = [torch.cat([torch.zeros(6), torch.arange(1.0, 11.0)]) for _ in range(2)]  # 6 silent units a layer
+    skipped, decision = _silent_search(activity)
+    evaluated, reference = _silent_search(activity, silent_is_free=False)
+    assert [k.tolist() for k in decision.keep] == [k.tolist() for k in reference.keep]
+    assert decision.pruned == [8, 8]  # the 6 silent units and the 2 free ones, in each layer
+    assert len(skipped) < len(evaluated)
+    assert all(p[0] > 6 or p[1] > 6 for p in skipped[1:])  # past the dense network, no proposal of silent units alone
+
+
+def test_a_silent_unit_downstream_of_a_pruned_active_unit_is_evaluated_as_it_may_wake():
+    """Pruning an active unit of one layer can wake a unit of the next that was silent in the dense network."""
+    activity = [torch.arange(1.0, 17.0), torch.cat([torch.zeros(6), torch.arange(1.0, 11.0)])]
+    proposals, _ = _silent_search(activity)
+    assert proposals[1] == [1, 0]  # layer 0 first: an active unit, evaluated and taken (free)
+    assert proposals[2] == [1, 1]  # so layer 1's silent unit is evaluated, not assumed silent
+
+
+def test_skipping_silent_proposals_leaves_every_decision_of_a_real_search_as_it_was(monkeypatch, digit_tasks):
+    from clnp.methods.clnp.cycle import CycleMixin
+    from clnp.methods.clnp.search import SearchMixin
+
+    monkeypatch.setattr(SearchMixin, "_search_inputs", staticmethod(lambda task, margin: None))  # validation only
+    real_score = SearchMixin._score
+
+    def learn(skip):
+        monkeypatch.setattr(CycleMixin, "_silent_is_free", lambda self, task, probe: skip)
+        calls = []
+
+        def counted(self, *args):
+            calls.append(1)
+            return real_score(self, *args)
+
+        monkeypatch.setattr(SearchMixin, "_score", counted)
+        torch.manual_seed(0)
+        learner = clnp.CLNP(clnp.mlp(64, (64, 64), input_shape=(1, 8, 8)), quick_config(l1=3e-2, expected_tasks=3))
+        reports = [learner.learn(task).to_dict() for task in digit_tasks[:2]]
+        return reports, learner.net.state_dict(), len(calls)
+
+    (skipped, skipped_state, fewer), (evaluated, state, more) = learn(True), learn(False)
+    assert fewer < more  # silent proposals were there to skip
+    for a, b in zip(skipped, evaluated, strict=True):
+        assert [a[k] for k in ("owned", "reused", "thresholds", "val_accuracy_final")] == \
+               [b[k] for k in ("owned", "reused", "thresholds", "val_accuracy_final")]
+    assert all(torch.equal(skipped_state[k], state[k]) for k in state)

@@ -41,12 +41,11 @@ margin is the most a task may lose, not what it must lose: the rounds first prun
 the budget is met; a layer the margin cannot bring to its budget is reported (``over_budget``). Old features
 are then cut only where that costs next to nothing more (a cut frees no unit).
 
-**Silent units in one step.** A candidate whose activity is 0 (it computes 0 on every validation input) changes
-no validation prediction when pruned, nor does an old unit of strength 0 when cut: each axis's first proposal takes
-all of them at once, and the rounds go on from a step as large (or, should it fail on the search's extra inputs,
-half as large), where doubling from one unit reached it one proposal at a time. On split-fashion-mnist a third of
-a task's candidates are silent after training; the search's share of task time fell from 10.2 to 8.6 % (seed 0,
-bench/RESULTS.md, "The capacity plan", seventh session).
+**Silent units cost no evaluation.** Where the caller measured activity on every input the search judges
+(``silent_is_free``), a candidate of activity 0 computes 0 on all of them, and an old unit of strength 0 sends the
+task nothing: a proposal of such units alone changes no prediction, so it is taken at the current score without
+evaluating it. The decisions are those of evaluating it; on split-fashion-mnist a third of a task's candidates
+are silent after training, and those proposals were a fifth of the search's evaluations.
 
 **Old features (reuse).** Then, within the same margin, the same rounds over the old units
 of each layer (units of earlier tasks, read by the task's units of the next layer or by its head):
@@ -133,9 +132,8 @@ class _LayerProposals:
         self.done = 0
         self.step = 1 if order.numel() else 0
         self.share = share
-        self.bulk = False
-        if silent > 1:  # the first proposal takes every silent candidate at once (module docstring)
-            self.step, self.bulk = silent, True
+        self.silent = silent
+        """How many candidates at the head of ``order`` change no score when pruned (activity 0)."""
 
     @property
     def open(self) -> bool:
@@ -147,10 +145,13 @@ class _LayerProposals:
 
 def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
             passes: Callable[[list[Tensor]], Score | None], current: Score, history: list[tuple[str, float]],
-            label: str, spent: list[float] | None = None) -> Score:
+            label: str, spent: list[float] | None = None, changed: set[int] | None = None) -> Score:
     """Rounds over ``axes``, scarcest layer first: set ``masks[layer][units] = value`` wherever it passes.
 
-    ``spent``: per layer, adds the validation accuracy (a fraction) each accepted proposal cost."""
+    ``spent``: per layer, adds the validation accuracy (a fraction) each accepted proposal cost. ``changed``: the
+    layers where a unit that was not silent has been pruned, this call adding to it; a layer's silent units are
+    known silent only while no other layer is in it (pruning an active unit may wake a silent one downstream).
+    None: silence stays known (an old unit computes the same whatever the task prunes)."""
     order = sorted(axes, key=lambda a: (a.share, a.layer))
     while any(a.open for a in order):
         for axis in order:
@@ -160,16 +161,18 @@ def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
             trial = list(masks)
             trial[axis.layer] = masks[axis.layer].clone()
             trial[axis.layer][units] = value
-            result = passes(trial)
+            # Silent units change no prediction: the score is the current one, which passed (module docstring).
+            silent = axis.done + units.numel() <= axis.silent and not (changed and changed - {axis.layer})
+            result = current if silent else passes(trial)
             history.append((f"{label}{axis.layer}:+{units.numel()}", -1.0 if result is None else result.accuracy))
-            bulk, axis.bulk = axis.bulk, False
             if result is None:
                 axis.step //= 2
                 continue
             masks[axis.layer] = trial[axis.layer]
             axis.done += units.numel()
-            if not bulk:  # after the silent units, the step goes on from their count
-                axis.step *= 2
+            axis.step *= 2
+            if changed is not None and not silent:
+                changed.add(axis.layer)
             if spent is not None:
                 spent[axis.layer] += current.accuracy - result.accuracy
             current = result
@@ -178,7 +181,8 @@ def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
 
 def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate: Evaluate,
                    margin: float, weighted: bool = False, budget: Sequence[int] | None = None,
-                   trained: Sequence[Tensor] | None = None, fine_at_margin: bool = True) -> PruneDecision:
+                   trained: Sequence[Tensor] | None = None, fine_at_margin: bool = True,
+                   silent_is_free: bool = False) -> PruneDecision:
     """Units to prune and old units to disconnect, within the ``margin`` (accuracy points).
 
     Without a ``budget`` (greedy): as much as the margin allows. With one (per layer, the most units the task
@@ -192,6 +196,9 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     free units the task trained (the others are silent and pruned from the start); None: all of them.
     ``fine_at_margin``: hold the finer measures ``evaluate`` reports (agreement, confidence) when spending the whole
     margin too, not only within the free loss; False where accuracy alone resolves the margin.
+    ``silent_is_free``: ``activity`` was measured on every input ``evaluate`` judges, so a unit of activity 0 (and
+    an old unit of strength 0) changes no score; proposals of such units alone are then taken without evaluating
+    them, and the search takes the same decisions in fewer evaluations.
     """
     if not 0 <= margin < float("inf"):
         raise ValueError(f"the margin must be >= 0 accuracy points and finite, got {margin}")
@@ -232,6 +239,10 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
             return result if ok else None
         return accept
 
+    def silent_prefix(ordered: Tensor) -> int:
+        """How many of these scores, in ascending order, are 0 (all of them change nothing), where that is known."""
+        return int((ordered <= 0).sum()) if silent_is_free else 0
+
     orders = []
     for a, cand in zip(act, candidates, strict=True):
         idx = torch.nonzero(cand).flatten()
@@ -244,30 +255,30 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         for i, (order, cand) in enumerate(zip(orders, candidates, strict=True)):
             done = int((cand & ~keep[i]).sum())
             stop = order.numel() if limit is None else min(order.numel(), done + max(0, limit[i]))
-            rest = order[done:stop]
             axis = _LayerProposals(i, order[:stop], share=max(1, int(cand.sum()) - done) / cand.numel(),
-                                   silent=int((act[i][rest] <= 0).sum()))
+                                   silent=silent_prefix(act[i][order[:stop]]))
             axis.done = done
             axes.append(axis)
         return axes
 
     spent = [0.0] * len(candidates)
+    changed: set[int] = set()
     if budget is None:
         current = _rounds(unit_axes(None), keep, False, lambda k: within(dense, margin)(score(k, None)), dense,
-                          history, "units", spent)
+                          history, "units", spent, changed)
         lossless = current
         reuse_checks = [within(dense, margin)]
     else:
         # Accuracy first: whatever costs nothing; then, where a layer is over its budget, up to the margin.
         free_loss = FREE_SHARE * margin
         current = _rounds(unit_axes(None), keep, False, lambda k: within(dense, free_loss)(score(k, None)), dense,
-                          history, "free", spent)
+                          history, "free", spent, changed)
         lossless = current
         excess = [int((c & k).sum()) - b for c, k, b in zip(candidates, keep, budget, strict=True)]
         if any(e > 0 for e in excess):
             current = _rounds([a for a in unit_axes(excess) if excess[a.layer] > 0], keep, False,
                               lambda k: within(dense, margin, fine_at_margin)(score(k, None)), current, history,
-                              "budget", spent)
+                              "budget", spent, changed)
         # Cutting old features frees no unit: only where it costs next to nothing, and never past the margin.
         reuse_checks = [within(dense, margin, fine_at_margin), within(current, free_loss)]
 
@@ -279,8 +290,8 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
         if idx.numel() == 0:
             continue
         strength = act[i][idx] if weighted else act[i][idx] * net.outgoing_weight(i, task, keep)[idx].to(act[i].device)
-        reuse_axes.append(_LayerProposals(i, idx[torch.argsort(strength, stable=True)], share=1.0,
-                                          silent=int((strength <= 0).sum())))
+        by_strength = torch.argsort(strength, stable=True)
+        reuse_axes.append(_LayerProposals(i, idx[by_strength], share=1.0, silent=silent_prefix(strength[by_strength])))
     if reuse_axes:
         def reuse_passes(c: list[Tensor]) -> Score | None:
             result = score(keep, c)

@@ -108,7 +108,8 @@ class CycleMixin:
                                       lambda keep, cut: self._score(task, task_id, keep, cut, probe, reference,
                                                                     cache),
                                       cfg.margin, weighted=cfg.activity == "contribution", budget=budget,
-                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin))
+                                      trained=trained, fine_at_margin=not self._resolves(task, cfg.margin),
+                                      silent_is_free=self._silent_is_free(task, probe))
             # Every rank searched the same validation set; rank 0's masks are the partition, on all.
             distributed.agree_tensors_([*decision.keep, *decision.reuse_cut])
         seconds["search"] = time.perf_counter() - t0
@@ -156,6 +157,12 @@ class CycleMixin:
         )
         self.reports.append(report)
         return report
+
+    def _silent_is_free(self, task: Task, probe: Tensor | None) -> bool:
+        """Whether a unit of activity 0 changes no score of the search: activity was measured on every input the
+        search judges (the validation split; not where the probe adds training inputs), and 0 means the unit passes
+        nothing on (not so for ``firing_rate``: a unit that never fires may still output a negative value)."""
+        return self.config.activity != "firing_rate" and (probe is None or probe.shape[0] == len(task.val))
 
     @torch.no_grad()
     def _silence_untrained(self, trained: Sequence[Tensor]) -> None:
