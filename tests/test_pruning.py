@@ -247,3 +247,34 @@ def test_skipping_silent_proposals_leaves_every_decision_of_a_real_search_as_it_
         assert [a[k] for k in ("owned", "reused", "thresholds", "val_accuracy_final")] == \
                [b[k] for k in ("owned", "reused", "thresholds", "val_accuracy_final")]
     assert all(torch.equal(skipped_state[k], state[k]) for k in state)
+
+
+def test_pruning_downstream_leaves_silent_units_upstream_silent_in_a_stack_but_not_in_a_traced_network():
+    from torch import nn
+
+    stack = clnp.mlp(64, (16, 16), input_shape=(1, 8, 8))
+    assert stack.stays_silent(0, {1}) and stack.stays_silent(1, {1}) and not stack.stays_silent(1, {0})
+
+    class Residual(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.stem, self.inner, self.outer = nn.Linear(64, 16), nn.Linear(16, 16), nn.Linear(16, 16)
+
+        def forward(self, x):
+            h = torch.relu(self.stem(x.flatten(1)))
+            return torch.relu(h + self.outer(torch.relu(self.inner(h))))
+
+    traced = clnp.CLNPNet(Residual(), (1, 8, 8))
+    assert traced.stays_silent(0, set()) and not traced.stays_silent(0, {1}) and not traced.stays_silent(1, {1})
+
+
+def test_pruning_a_later_layer_s_active_units_does_not_stop_an_earlier_layer_s_silent_proposals(monkeypatch):
+    from clnp.core.network import CLNPNet
+
+    activity = [torch.cat([torch.zeros(12), torch.arange(1.0, 5.0)]), torch.arange(1.0, 17.0)]
+    proposals, decision = _silent_search(activity)
+    assert decision.pruned == [14, 2]
+    assert [3, 1] not in proposals and [7, 1] not in proposals  # layer 0's silent steps after layer 1's first unit
+    monkeypatch.setattr(CLNPNet, "stays_silent", lambda self, layer, changed: not changed)  # as in a traced network
+    cautious, same = _silent_search(activity)
+    assert [3, 1] in cautious and len(cautious) > len(proposals) and same.pruned == decision.pruned

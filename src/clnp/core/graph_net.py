@@ -510,6 +510,11 @@ class GraphNet(CLNPNet):
         read it: the pass restarts at the first of them."""
         return self._point_of_set[layer]
 
+    def stays_silent(self, layer: int, changed: set[int]) -> bool:
+        """Only while nothing changed: unit sets read each other both ways (a residual stream feeds a block whose
+        output joins it), so pruning any active unit may wake a silent one, in its own set too."""
+        return not changed
+
     @property
     def n_search_points(self) -> int:
         return len(self._points)

@@ -123,6 +123,11 @@ class CLNPNet(nn.Module):
         into what :meth:`forward_from` records (``inputs``)."""
         return layer + 1 if cut else layer
 
+    def stays_silent(self, layer: int, changed: set[int]) -> bool:
+        """Whether the units of ``layer`` that compute 0 on some inputs still do after active units of the ``changed``
+        layers are silenced: in a stack, while no earlier layer changed (pruning can only wake units downstream)."""
+        return not any(c < layer for c in changed)
+
     @property
     def n_search_points(self) -> int:
         """How many restart points :meth:`forward_from` records: one per block, then the features (the head)."""

@@ -44,8 +44,9 @@ are then cut only where that costs next to nothing more (a cut frees no unit).
 **Silent units cost no evaluation.** Where the caller measured activity on every input the search judges
 (``silent_is_free``), a candidate of activity 0 computes 0 on all of them, and an old unit of strength 0 sends the
 task nothing: a proposal of such units alone changes no prediction, so it is taken at the current score without
-evaluating it. The decisions are those of evaluating it; on split-fashion-mnist a third of a task's candidates
-are silent after training, and those proposals were a fifth of the search's evaluations.
+evaluating it, and the decisions are those of evaluating it. A unit silent in the dense network may wake once an
+active unit it reads is pruned, so a layer's silence counts only while nothing upstream of it lost an active unit
+(:meth:`CLNPNet.stays_silent`: earlier layers in a stack, any unit set in a traced network).
 
 **Old features (reuse).** Then, within the same margin, the same rounds over the old units
 of each layer (units of earlier tasks, read by the task's units of the next layer or by its head):
@@ -145,13 +146,14 @@ class _LayerProposals:
 
 def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
             passes: Callable[[list[Tensor]], Score | None], current: Score, history: list[tuple[str, float]],
-            label: str, spent: list[float] | None = None, changed: set[int] | None = None) -> Score:
+            label: str, spent: list[float] | None = None, changed: set[int] | None = None,
+            stays_silent: Callable[[int, set[int]], bool] | None = None) -> Score:
     """Rounds over ``axes``, scarcest layer first: set ``masks[layer][units] = value`` wherever it passes.
 
     ``spent``: per layer, adds the validation accuracy (a fraction) each accepted proposal cost. ``changed``: the
     layers where a unit that was not silent has been pruned, this call adding to it; a layer's silent units are
-    known silent only while no other layer is in it (pruning an active unit may wake a silent one downstream).
-    None: silence stays known (an old unit computes the same whatever the task prunes)."""
+    known silent only while ``stays_silent(layer, changed)`` (pruning an active unit may wake a silent one
+    downstream). None: silence stays known (an old unit computes the same whatever the task prunes)."""
     order = sorted(axes, key=lambda a: (a.share, a.layer))
     while any(a.open for a in order):
         for axis in order:
@@ -162,7 +164,8 @@ def _rounds(axes: list[_LayerProposals], masks: list[Tensor], value: bool,
             trial[axis.layer] = masks[axis.layer].clone()
             trial[axis.layer][units] = value
             # Silent units change no prediction: the score is the current one, which passed (module docstring).
-            silent = axis.done + units.numel() <= axis.silent and not (changed and changed - {axis.layer})
+            silent = axis.done + units.numel() <= axis.silent and (
+                changed is None or stays_silent is None or stays_silent(axis.layer, changed))
             result = current if silent else passes(trial)
             history.append((f"{label}{axis.layer}:+{units.numel()}", -1.0 if result is None else result.accuracy))
             if result is None:
@@ -265,20 +268,20 @@ def choose_pruning(net: CLNPNet, task: int, activity: Sequence[Tensor], evaluate
     changed: set[int] = set()
     if budget is None:
         current = _rounds(unit_axes(None), keep, False, lambda k: within(dense, margin)(score(k, None)), dense,
-                          history, "units", spent, changed)
+                          history, "units", spent, changed, net.stays_silent)
         lossless = current
         reuse_checks = [within(dense, margin)]
     else:
         # Accuracy first: whatever costs nothing; then, where a layer is over its budget, up to the margin.
         free_loss = FREE_SHARE * margin
         current = _rounds(unit_axes(None), keep, False, lambda k: within(dense, free_loss)(score(k, None)), dense,
-                          history, "free", spent, changed)
+                          history, "free", spent, changed, net.stays_silent)
         lossless = current
         excess = [int((c & k).sum()) - b for c, k, b in zip(candidates, keep, budget, strict=True)]
         if any(e > 0 for e in excess):
             current = _rounds([a for a in unit_axes(excess) if excess[a.layer] > 0], keep, False,
                               lambda k: within(dense, margin, fine_at_margin)(score(k, None)), current, history,
-                              "budget", spent, changed)
+                              "budget", spent, changed, net.stays_silent)
         # Cutting old features frees no unit: only where it costs next to nothing, and never past the margin.
         reuse_checks = [within(dense, margin, fine_at_margin), within(current, free_loss)]
 
