@@ -100,8 +100,8 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
           "of every layer,\nprunes its least active units towards that share between training epochs, and spends "
           "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes at 0.3 x lr "
-          "unless --finetune-lr is given.\nWhy these defaults (L1 on activations at 3e-3, equal shares, annealing, "
-          "the fine-tuning rate): bench/RESULTS.md, 'The capacity plan'.")
+          "unless --finetune-lr is given.\nWhy these defaults (L1 on activations at 3e-3 times each layer's free "
+          "share, equal shares, annealing,\nthe fine-tuning rate): bench/RESULTS.md, 'The capacity plan'.")
     return 0
 
 

@@ -29,8 +29,10 @@ class CLNPConfig(TrainConfig):
 
     l1: float | tuple[float, ...] = 3e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
-    over units (each unit feels the same pull at any width and fill), so one default serves every benchmark
-    (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient")."""
+    over units (each unit feels the same pull at any width), so one default serves every benchmark
+    (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient"). With the plan, the pull falls with the share of
+    the layer still free (:data:`~clnp.methods.clnp.cycle.L1_BY_FREE_SHARE`): the full coefficient on an empty layer,
+    a fifth of it where a fifth is free."""
     margin: float = 1.0
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     plan: bool = True
