@@ -43,7 +43,7 @@ the first)."""
 L1_BY_FREE_SHARE = True
 """With a plan, the L1 pull on each unit a task trains is the coefficient times the share of its layer still free: as
 a layer fills, a task's units are a smaller part of what the next layer reads, and the full pull idled them while
-the task leaned on old units (permuted-fashion-mnist, ``mlp:100,100``: the last two tasks kept 2-5 of their 9-15
+the task leaned on old units (permuted-fashion-mnist, ``mlp:100,100``: the last task kept 2-5 of its 10-15
 units of layer 0 and scored 81-84 % against 85-86 %). Measured (bench/RESULTS.md, "The capacity plan", seventh
 session, 3 seeds): the small protocol 85.12 -> 85.61 %, the wide permuted stream 87.85 (seed 0) -> 88.48 %;
 split-fashion-mnist 99.34 -> 99.29 %, permuted-digits 97.63 -> 97.43 %. The greedy search (``plan=False``, the
