@@ -9,6 +9,7 @@ settings.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -19,6 +20,11 @@ from .precision import check_precision
 MAX_SEED = 2**32 - 1
 """The largest seed: what numpy accepts (``clnp run``'s data splits are seeded through it), and far inside the
 64 bits that ``torch.manual_seed`` takes of the per-task seed ``seed * 1_000_003 + task``."""
+
+
+LR_SCHEDULES = ("constant", "cosine")
+"""How the learning rate moves within one phase (a task's training, or its retraining after pruning):
+``constant``, or ``cosine`` from ``lr`` down to 0 over the phase's steps (:func:`scheduled_lr`)."""
 
 
 class ConfigTypeError(ValueError, TypeError):
@@ -58,6 +64,9 @@ class TrainConfig:
     here (:meth:`finetuning`; CLNP's config fine-tunes at a fraction of it). Retraining starts from a
     trained network, so a smaller step than training's usually ends higher (CLNP on
     permuted-fashion-mnist: ``bench/RESULTS.md``)."""
+    lr_schedule: str = "constant"
+    """How the rate moves within each phase: one of :data:`LR_SCHEDULES`. A method may set its own for a phase
+    (CLNP's fine-tuning decays: :meth:`clnp.methods.clnp.CLNPConfig.finetuning`)."""
     momentum: float = 0.9
     """SGD momentum (ignored by Adam)."""
     weight_decay: float = 0.0
@@ -78,7 +87,7 @@ class TrainConfig:
         check_field_types(self, {
             "epochs": "int", "finetune_epochs": "int", "batch_size": "int", "seed": "int", "eval_batch_size": "int",
             "lr": "number", "momentum": "number", "weight_decay": "number", "optimizer": "str", "progress": "bool",
-            "precision": "str",
+            "precision": "str", "lr_schedule": "str",
         })
         if self.device is not None:
             check_device_name(self.device)
@@ -89,6 +98,9 @@ class TrainConfig:
         check_precision(self.precision)
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be >= 0 and <= {MAX_SEED}, got {self.seed}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
+                             f"got {self.lr_schedule!r}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):
@@ -121,6 +133,14 @@ def check_some_inputs(task_id: int, x: torch.Tensor) -> None:
     """Refuse the accuracy of no inputs (it is undefined; 0.0 would read as a task forgotten)."""
     if x.shape[0] == 0:
         raise ValueError(f"task {task_id}: accuracy of no inputs is undefined; expected at least one input")
+
+
+def scheduled_lr(config: TrainConfig, step: int, steps: int) -> float:
+    """The learning rate of update ``step`` (from 0) of a phase of ``steps`` updates, as ``config.lr_schedule``
+    says: ``cosine`` starts at ``lr`` and reaches 0 after the last update."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    return config.lr * (0.5 * (1.0 + math.cos(math.pi * min(step, steps) / max(1, steps))))
 
 
 def make_optimizer(params: list[torch.nn.Parameter], config: TrainConfig) -> torch.optim.Optimizer:

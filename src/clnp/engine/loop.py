@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from ..data.tasks import DatasetSplit, Split
 from . import distributed
-from .config import TrainConfig, make_optimizer
+from .config import TrainConfig, make_optimizer, scheduled_lr
 from .devices import module_device
 from .precision import autocast, get_precision
 
@@ -183,16 +183,19 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
     ``data``: aligned tensors (inputs, labels, ...), a task's training split as it is (``task.train``: a
     dataset-backed one is read through its DataLoader, never whole into memory). ``head`` is passed to
     every hook; ``task`` and ``phase`` go into the log; ``label`` names the task in errors. A fresh
-    optimiser is made from ``config`` (the ``finetune`` phase at ``config.finetune_lr``, when given).
+    optimiser is made from ``config`` (the ``finetune`` phase from ``config.finetuning()``: its rate and schedule),
+    and its rate follows ``lr_schedule`` over the phase's steps.
     Batches go to ``module``'s device; the forward passes run in ``config.precision``; under
     ``torchrun`` the module trains wrapped in DDP (:mod:`.distributed`).
     """
     if isinstance(data, Split):
         data = (data.x, data.y)
-    optimizer = make_optimizer(list(params), config.finetuning() if phase == "finetune" else config)
+    phase_config = config.finetuning() if phase == "finetune" else config
+    optimizer = make_optimizer(list(params), phase_config)
     device = module_device(module)
     phase_batches = _PhaseBatches(data, config.batch_size, generator, device)
     n_steps = phase_batches.n_steps
+    scheduled = phase_config.lr_schedule != "constant"
     precision = get_precision(config.precision)
     scaler = precision.grad_scaler(device)
     step_module: nn.Module = _TrainStep(params)
@@ -220,6 +223,9 @@ def fit(hooks: LoopHooks, module: nn.Module, params: Sequence[nn.Parameter],
             running += objective.double()
             seen += int(batch[0].shape[0])
             optimizer.zero_grad(set_to_none=True)
+            if scheduled:
+                for group in optimizer.param_groups:
+                    group["lr"] = scheduled_lr(phase_config, epoch * n_steps + step, epochs * n_steps)
             precision.backward_and_step(hooks, optimizer, scaler, loss, extra, head, step, n_steps)
             hooks.after_step(head)
             if bar is not None:

@@ -14,6 +14,11 @@ FINETUNE_LR_SCALE = 0.3
 kept units of a trained network, where the training rate is noisy (bench/RESULTS.md, "The capacity plan", fourth
 session)."""
 
+FINETUNE_SCHEDULE = "cosine"
+"""CLNP's fine-tuning rate falls from its start to 0 over the fine-tuning's steps (a cosine): the retrained units
+settle at the end instead of moving at a constant step to the last batch (bench/RESULTS.md, "The capacity plan",
+eighth session)."""
+
 SPARSITY_TARGETS = ("activations", "weights")
 """Where :attr:`CLNPConfig.sparsity` may put the L1 penalty."""
 
@@ -81,9 +86,10 @@ class CLNPConfig(TrainConfig):
     """With ``grow``: a layer grows to at most this many times its initial width; beyond, ``CapacityError``."""
 
     def finetuning(self) -> CLNPConfig:
-        """These settings with the fine-tuning's rate as ``lr``: ``finetune_lr``, or :data:`FINETUNE_LR_SCALE` times
-        ``lr`` when it is not given."""
-        return replace(self, lr=self.lr * FINETUNE_LR_SCALE if self.finetune_lr is None else self.finetune_lr)
+        """These settings with the fine-tuning's rate as ``lr`` (``finetune_lr``, or :data:`FINETUNE_LR_SCALE` times
+        ``lr`` when it is not given), falling as :data:`FINETUNE_SCHEDULE` says."""
+        return replace(self, lr=self.lr * FINETUNE_LR_SCALE if self.finetune_lr is None else self.finetune_lr,
+                       lr_schedule=FINETUNE_SCHEDULE)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -112,4 +118,4 @@ class CLNPConfig(TrainConfig):
                              f"got {self.activity!r}")
 
 
-__all__ = ["FINETUNE_LR_SCALE", "SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]
+__all__ = ["FINETUNE_LR_SCALE", "FINETUNE_SCHEDULE", "SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]
