@@ -99,9 +99,10 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}\n"
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
           "of every layer,\nprunes its least active units towards that share between training epochs, and spends "
-          "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes at 0.3 x lr "
-          "unless --finetune-lr is given.\nWhy these defaults (L1 on activations at 3e-3 times each layer's free "
-          "share, equal shares, annealing,\nthe fine-tuning rate): bench/RESULTS.md, 'The capacity plan'.")
+          "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes at "
+          "0.3 x lr (unless --finetune-lr\nis given), falling to 0 along a cosine. Why these defaults (L1 on "
+          "activations at 3e-3 times each layer's\nfree share, equal shares, annealing, the fine-tuning rate and its "
+          "decay): bench/RESULTS.md, 'The capacity plan'.")
     return 0
 
 

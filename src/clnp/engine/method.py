@@ -58,6 +58,10 @@ class Method:
     """Whether its learner reports unit capacity (``capacity``, ``capacity_forecast``, ``width_advice``)."""
     check_state: StateCheck | None = None
     """A consistency check of a saved learner state, run before loading it (resume, export)."""
+    revision: int = 0
+    """Raised by one whenever a change to the method's code or defaults changes its results: a run recorded at
+    another revision is not the same run (``clnp compare`` does not reuse it, ``--resume`` refuses it), so results
+    of two versions never mix in one table or one run."""
     after_training: str = ""
     """A progress line after a task's training epochs, formatted with the run's settings (``{margin:g}``)."""
 

@@ -77,6 +77,9 @@ class RunConfig:
     resumed on another device (it is not compared on resume)."""
     precision: str = "32"
     """``32``, ``bf16-mixed`` or ``16-mixed`` (autocast in training and evaluation)."""
+    method_revision: int | None = None
+    """The revision of the method's results (:attr:`~clnp.engine.method.Method.revision`) the run was made at;
+    None: this clnp's. Recorded so that a run of an earlier version is never taken for the same run."""
     data_dir: str | None = None
     progress: bool = True
     extra: dict = field(default_factory=dict)
@@ -97,6 +100,8 @@ class RunConfig:
         for key, default in {**shared_defaults(), **spec.defaults, **own}.items():
             if values.get(key) is None:
                 values[key] = default
+        if values["method_revision"] is None and self.method in METHODS:
+            values["method_revision"] = METHODS[self.method].revision
         return RunConfig(**values)
 
     def check(self) -> RunConfig:
@@ -112,6 +117,11 @@ class RunConfig:
         r = self.resolved()
         method = get(r.method)  # refuses an unknown method
         check_n_tasks(r.benchmark, r.tasks)
+        if r.method_revision != method.revision:
+            raise ValueError(
+                f"method_revision {r.method_revision!r}: the run was set up by a clnp whose {r.method} gives other "
+                f"results than this one's (revision {method.revision}); start it anew (without method_revision), "
+                f"or use the clnp that made it")
         _check_int("seed", r.seed, 0, MAX_SEED)
         _check_int("epochs", r.epochs, 1, MAX_EPOCHS)
         _check_int("finetune_epochs", r.finetune_epochs, 0, MAX_EPOCHS)

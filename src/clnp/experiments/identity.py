@@ -13,7 +13,7 @@ from __future__ import annotations
 NOT_RESULTS = ("progress", "data_dir", "device")
 """Configuration fields that do not change a run's results (on a device of another kind, the same to float
 rounding, not to the bit)."""
-ADDED_FIELDS = {"finetune_lr": None}
+ADDED_FIELDS = {"finetune_lr": None, "method_revision": 0}
 """Config fields added since the first release, with the value that reproduces a run recorded without them."""
 
 

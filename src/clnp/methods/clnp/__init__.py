@@ -81,6 +81,8 @@ METHOD = Method(
     exports=True,
     capacity=True,
     check_state=check_clnp_state,
+    # 1: the fine-tuning rate falls along a cosine (before: constant), the L1 pull falls with a layer's free share.
+    revision=1,
     after_training="choosing the pruning within the {margin:g}-point margin (threshold search)",
 )
 
