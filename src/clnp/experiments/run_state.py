@@ -59,12 +59,12 @@ def restore_run(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequenc
     """Check the checkpoint against the run and load it into ``learner``; every mismatch is a CheckpointError."""
     tensors, meta, rng_state = checkpoint
     theirs = meta.get("config")
-    if isinstance(theirs, dict) and result_settings(theirs).get("method_revision") != cfg.method_revision:
+    revision = result_settings(theirs).get("method_revision") if isinstance(theirs, dict) else cfg.method_revision
+    if revision != cfg.method_revision:  # same_run would refuse it too, but as an edited config.yaml
         raise CheckpointError(
             f"{ckpt_file}: the checkpoint was written by a clnp whose {cfg.method} gives other results than this "
-            f"one's (revision {result_settings(theirs).get('method_revision')!r}, this clnp's "
-            f"{cfg.method_revision!r}): finish the run with the clnp that began it, or start it anew in another "
-            "directory")
+            f"one's (revision {revision!r}, this clnp's {cfg.method_revision!r}): finish the run with the clnp that "
+            "began it, or start it anew in another directory")
     if not isinstance(theirs, dict) or not same_run(asdict(cfg), theirs):
         diff = differences(asdict(cfg), theirs, here="in config.yaml", there="in the checkpoint", most=4, sep="; ") \
             if isinstance(theirs, dict) else "no configuration recorded"
