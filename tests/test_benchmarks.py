@@ -135,7 +135,7 @@ def test_every_benchmark_sets_only_its_model_epochs_and_batch_size_and_says_how_
         resolved = RunConfig(benchmark=spec.name).resolved()
         # CLNP's and the training settings' defaults are the same for every benchmark
         assert (resolved.l1, resolved.margin, resolved.finetune_epochs, resolved.lr, resolved.optimizer) == (
-            3e-3, 1.0, 5, 1e-3, "adam"), spec.name
+            3e-3, 1.0, 10, 1e-3, "adam"), spec.name
         assert spec.data and spec.how_to_get()
     assert BENCHMARKS["split-digits"].data_present()
     assert "dataset-fashion-mnist" in BENCHMARKS["permuted-fashion-mnist"].how_to_get()

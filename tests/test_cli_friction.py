@@ -40,6 +40,7 @@ def test_benchmarks_shows_each_benchmarks_defaults(capsys):
         assert f"--model {spec.defaults['model']}" in out
     assert "defaults: --tasks 5 (at most 5) --model mlp:256,256 --epochs 60 --batch-size 32" in out
     assert "every benchmark" in out and "--l1 0.003" in out and "--margin 1" in out and "--finetune-epochs 5" in out
+    assert "clnp takes its own: --finetune-epochs 10" in out
 
 
 def test_compare_takes_optimizer_weight_decay_preset_and_config(tmp_path, capsys):

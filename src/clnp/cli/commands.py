@@ -93,16 +93,19 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
         print(f"{spec.name:<24}{present:<11}{spec.description}")
         print(f"{'':<35}get: {spec.how_to_get()}")
         print(f"{'':<35}defaults: {_defaults_text(spec)}")
-    from ..experiments.config import shared_defaults
+    from ..experiments.config import method_defaults, shared_defaults
+    from ..methods import names
 
     shared = " ".join(_flag(k, v) for k, v in shared_defaults().items() if v is not None)
-    print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}\n"
+    own = "".join(f"\n{name} takes its own: {' '.join(_flag(k, v) for k, v in method_defaults(name).items())}"
+                  for name in names() if method_defaults(name))
+    print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}{own}\n"
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
           "of every layer,\nprunes its least active units towards that share between training epochs, and spends "
-          "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes at "
-          "0.3 x lr (unless --finetune-lr\nis given), falling to 0 along a cosine. Why these defaults (L1 on "
-          "activations at 3e-3 times each layer's\nfree share, equal shares, annealing, the fine-tuning rate and its "
-          "decay): bench/RESULTS.md, 'The capacity plan'.")
+          "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes for its "
+          "own epochs (above) at\n0.3 x lr (unless --finetune-lr is given), falling to 0 along a cosine. Why these "
+          "defaults (L1 on activations\nat 3e-3 times each layer's free share, equal shares, annealing, the "
+          "fine-tuning's rate, decay and length):\nbench/RESULTS.md, 'The capacity plan'.")
     return 0
 
 

@@ -32,6 +32,19 @@ def shared_defaults() -> dict[str, Any]:
     return {k: v for k, v in declared.items() if k in names and k not in _SET_ELSEWHERE}
 
 
+def method_defaults(method: str) -> dict[str, Any]:
+    """The shared training settings that ``method`` reads (:attr:`Method.reads`) and to which its settings dataclass
+    gives a default of its own (CLNP's 10 fine-tuning epochs): a run of that method takes these unless told."""
+    from ..methods import METHODS
+
+    spec = METHODS.get(method)
+    if spec is None or spec.settings is None:
+        return {}
+    shared = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    own = {f.name: f.default for f in fields(spec.settings) if f.default is not MISSING}
+    return {k: own[k] for k in spec.reads if k in shared and k in own and own[k] != shared[k]}
+
+
 def run_setting_defaults() -> dict[str, Any]:
     """Per run setting that a method takes as its own (:attr:`Method.run_settings`), its default, as the method's
     settings dataclass (:attr:`Method.settings`) declares it."""
@@ -86,8 +99,9 @@ class RunConfig:
 
     def resolved(self) -> RunConfig:
         """A copy with every ``None`` replaced by the method's default for the benchmark (``benchmark_defaults`` of
-        its declaration; none today), the benchmark's (model, epochs, batch size), then by the one default
-        every benchmark shares (:func:`shared_defaults`)."""
+        its declaration; none today), the benchmark's (model, epochs, batch size), the method's own default of a
+        shared setting (:func:`method_defaults`), then by the one default every benchmark shares
+        (:func:`shared_defaults`)."""
         from ..data.benchmarks import BENCHMARKS
 
         if self.benchmark not in BENCHMARKS:
@@ -97,7 +111,7 @@ class RunConfig:
         spec = BENCHMARKS[self.benchmark]
         values = asdict(self)
         own = METHODS[self.method].benchmark_defaults.get(self.benchmark, {}) if self.method in METHODS else {}
-        for key, default in {**shared_defaults(), **spec.defaults, **own}.items():
+        for key, default in {**shared_defaults(), **method_defaults(self.method), **spec.defaults, **own}.items():
             if values.get(key) is None:
                 values[key] = default
         if values["method_revision"] is None and self.method in METHODS:

@@ -29,9 +29,14 @@ class CLNPConfig(TrainConfig):
 
     The own ones are the L1 coefficient on hidden activations, the graceful-forgetting margin and
     the activity measure; ``finetune_epochs`` (retraining after pruning) is a training setting,
-    shared with PackNet.
+    shared with PackNet, to which CLNP gives its own default.
     """
 
+    finetune_epochs: int = 10
+    """Retraining epochs after pruning: CLNP's own default, twice the training settings' 5 (PackNet's). The kept
+    units are retrained with a rate that falls to 0 along a cosine, and the longer fall lifts the wide permuted stream
+    and split-fashion-mnist (bench/RESULTS.md, "The capacity plan", ninth session). A run takes it unless
+    ``--finetune-epochs`` is given; a plain :class:`TrainConfig` handed to CLNP keeps its own value."""
     l1: float | tuple[float, ...] = 3e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
     over units (each unit feels the same pull at any width), so one default serves every benchmark
