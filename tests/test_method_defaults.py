@@ -29,3 +29,14 @@ def test_a_comparison_gives_each_method_its_own_default_unless_told(given):
 
 def test_a_flag_overrides_clnps_own_default():
     assert RunConfig(method="clnp", finetune_epochs=2).check().finetune_epochs == 2
+
+
+@pytest.mark.parametrize("command", ["run", "compare"])
+def test_the_help_of_finetune_epochs_names_each_methods_default(command, capsys):
+    from clnp.cli import main
+
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert (f"default: {CLNPConfig().finetune_epochs} for clnp, {TrainConfig().finetune_epochs} for packnet"
+            in text)

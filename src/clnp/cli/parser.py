@@ -90,7 +90,8 @@ def _add_training_arguments(p: argparse.ArgumentParser, every_method: bool) -> N
                    "cnn:32,32,64,64/512[:bn], resnet18[:NF] (GEM's reduced ResNet-18, NF=20 base filters) or alexnet "
                    "(GPM's, with batch norm)")
     p.add_argument("--epochs", type=int, help="training epochs per task" + who("", ", for every method"))
-    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning" + who("", " (clnp, packnet)"))
+    p.add_argument("--finetune-epochs", type=int, help="fine-tuning epochs after pruning (" + who("", "clnp, packnet; ")
+                   + "default: 10 for clnp, 5 for packnet)")
     p.add_argument("--batch-size", type=int, help="training minibatch size" + who("", ", for every method"))
     p.add_argument("--optimizer", choices=["adam", "sgd"],
                    help="optimiser " + who("(a fresh one per task and phase)", "for every method (a fresh one per "
