@@ -49,7 +49,8 @@ class Method:
     ``grow``): flags of ``clnp run`` that are this method's own settings."""
     settings: type | None = None
     """The dataclass of the method's settings (a :class:`~clnp.engine.config.TrainConfig` subclass), where the
-    defaults of its :attr:`run_settings` are declared; None: it has none."""
+    defaults of its :attr:`run_settings` are declared, and where it may give a shared setting that it :attr:`reads`
+    a default of its own (CLNP's ``finetune_epochs``); None: it has none."""
     benchmark_defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     """Per benchmark, run settings this method takes there unless given (none today: one default serves all)."""
     exports: bool = False
