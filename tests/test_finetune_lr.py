@@ -76,4 +76,4 @@ def test_the_help_texts_quote_the_fine_tuning_rate_clnp_uses(capsys):
             main(argv)
         assert f"{FINETUNE_LR_SCALE:g} x --lr for clnp" in " ".join(capsys.readouterr().out.split())
     main(["benchmarks"])
-    assert f"fine-tunes at {FINETUNE_LR_SCALE:g} x lr" in " ".join(capsys.readouterr().out.split())
+    assert f"own epochs (above) at {FINETUNE_LR_SCALE:g} x lr" in " ".join(capsys.readouterr().out.split())
