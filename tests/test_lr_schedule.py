@@ -8,7 +8,7 @@ import pytest
 from clnp.engine import loop
 from clnp.engine.config import TrainConfig, scheduled_lr
 from clnp.methods import build_method
-from clnp.methods.clnp.config import FINETUNE_LR_SCALE
+from clnp.methods.clnp.config import FINETUNE_LR_SCALE, CLNPConfig
 
 from .conftest import quick_config
 
@@ -49,9 +49,11 @@ def test_clnp_fine_tunes_at_a_rate_falling_along_a_cosine_and_trains_at_a_consta
     assert finetune[n // 2] == pytest.approx(0.5 * start * (1 + math.cos(math.pi * (n // 2) / n)))
 
 
-def test_packnet_retrains_at_a_constant_rate_unless_told_otherwise(digit_tasks, monkeypatch):
+@pytest.mark.parametrize("settings", [TrainConfig, CLNPConfig])
+def test_packnet_retrains_at_a_constant_rate_unless_told_otherwise(settings, digit_tasks, monkeypatch):
+    # Handed CLNP's settings, PackNet still retrains as PackNet: at lr, constant (not 0.3 x lr along a cosine).
     phases = _rates_per_phase(monkeypatch)
-    config = TrainConfig(epochs=1, finetune_epochs=1, batch_size=32, lr=1e-3)
+    config = settings(epochs=1, finetune_epochs=1, batch_size=32, lr=1e-3)
     learner = build_method("packnet", "mlp:32,32", (1, 8, 8), config, {})
     learner.learn(digit_tasks[0])
     assert [set(rates) for rates in phases] == [{1e-3}, {1e-3}]

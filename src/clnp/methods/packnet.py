@@ -190,7 +190,9 @@ class _Bound(nn.Module):
 
 
 def build(model: str, input_shape: Sequence[int], config: TrainConfig, options: dict) -> PackNet:
-    return PackNet(PlainNet(model, input_shape), config, options_float(options, "prune", DEFAULT_PRUNE))
+    """PackNet on a fresh network built from ``model``. Settings of another method's dataclass (a ``CLNPConfig``)
+    are dropped: PackNet retrains at ``finetune_lr`` or ``lr``, at a constant rate, not as CLNP fine-tunes."""
+    return PackNet(PlainNet(model, input_shape), config.training(), options_float(options, "prune", DEFAULT_PRUNE))
 
 
 METHOD = Method(
