@@ -97,8 +97,9 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
     from ..methods import names
 
     shared = " ".join(_flag(k, v) for k, v in shared_defaults().items() if v is not None)
-    own = "".join(f"\n{name} takes its own: {' '.join(_flag(k, v) for k, v in method_defaults(name).items())}"
-                  for name in names() if method_defaults(name))
+    own_defaults = {name: method_defaults(name) for name in names()}
+    own = "".join(f"\n{name} takes its own: {' '.join(_flag(k, v) for k, v in values.items())}"
+                  for name, values in own_defaults.items() if values)
     print(f"\nevery benchmark (a benchmark sets only its model, epochs and batch size): {shared}{own}\n"
           "CLNP plans its capacity over the stream (--tasks): each task may keep an equal share of the free units "
           "of every layer,\nprunes its least active units towards that share between training epochs, and spends "

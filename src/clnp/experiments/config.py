@@ -22,12 +22,17 @@ _SET_ELSEWHERE = {"seed", "device", "precision", "progress", "grow", "model", "e
 """Run settings with a default of their own in :class:`RunConfig`, or set by every benchmark."""
 
 
+def _declared_defaults(settings: type) -> dict[str, Any]:
+    """Each field of a settings dataclass that has a plain default, with that default."""
+    return {f.name: f.default for f in fields(settings) if f.default is not MISSING}
+
+
 def shared_defaults() -> dict[str, Any]:
     """The run settings no benchmark sets, from where each is declared once: the training settings'
     (:class:`TrainConfig`) dataclass defaults, and each method's own run settings (CLNP's ``l1``, ``margin``)
     as its settings dataclass declares them (:func:`run_setting_defaults`)."""
     names = {f.name for f in fields(RunConfig)}
-    declared = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
+    declared = _declared_defaults(TrainConfig)
     declared.update(run_setting_defaults())
     return {k: v for k, v in declared.items() if k in names and k not in _SET_ELSEWHERE}
 
@@ -40,8 +45,7 @@ def method_defaults(method: str) -> dict[str, Any]:
     spec = METHODS.get(method)
     if spec is None or spec.settings is None:
         return {}
-    shared = {f.name: f.default for f in fields(TrainConfig) if f.default is not MISSING}
-    own = {f.name: f.default for f in fields(spec.settings) if f.default is not MISSING}
+    shared, own = _declared_defaults(TrainConfig), _declared_defaults(spec.settings)
     return {k: own[k] for k in spec.reads if k in shared and k in own and own[k] != shared[k]}
 
 
@@ -54,7 +58,7 @@ def run_setting_defaults() -> dict[str, Any]:
     for name in names():
         method = get(name)
         if method.settings is not None:
-            declared = {f.name: f.default for f in fields(method.settings) if f.default is not MISSING}
+            declared = _declared_defaults(method.settings)
             out.update({k: declared[k] for k in method.run_settings if k in declared and k not in out})
     return out
 
