@@ -1,5 +1,8 @@
 """A task exported on its own computes what the full CLNP network computes for it, with fewer units."""
 
+import os
+import shutil
+
 import pytest
 import torch
 from torch import nn
@@ -110,6 +113,34 @@ def test_onnx_export_matches_when_the_onnx_packages_are_installed(learned, tmp_p
     out = torch.from_numpy(ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0])
     assert torch.equal(out.argmax(1), _full_logits(net, x, 1).argmax(1))
     assert (out - _full_logits(net, x, 1)).abs().max().item() < 1e-5
+
+
+def test_an_onnx_export_replaces_the_last_whole_and_a_failed_one_leaves_it(learned, tmp_path):
+    """The exporter writes in place; clnp has it write into a scratch folder and moves the files into place, so a
+    reader of the earlier export (a hard link here) keeps it whole, and a failed export (a model that cannot read
+    the input shape given) leaves it as it was."""
+    pytest.importorskip("onnxscript")
+    ort = pytest.importorskip("onnxruntime")
+    arch, net, tasks = learned
+    if arch != "mlp":
+        pytest.skip("one architecture is enough for the ONNX round trip (it takes seconds)")
+    path = tmp_path / "task.onnx"
+    save_export(export(net, 0), path, "onnx", net.input_shape)
+    held = tmp_path / "held" / "task-0.onnx"  # a hard link to the first export: what a reader has open
+    held.parent.mkdir()
+    os.link(path, held)
+    first = held.read_bytes()
+    files = save_export(export(net, 1), path, "onnx", net.input_shape)  # the graph, and its weights beside it
+    assert files[0] == path and held.read_bytes() == first  # replaced by a new file, not rewritten in place
+    shutil.rmtree(held.parent)
+    before = {f: f.read_bytes() for f in files}
+    with pytest.raises(Exception, match="shape|size|mat"):
+        save_export(export(net, 0), path, "onnx", (3, 2, 2))
+    assert {f: f.read_bytes() for f in files} == before
+    assert sorted(tmp_path.iterdir()) == sorted(files)  # no scratch folder left behind
+    x = tasks[1].test.x
+    out = torch.from_numpy(ort.InferenceSession(str(path)).run(None, {"x": x.numpy()})[0])
+    assert torch.equal(out.argmax(1), _full_logits(net, x, 1).argmax(1))
 
 
 def test_cli_exports_a_task_of_a_finished_run(tmp_path, capsys):

@@ -7,6 +7,8 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,10 +86,12 @@ def _readable(paths: list[Path]) -> list[Path]:
 def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Sequence[int]) -> list[Path]:
     """Write an exported model; return the files written.
 
-    ``torchscript``: ``path`` (``torch.jit.load`` reads it); ``onnx``: ``path`` (needs the ``onnx``
-    and ``onnxscript`` packages: ``pip install clnp[onnx]``); ``state_dict``: ``path`` as
+    ``torchscript``: ``path`` (``torch.jit.load`` reads it); ``onnx``: ``path`` and, where the exporter keeps the
+    weights apart, ``path`` + ``.data`` (needs the ``onnx`` and ``onnxscript`` packages:
+    ``pip install clnp[onnx]``); ``state_dict``: ``path`` as
     safetensors plus ``path`` with suffix ``.json`` listing the layers (:func:`load_state_dict_export`).
-    A symbolic link at any of these names is refused (``RunDirError``): clnp never writes through a link.
+    A symbolic link at any of these names is refused (``RunDirError``): clnp never writes through a link. Every file
+    is replaced whole (written beside it, then renamed), never rewritten in place.
     """
     from ..experiments.checkpoint import atomic_write_bytes
     from ..experiments.rundir import refuse_link
@@ -112,14 +116,27 @@ def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Seque
             raise RuntimeError(
                 "ONNX export needs the onnx and onnxscript packages: pip install 'clnp[onnx]', "
                 "or choose --format torchscript or state_dict") from None
-        with warnings.catch_warnings():  # the exporter's FutureWarning / DeprecationWarning noise
-            warnings.simplefilter("ignore", FutureWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)
-            torch.onnx.export(model, (example,), str(path), input_names=["x"], output_names=["logits"],
-                              dynamic_shapes=({0: torch.export.Dim("batch")},), dynamo=True, verbose=False)
-        # Large models keep their weights beside the graph (``task-K.onnx.data``): both files are the model.
+        # The exporter writes where it is told, in place: it writes into a fresh folder beside ``path``, and the
+        # files are then moved into place as every other file clnp writes is (a killed export leaves the previous
+        # one whole). Large models keep their weights beside the graph (``task-K.onnx.data``, which the graph
+        # names): both files are the model, written under the same names, the weights first.
         data = path.with_name(path.name + ".data")
-        return _readable([path, data] if data.is_file() else [path])
+        scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.export-", dir=path.parent))
+        try:
+            with warnings.catch_warnings():  # the exporter's FutureWarning / DeprecationWarning noise
+                warnings.simplefilter("ignore", FutureWarning)
+                warnings.simplefilter("ignore", DeprecationWarning)
+                torch.onnx.export(model, (example,), str(scratch / path.name), input_names=["x"],
+                                  output_names=["logits"], dynamic_shapes=({0: torch.export.Dim("batch")},),
+                                  dynamo=True, verbose=False)
+            written = [data] if (scratch / data.name).is_file() else []
+            for target in [*written, path]:
+                atomic_write_bytes(target, (scratch / target.name).read_bytes())
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+        if not written and data.is_file():
+            data.unlink()  # an earlier export's weights, which this graph does not name
+        return _readable([path, *written])
     if fmt == "state_dict":
         from safetensors.torch import save
 
