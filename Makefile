@@ -10,7 +10,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 $(VENV)/.installed: pyproject.toml constraints.txt | $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,slurm]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,slurm,onnx]'
 	touch $@
 
 demo: $(VENV)/.installed
