@@ -111,3 +111,25 @@ def test_a_baseline_run_is_reused_whatever_the_clnp_only_settings():
     assert not same_run(clnp_run, {**clnp_run, "l1": 1e-3})
     packnet = {**base, "method": "packnet"}
     assert not same_run(packnet, {**packnet, "finetune_epochs": 1})
+
+
+def test_every_run_setting_a_comparison_declares_reaches_each_of_its_runs():
+    """A setting added to RunConfig is either offered by ``clnp compare`` (declared in CompareConfig with the same
+    default, and passed to every run) or named as one a comparison sets per run: never dropped on the way."""
+    from dataclasses import fields
+
+    from clnp.experiments.compare.config import RUN_ONLY_FIELDS, shared_with_runs
+    from clnp.experiments.config import RunConfig
+
+    shared = shared_with_runs()
+    assert {f.name for f in fields(RunConfig)} == set(shared) | set(RUN_ONLY_FIELDS)
+    assert not set(shared) & set(RUN_ONLY_FIELDS)
+    run_defaults, compare_defaults = RunConfig(), CompareConfig(methods=["clnp"])
+    assert {n: getattr(compare_defaults, n) for n in shared} == {n: getattr(run_defaults, n) for n in shared}
+    given = dict(benchmark="permuted-digits", tasks=3, model="mlp:8", epochs=2, finetune_epochs=1, batch_size=16,
+                 optimizer="sgd", lr=0.05, finetune_lr=0.01, weight_decay=1e-4, l1=[1e-3, 2e-3], margin=0.5,
+                 data_dir="/data", device="cpu", precision="bf16-mixed")
+    assert set(given) == set(shared)
+    run = CompareConfig(methods=["clnp"], options={"clnp": {"share": "declining"}}, **given).run_config("clnp", 2)
+    assert {n: getattr(run, n) for n in shared} == given
+    assert (run.method, run.seed, run.progress, run.extra) == ("clnp", 2, False, {"share": "declining"})

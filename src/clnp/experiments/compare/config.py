@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ...methods import DEFAULT_METHOD
@@ -118,12 +118,10 @@ class CompareConfig:
             raise ValueError(f"options given for {', '.join(stray)}, which is not among the compared methods")
 
     def run_config(self, method: str, seed: int) -> RunConfig:
-        return RunConfig(benchmark=self.benchmark, method=method, tasks=self.tasks, model=self.model,
-                         epochs=self.epochs, finetune_epochs=self.finetune_epochs, batch_size=self.batch_size,
-                         optimizer=self.optimizer, lr=self.lr, finetune_lr=self.finetune_lr,
-                         weight_decay=self.weight_decay, l1=self.l1, margin=self.margin, seed=seed,
-                         data_dir=self.data_dir, progress=False, device=self.device, precision=self.precision,
-                         extra=dict(self.options.get(method, {})))
+        """The run of ``method`` at ``seed``: every setting the comparison shares with a run (:func:`shared_with_runs`)
+        as given here, the method's options as its ``extra``, no progress bar (the comparison reports progress)."""
+        return RunConfig(**{name: getattr(self, name) for name in shared_with_runs()}, method=method, seed=seed,
+                         progress=False, extra=dict(self.options.get(method, {})))
 
     def check(self) -> dict[str, RunConfig]:
         """Every method's settings checked (options included) before anything runs; the resolved config per method."""
@@ -133,6 +131,19 @@ class CompareConfig:
         return SlurmSettings(partition=self.slurm_partition, time_min=self.slurm_time,
                              gpus_per_run=self.slurm_gpus_per_run, cpus_per_run=self.slurm_cpus_per_run,
                              log_dir=self.slurm_log_dir or str(out / "slurm-logs"))
+
+
+RUN_ONLY_FIELDS = ("method", "seed", "grow", "method_revision", "progress", "extra")
+"""RunConfig fields a comparison does not share with its runs: it sets them per run (the method, the seed, its
+options as ``extra``, no progress bar), records them (the method's revision), or does not offer them (growth, which
+would compare networks of other sizes)."""
+
+
+def shared_with_runs() -> list[str]:
+    """The settings a comparison passes as given to every run: the RunConfig fields it declares too (every field of
+    RunConfig but :data:`RUN_ONLY_FIELDS`; ``tests/test_compare.py`` holds the two classes to that)."""
+    declared = {f.name for f in fields(CompareConfig)}
+    return [f.name for f in fields(RunConfig) if f.name in declared]
 
 
 EXECUTION_FIELDS = ("jobs", "launcher", "slurm_partition", "slurm_time", "slurm_gpus_per_run", "slurm_cpus_per_run",
