@@ -116,10 +116,10 @@ def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Seque
             raise RuntimeError(
                 "ONNX export needs the onnx and onnxscript packages: pip install 'clnp[onnx]', "
                 "or choose --format torchscript or state_dict") from None
-        # The exporter writes where it is told, in place: it writes into a fresh folder beside ``path``, and the
-        # files are then moved into place as every other file clnp writes is (a killed export leaves the previous
-        # one whole). Large models keep their weights beside the graph (``task-K.onnx.data``, which the graph
-        # names): both files are the model, written under the same names, the weights first.
+        # The exporter rewrites its target in place, so it writes into a fresh folder beside ``path``, and the files
+        # are then moved into place like every other file clnp writes (a killed export leaves the previous one
+        # whole). The weights may sit beside the graph (``task-K.onnx.data``, which the graph names): both files are
+        # the model; they keep their names, and the weights are moved first.
         data = path.with_name(path.name + ".data")
         scratch = Path(tempfile.mkdtemp(prefix=f".{path.name}.export-", dir=path.parent))
         try:

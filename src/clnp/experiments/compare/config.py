@@ -135,8 +135,8 @@ class CompareConfig:
 
 RUN_ONLY_FIELDS = ("method", "seed", "grow", "method_revision", "progress", "extra")
 """RunConfig fields a comparison does not share with its runs: it sets them per run (the method, the seed, its
-options as ``extra``, no progress bar), records them (the method's revision), or does not offer them (growth, which
-would compare networks of other sizes)."""
+options as ``extra``, no progress bar) or leaves them to the run (the method's revision), and it does not offer
+``grow`` (every method is compared on the same network, of a fixed size)."""
 
 
 def shared_with_runs() -> list[str]:
