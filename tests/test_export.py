@@ -100,12 +100,19 @@ def test_export_of_an_unknown_task_says_which_tasks_exist(learned):
         export(net, 7)
 
 
-def test_onnx_export_matches_when_the_onnx_packages_are_installed(learned, tmp_path):
+def _onnx_case(learned):
+    """onnxruntime and the learned MLP, or a skip: without the onnx packages, or for the other architectures (one is
+    enough for the ONNX round trip, which takes seconds)."""
     pytest.importorskip("onnxscript")
     ort = pytest.importorskip("onnxruntime")
     arch, net, tasks = learned
     if arch != "mlp":
         pytest.skip("one architecture is enough for the ONNX round trip (it takes seconds)")
+    return ort, net, tasks
+
+
+def test_onnx_export_matches_when_the_onnx_packages_are_installed(learned, tmp_path):
+    ort, net, tasks = _onnx_case(learned)
     model = export(net, 1)
     path = tmp_path / "task-1.onnx"
     save_export(model, path, "onnx", net.input_shape)
@@ -119,11 +126,7 @@ def test_an_onnx_export_replaces_the_last_whole_and_a_failed_one_leaves_it(learn
     """The exporter writes in place; clnp has it write into a scratch folder and moves the files into place, so a
     reader of the earlier export (a hard link here) keeps it whole, and a failed export (a model that cannot read
     the input shape given) leaves it as it was."""
-    pytest.importorskip("onnxscript")
-    ort = pytest.importorskip("onnxruntime")
-    arch, net, tasks = learned
-    if arch != "mlp":
-        pytest.skip("one architecture is enough for the ONNX round trip (it takes seconds)")
+    ort, net, tasks = _onnx_case(learned)
     path = tmp_path / "task.onnx"
     save_export(export(net, 0), path, "onnx", net.input_shape)
     held = tmp_path / "held" / "task-0.onnx"  # a hard link to the first export: what a reader has open
