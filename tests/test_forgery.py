@@ -130,3 +130,21 @@ def test_a_resealed_checkpoint_with_a_non_finite_frozen_value_is_refused(run_dir
 def test_the_untouched_grown_checkpoint_loads(run_dir):
     results = resume(run_dir)
     assert results["backward_transfer"] == 0.0
+
+
+BASELINES = sorted(m for m in clnp.methods.METHODS if m != "clnp")
+
+
+@pytest.mark.parametrize("method", BASELINES)
+def test_a_resealed_baseline_checkpoint_with_a_nan_is_refused(method, tmp_path, capsys):
+    out = tmp_path / "run"
+    run(RunConfig(benchmark="split-digits", method=method, tasks=2, model="mlp:12,10", epochs=1, progress=False,
+                  device="cpu"), out)
+    (out / "results.json").unlink()
+    name = min(k for k, t in _tensors(out).items() if t.is_floating_point())
+
+    def poison(tensors) -> None:
+        tensors[name].view(-1)[0] = math.nan
+
+    _forge(out, poison)
+    _refused(out, capsys, f"{name} holds NaN or infinite values")

@@ -40,6 +40,16 @@ class StateError(ValueError):
     """A saved learner state that cannot be this learner's (a method's integrity check names what is wrong)."""
 
 
+def check_finite_state(tensors: Mapping[str, Tensor], source: str) -> None:
+    """Refuse (:class:`StateError`) a saved state with a NaN or infinity in any floating tensor: the check of a
+    method that declares none of its own. Training stops on a non-finite loss before a task's state is saved, so
+    such a value was put there afterwards, and every prediction that reads it would be NaN."""
+    for name, t in tensors.items():
+        if isinstance(t, Tensor) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise StateError(f"{source}: {name} holds NaN or infinite values, which no saved state holds: "
+                             "the checkpoint was altered after it was written")
+
+
 class Learner(LoopHooks):
     """A continual learner: learns tasks one after another; every method subclasses it.
 
@@ -176,4 +186,4 @@ class Learner(LoopHooks):
         raise NotImplementedError
 
 
-__all__ = ["SEED_STRIDE", "CapacityError", "Learner", "StateError", "task_seed"]
+__all__ = ["SEED_STRIDE", "CapacityError", "Learner", "StateError", "check_finite_state", "task_seed"]

@@ -58,7 +58,8 @@ class Method:
     capacity: bool = False
     """Whether its learner reports unit capacity (``capacity``, ``capacity_forecast``, ``width_advice``)."""
     check_state: StateCheck | None = None
-    """A consistency check of a saved learner state, run before loading it (resume, export)."""
+    """A consistency check of a saved learner state, run before loading it (resume, export); None: only that
+    no floating tensor holds NaN or infinity (``clnp.engine.learner.check_finite_state``)."""
     revision: int = 0
     """Raised by one whenever a change to the method's code or defaults changes its results: a run recorded at
     another revision is not the same run (``clnp compare`` does not reuse it, ``--resume`` refuses it), so results

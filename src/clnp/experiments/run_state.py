@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from ..engine import distributed
-from ..engine.learner import StateError
+from ..engine.learner import StateError, check_finite_state
 from ..methods import get
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import RunConfig
@@ -29,7 +29,9 @@ def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, mo
                  input_shape: Sequence[int], n_classes: Sequence[int], source: str,
                  tasks: Sequence | None = None) -> None:
     """Load a checkpoint's learner state into ``learner``, freshly built for the run, after the consistency
-    checks the method declares (:attr:`~clnp.engine.method.Method.check_state`; CLNP's integrity checks).
+    checks the method declares (:attr:`~clnp.engine.method.Method.check_state`; CLNP's integrity checks), or,
+    where it declares none, that no floating tensor holds NaN or infinity
+    (:func:`~clnp.engine.learner.check_finite_state`).
 
     ``n_classes``: per finished task; ``tasks``: the finished tasks themselves, for a learner that reads
     their data again (joint training). Whatever does not fit, in the checks or in the learner's own
@@ -39,11 +41,13 @@ def load_checked(learner: Any, tensors: dict, learner_meta: Any, method: str, mo
     if not isinstance(learner_meta, dict):
         raise CheckpointError(f"{source}: 'learner' is missing or not an object")
     check_state = get(method).check_state
-    if check_state is not None:
-        try:
+    try:
+        if check_state is not None:
             check_state(tensors, learner_meta, model, input_shape, n_classes, source)
-        except StateError as exc:
-            raise CheckpointError(str(exc)) from None
+        else:
+            check_finite_state(tensors, source)
+    except StateError as exc:
+        raise CheckpointError(str(exc)) from None
     try:
         learner.load_learner_state(tensors, learner_meta)
         if tasks is not None:
