@@ -100,11 +100,16 @@ def shuffled_batches(data: Sequence[Tensor], batch_size: int,
         yield tuple(t[idx] for t in data)
 
 
+def rank_share(n: int, world: int) -> int:
+    """Each of ``world`` ranks' share of ``n`` (inputs of an epoch, or of a global batch): ``ceil(n / world)``."""
+    return -(-n // world)
+
+
 def steps_per_epoch(n: int, batch_size: int, world: int = 1) -> int:
     """Optimiser steps one epoch of ``n`` inputs takes on each of ``world`` ranks at a global ``batch_size``: each
-    rank takes ``ceil(n / world)`` inputs in batches of ``ceil(batch_size / world)``, a last batch of one input merged
-    into the one before it (:class:`_PhaseBatches`)."""
-    per_rank, batch = -(-n // world), -(-batch_size // world)
+    rank takes its :func:`rank_share` of the inputs in batches of its share of ``batch_size``, a last batch of one
+    input merged into the one before it (:class:`_PhaseBatches`)."""
+    per_rank, batch = rank_share(n, world), rank_share(batch_size, world)
     full, rest = divmod(per_rank, batch)
     return full + (1 if rest > 1 or (rest == 1 and full == 0) else 0)
 
@@ -140,7 +145,7 @@ class _PhaseBatches:
             self.sampler: DistributedSampler[int] = DistributedSampler(
                 range(self.n), num_replicas=self.world, rank=self.rank, shuffle=True,  # type: ignore[arg-type]
                 seed=int(torch.randint(2**31 - 1, (1,), generator=generator)))
-        self.batch_size = -(-batch_size // self.world)  # unsampled, world is 1
+        self.batch_size = rank_share(batch_size, self.world)  # unsampled, world is 1
         self.n_steps = steps_per_epoch(self.n, batch_size, self.world)
 
     def epoch(self, epoch: int) -> Iterator[tuple[Tensor, ...]]:
