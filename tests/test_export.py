@@ -82,16 +82,25 @@ def test_batch_norm_can_be_kept_instead_of_folded(learned):
     assert (model(x) - _full_logits(net, x, 1)).abs().max().item() < 1e-5
 
 
-@pytest.mark.parametrize("fmt", ["state_dict", "torchscript"])
-def test_saved_export_reloads_with_the_same_outputs(learned, fmt, tmp_path):
+LOADERS = {
+    "state_dict": (".safetensors", load_state_dict_export),
+    "torchscript": (".pt", lambda path: torch.jit.load(str(path))),
+    "exported_program": (".pt2", lambda path: torch.export.load(str(path)).module()),
+}
+
+
+@pytest.mark.parametrize("fmt", list(LOADERS))
+def test_saved_export_reloads_with_the_same_outputs_at_any_batch_size(learned, fmt, tmp_path):
     _, net, tasks = learned
     model = export(net, 1)
-    path = tmp_path / ("task-1.safetensors" if fmt == "state_dict" else "task-1.pt")
+    suffix, load = LOADERS[fmt]
+    path = tmp_path / f"task-1{suffix}"
     save_export(model, path, fmt, net.input_shape)
-    loaded = load_state_dict_export(path) if fmt == "state_dict" else torch.jit.load(str(path))
+    loaded = load(path)
     x = tasks[1].test.x
     with torch.no_grad():
-        assert torch.equal(loaded(x), model(x))
+        for batch in (x, x[:1]):
+            assert torch.equal(loaded(batch), model(batch))
 
 
 def test_export_of_an_unknown_task_says_which_tasks_exist(learned):

@@ -63,7 +63,7 @@ def test_a_grown_resnet_run_forgets_nothing_and_resumes_grown(tmp_path, monkeypa
     assert all(g > 0 for g in grown), grown
 
 
-def test_a_resnet_task_exports_as_torchscript_with_the_logits_of_the_run(tmp_path, reference, capsys):
+def test_a_resnet_task_exports_as_torchscript_or_an_exported_program_with_the_run_logits(tmp_path, reference, capsys):
     path = tmp_path / "task-0.pt"
     assert main(["export", str(reference), "--task", "0", "--out", str(path)]) == 0
     learner, tasks = load_learner(reference)
@@ -71,6 +71,10 @@ def test_a_resnet_task_exports_as_torchscript_with_the_logits_of_the_run(tmp_pat
     with torch.no_grad():
         exported = torch.jit.load(str(path))(x)
         assert torch.allclose(exported, learner.net.eval()(x, 0), atol=1e-5)
+    program = tmp_path / "task-0.pt2"
+    assert main(["export", str(reference), "--task", "0", "--format", "exported_program", "--out", str(program)]) == 0
+    with torch.no_grad():
+        assert torch.equal(torch.export.load(str(program)).module()(x), exported)
     assert main(["export", str(reference), "--task", "0", "--format", "state_dict",
                  "--out", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err.strip()

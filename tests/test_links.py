@@ -192,14 +192,15 @@ def test_report_never_writes_a_plot_through_a_link(finished_run, tmp_path, capsy
         assert users_file.read_bytes() == before
 
 
-@pytest.mark.parametrize("name", ["export", "export/task-0.pt", "export/task-0.safetensors", "export/task-0.json"])
+@pytest.mark.parametrize("name", ["export", "export/task-0.pt", "export/task-0.pt2", "export/task-0.safetensors",
+                                  "export/task-0.json"])
 def test_export_never_writes_through_an_export_folder_or_file_that_is_a_link(finished_run, tmp_path, capsys, name):
     folder, users_file = _outside(tmp_path)
     before = {**_snapshot(folder), users_file: users_file.read_bytes()}
     copy = tmp_path / "run"
     shutil.copytree(finished_run, copy, symlinks=True)
     _plant(copy, name, folder, users_file)
-    fmt = "torchscript" if name.endswith(".pt") else "state_dict"
+    fmt = {".pt": "torchscript", ".pt2": "exported_program"}.get(Path(name).suffix, "state_dict")
     capsys.readouterr()
     assert main(["export", str(copy), "--task", "0", "--format", fmt]) == 2
     err = capsys.readouterr().err

@@ -17,7 +17,7 @@ from .commands import cmd_benchmarks, cmd_compare, cmd_export, cmd_report, cmd_r
 BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist", "split-cifar10-100", "split-cifar100",
                    "split-digits", "split-digits-loader", "split-fashion-mnist", "split-mnist", "split-tinyimagenet")
 PRESET_NAMES = ("paper-pmnist", "split-cifar")
-EXPORT_FORMATS = ("torchscript", "onnx", "state_dict")
+EXPORT_FORMATS = ("torchscript", "exported_program", "onnx", "state_dict")
 METHOD_NAMES = builtin_names()
 """The names the parser offers, from the method registry's file names: building the parser imports no torch."""
 
@@ -173,7 +173,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run_dir", help="run directory written by 'clnp run --out' (reads its checkpoint/)")
     p.add_argument("--task", type=int, required=True, help="task id (0-based) to export")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript", help="file format (default: torchscript)")
-    p.add_argument("--output", help="file to write (default: RUN_DIR/export/task-K.pt|.onnx|.safetensors)")
+    p.add_argument("--output", help="file to write (default: RUN_DIR/export/task-K.pt|.pt2|.onnx|.safetensors)")
     p.add_argument("--keep-batch-norm", action="store_true",
                    help="keep batch norm as plain BatchNorm layers instead of folding it into the layer before")
     p.set_defaults(func=cmd_export)

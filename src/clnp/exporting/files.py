@@ -1,6 +1,6 @@
-"""An exported model on disk: :func:`save_export` writes it as TorchScript, ONNX, or data only (safetensors
-tensors plus a JSON list of layers, :func:`describe`), which :func:`load_state_dict_export` rebuilds
-(:func:`build`) without unpickling anything."""
+"""An exported model on disk: :func:`save_export` writes it as TorchScript, a ``torch.export`` program, ONNX, or
+data only (safetensors tensors plus a JSON list of layers, :func:`describe`), which :func:`load_state_dict_export`
+rebuilds (:func:`build`) without unpickling anything."""
 
 from __future__ import annotations
 
@@ -16,7 +16,11 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FORMATS = ("torchscript", "onnx", "state_dict")
+FORMATS = ("torchscript", "exported_program", "onnx", "state_dict")
+
+EXPORT_BATCH = 2
+"""The batch of the example input a ``torch.export`` program is traced with: ``torch.export`` specialises a dimension
+of size 0 or 1, so the batch dimension is declared dynamic on an example of 2 inputs."""
 
 _SIMPLE = {cls.__name__: cls for cls in (
     nn.ReLU, nn.ReLU6, nn.ELU, nn.SELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sigmoid, nn.Softplus, nn.Mish,
@@ -86,7 +90,9 @@ def _readable(paths: list[Path]) -> list[Path]:
 def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Sequence[int]) -> list[Path]:
     """Write an exported model; return the files written.
 
-    ``torchscript``: ``path`` (``torch.jit.load`` reads it); ``onnx``: ``path`` and, where the exporter keeps the
+    ``torchscript``: ``path`` (``torch.jit.load`` reads it; TorchScript is deprecated in recent torch);
+    ``exported_program``: ``path``, a ``torch.export`` program of any batch size (``torch.export.load(path).module()``
+    is the model); ``onnx``: ``path`` and, where the exporter keeps the
     weights apart, ``path`` + ``.data`` (needs the ``onnx`` and ``onnxscript`` packages:
     ``pip install clnp[onnx]``); ``state_dict``: ``path`` as
     safetensors plus ``path`` with suffix ``.json`` listing the layers (:func:`load_state_dict_export`).
@@ -106,6 +112,13 @@ def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Seque
         with warnings.catch_warnings():  # torch.jit is deprecated in recent torch, but still works
             warnings.simplefilter("ignore", DeprecationWarning)
             torch.jit.save(torch.jit.trace(model, example), buffer)
+        atomic_write_bytes(path, buffer.getvalue())
+        return _readable([path])
+    if fmt == "exported_program":
+        program = torch.export.export(model, (torch.zeros(EXPORT_BATCH, *input_shape),),
+                                      dynamic_shapes=({0: torch.export.Dim("batch")},))
+        buffer = io.BytesIO()
+        torch.export.save(program, buffer)
         atomic_write_bytes(path, buffer.getvalue())
         return _readable([path])
     if fmt == "onnx":
@@ -142,7 +155,7 @@ def save_export(model: nn.Module, path: str | Path, fmt: str, input_shape: Seque
 
         if not isinstance(model, nn.Sequential):
             raise ValueError("the state_dict format describes a stack of layers; a traced graph model is written as "
-                             "--format torchscript (or onnx)")
+                             "--format torchscript, exported_program or onnx")
         atomic_write_bytes(path, save({k: v.contiguous() for k, v in model.state_dict().items()}))
         meta = path.with_suffix(".json")
         atomic_write_bytes(meta, (json.dumps({"input_shape": list(input_shape), "layers": describe(model)},

@@ -16,7 +16,7 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     """Export task ``task`` of the CLNP run in ``run_dir`` (from its ``checkpoint/``); return a summary.
 
     The network is rebuilt from the run's configuration and checkpoint; the file goes to ``output``
-    (default ``run_dir/export/task-K.pt|.onnx|.safetensors``).
+    (default ``run_dir/export/task-K.pt|.pt2|.onnx|.safetensors``).
     """
     from dataclasses import fields
 
@@ -59,7 +59,7 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()
     model = export(net, task, fold_batch_norm=fold_batch_norm)
-    suffix = {"torchscript": ".pt", "onnx": ".onnx", "state_dict": ".safetensors"}[fmt]
+    suffix = {"torchscript": ".pt", "exported_program": ".pt2", "onnx": ".onnx", "state_dict": ".safetensors"}[fmt]
     path = Path(output) if output is not None else run_dir / "export" / f"task-{task}{suffix}"
     files = save_export(model, path, fmt, net.input_shape)
     kept = [int(k.sum()) for k in used_units(net, task)]
