@@ -16,7 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-FORMATS = ("torchscript", "exported_program", "onnx", "state_dict")
+SUFFIXES = {"torchscript": ".pt", "exported_program": ".pt2", "onnx": ".onnx", "state_dict": ".safetensors"}
+"""Every export format, and the suffix of the file ``clnp export`` names after it."""
+FORMATS = tuple(SUFFIXES)
 
 EXPORT_BATCH = 2
 """The batch of the example input a ``torch.export`` program is traced with: ``torch.export`` specialises a dimension

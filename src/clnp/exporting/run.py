@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..core.network import CLNPNet
 from .compact import export, n_parameters, used_units
-from .files import FORMATS, save_export
+from .files import FORMATS, SUFFIXES, save_export
 
 
 def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | None = None,
@@ -59,8 +59,7 @@ def export_run(run_dir: str | Path, task: int, fmt: str, output: str | Path | No
     net: CLNPNet = learner.net  # type: ignore[attr-defined]
     net.eval()
     model = export(net, task, fold_batch_norm=fold_batch_norm)
-    suffix = {"torchscript": ".pt", "exported_program": ".pt2", "onnx": ".onnx", "state_dict": ".safetensors"}[fmt]
-    path = Path(output) if output is not None else run_dir / "export" / f"task-{task}{suffix}"
+    path = Path(output) if output is not None else run_dir / "export" / f"task-{task}{SUFFIXES[fmt]}"
     files = save_export(model, path, fmt, net.input_shape)
     kept = [int(k.sum()) for k in used_units(net, task)]
     full = sum(p.numel() for name, p in net.named_parameters() if not name.startswith("heads.")) + n_parameters(
