@@ -10,6 +10,7 @@ from torch import nn
 import clnp
 from clnp.core.layers import MaskedBatchNorm, MaskedConv2d, MaskedLinear
 from clnp.exporting import export, load_state_dict_export, n_parameters, save_export, used_units
+from clnp.exporting.files import SUFFIXES
 
 from .conftest import quick_config
 
@@ -83,9 +84,9 @@ def test_batch_norm_can_be_kept_instead_of_folded(learned):
 
 
 LOADERS = {
-    "state_dict": (".safetensors", load_state_dict_export),
-    "torchscript": (".pt", lambda path: torch.jit.load(str(path))),
-    "exported_program": (".pt2", lambda path: torch.export.load(str(path)).module()),
+    "state_dict": load_state_dict_export,
+    "torchscript": lambda path: torch.jit.load(str(path)),
+    "exported_program": lambda path: torch.export.load(str(path)).module(),
 }
 
 
@@ -93,10 +94,9 @@ LOADERS = {
 def test_saved_export_reloads_with_the_same_outputs_at_any_batch_size(learned, fmt, tmp_path):
     _, net, tasks = learned
     model = export(net, 1)
-    suffix, load = LOADERS[fmt]
-    path = tmp_path / f"task-1{suffix}"
+    path = tmp_path / f"task-1{SUFFIXES[fmt]}"
     save_export(model, path, fmt, net.input_shape)
-    loaded = load(path)
+    loaded = LOADERS[fmt](path)
     x = tasks[1].test.x
     with torch.no_grad():
         for batch in (x, x[:1]):
