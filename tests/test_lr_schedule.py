@@ -70,3 +70,18 @@ def test_a_cosine_schedule_starts_at_lr_halves_midway_and_reaches_zero():
 def test_an_unknown_lr_schedule_is_refused_naming_the_known_ones():
     with pytest.raises(ValueError, match="lr_schedule must be one of 'constant', 'cosine', got 'step'"):
         TrainConfig(lr_schedule="step")
+
+
+def test_clnp_fine_tunes_at_a_constant_rate_when_told_to_as_the_paper_retrains(digit_tasks, monkeypatch):
+    phases = _rates_per_phase(monkeypatch)
+    options = {"finetune_schedule": "constant"}  # what --option clnp.finetune_schedule=constant passes
+    learner = build_method("clnp", "mlp:32,32", (1, 8, 8), quick_config(epochs=2, finetune_epochs=2, lr=1e-3), options)
+    learner.learn(digit_tasks[0])
+    train, finetune = phases
+    assert set(train) == {1e-3} and set(finetune) == {1e-3 * FINETUNE_LR_SCALE}
+
+
+def test_an_unknown_fine_tuning_schedule_is_refused_naming_the_known_ones():
+    assert CLNPConfig().finetune_schedule == "cosine"
+    with pytest.raises(ValueError, match="finetune_schedule must be one of 'constant', 'cosine', got 'step'"):
+        CLNPConfig(finetune_schedule="step")

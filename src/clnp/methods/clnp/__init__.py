@@ -19,12 +19,12 @@ from dataclasses import asdict
 
 from ...core.activity import ACTIVITY_MEASURES
 from ...core.capacity import SHARES
-from ...engine.config import ConfigTypeError, TrainConfig
+from ...engine.config import LR_SCHEDULES, ConfigTypeError, TrainConfig
 from ...engine.learner import CapacityError
 from ...engine.method import Method
 from ...engine.options import Option
 from ...models import build_network
-from .config import SPARSITY_TARGETS, CLNPConfig
+from .config import FINETUNE_SCHEDULE, SPARSITY_TARGETS, CLNPConfig
 from .cycle import TrainingFailedError
 from .integrity import check_clnp_state
 from .learner import CLNP
@@ -41,6 +41,8 @@ OPTIONS = {
     "share": Option("choice", "equal", choices=SHARES,
                     help="how the plan divides free units among the tasks to come: equal, or declining "
                          "(more for the first tasks; for streams whose later tasks reuse old units)"),
+    "finetune_schedule": Option("choice", FINETUNE_SCHEDULE, choices=LR_SCHEDULES,
+                                help="how the fine-tuning's rate moves: cosine (falls to 0) or constant (the paper's)"),
     "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
                                       "spends the whole margin on every task)"),
     "anneal": Option("bool", True, help="with the plan: train on every free unit, pruned towards the budget "

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from ...core.activity import ACTIVITY_MEASURES
 from ...core.capacity import SHARES
-from ...engine.config import ConfigTypeError, TrainConfig, check_field_types, is_number
+from ...engine.config import LR_SCHEDULES, ConfigTypeError, TrainConfig, check_field_types, is_number
 
 FINETUNE_LR_SCALE = 0.3
 """CLNP's fine-tuning runs at this fraction of the training rate unless ``finetune_lr`` is given: it retrains a few
@@ -15,9 +15,9 @@ kept units of a trained network, where the training rate is noisy (bench/RESULTS
 session)."""
 
 FINETUNE_SCHEDULE = "cosine"
-"""CLNP's fine-tuning rate falls from its start to 0 over the fine-tuning's steps (a cosine): the retrained units
-settle at the end instead of moving at a constant step to the last batch (bench/RESULTS.md, "The capacity plan",
-eighth session)."""
+"""CLNP's default fine-tuning schedule (:attr:`CLNPConfig.finetune_schedule`): the rate falls from its start to 0 over
+the fine-tuning's steps (a cosine), so the retrained units settle at the end instead of moving at a constant step to
+the last batch (bench/RESULTS.md, "The capacity plan", eighth session)."""
 
 SPARSITY_TARGETS = ("activations", "weights")
 """Where :attr:`CLNPConfig.sparsity` may put the L1 penalty."""
@@ -37,6 +37,10 @@ class CLNPConfig(TrainConfig):
     units are retrained with a rate that falls to 0 along a cosine, and the longer fall lifts the wide permuted stream
     and split-fashion-mnist (bench/RESULTS.md, "The capacity plan", ninth session). A run takes it unless
     ``--finetune-epochs`` is given; a plain :class:`TrainConfig` handed to CLNP keeps its own value."""
+    finetune_schedule: str = FINETUNE_SCHEDULE
+    """How the fine-tuning's rate moves over its steps, one of ``LR_SCHEDULES``: ``cosine`` (the default, measured
+    above ``constant`` on the small-network protocol) or ``constant`` (the paper's retraining, and PackNet's). The
+    training phase follows ``lr_schedule``."""
     l1: float | tuple[float, ...] = 3e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
     over units (each unit feels the same pull at any width), so one default serves every benchmark
@@ -92,13 +96,14 @@ class CLNPConfig(TrainConfig):
 
     def finetuning(self) -> CLNPConfig:
         """These settings with the fine-tuning's rate as ``lr`` (``finetune_lr``, or :data:`FINETUNE_LR_SCALE` times
-        ``lr`` when it is not given), falling as :data:`FINETUNE_SCHEDULE` says."""
+        ``lr`` when it is not given), moving as ``finetune_schedule`` says."""
         return replace(self, lr=self.lr * FINETUNE_LR_SCALE if self.finetune_lr is None else self.finetune_lr,
-                       lr_schedule=FINETUNE_SCHEDULE)
+                       lr_schedule=self.finetune_schedule)
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_field_types(self, {"margin": "number", "activity": "str", "sparsity": "str", "share": "str",
+                                 "finetune_schedule": "str",
                                  "min_gain": "number", "grow": "bool", "plan": "bool", "anneal": "bool",
                                  "grow_min": "int", "max_growth": "number"})
         if self.grow_min < 1:
@@ -114,6 +119,9 @@ class CLNPConfig(TrainConfig):
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
         if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
+        if self.finetune_schedule not in LR_SCHEDULES:
+            raise ValueError(f"finetune_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
+                             f"got {self.finetune_schedule!r}")
         if self.share not in SHARES:
             raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {self.share!r}")
         if self.sparsity not in SPARSITY_TARGETS:
