@@ -14,7 +14,7 @@ from clnp.core.capacity import (
     units_to_train,
 )
 from clnp.core.partition import trainable_units
-from clnp.core.pruning import FREE_SHARE, Score, choose_pruning
+from clnp.core.pruning import CONFIDENCE_SLACK, FREE_CONFIDENCE_SLACK, FREE_SHARE, Score, choose_pruning
 from clnp.engine.loop import steps_per_epoch
 from clnp.methods.clnp.cycle import ANNEAL_AFTER_STEPS
 
@@ -116,6 +116,33 @@ def test_the_free_loss_is_a_tenth_of_the_margin():
     decision = _search(budget=[10, 10], margin=10.0)  # 1 free point: three more units per layer go for nothing
     assert decision.val_accuracy_after >= decision.val_accuracy_before - FREE_SHARE * 10.0 / 100 - 1e-9
     assert decision.budget == [10, 10] and decision.over_budget == [0, 0]
+
+
+@pytest.mark.parametrize(("slack", "pruned"), [(None, [5, 5]), (1.0, [4, 4])])
+def test_within_the_free_loss_the_true_class_confidence_may_fall_by_free_confidence_slack_times_it(
+        slack, pruned, monkeypatch):
+    """No answer changes, but each unit past the first four costs 0.15 points of confidence. With a margin of 1 the
+    free loss is 0.1 points: at the default, 3 times that (0.3 points) lets units go for free; held to the loss itself
+    (the variant measured and not kept), none of them is free."""
+    import clnp.core.pruning as pruning
+
+    assert FREE_CONFIDENCE_SLACK == CONFIDENCE_SLACK == 3.0
+    if slack is not None:
+        monkeypatch.setattr(pruning, "FREE_CONFIDENCE_SLACK", slack)
+    torch.manual_seed(0)
+    net = clnp.mlp(64, (12, 12), input_shape=(1, 8, 8))
+    net.add_head(2)
+    activity = [torch.arange(12, dtype=torch.float) for _ in range(2)]
+
+    def evaluate(keep, cut):
+        cost = sum(max(0, int((~k & trainable_units(o)).sum()) - 4) for k, o in zip(keep, net.owners, strict=True))
+        return Score(1.0, 1.0, 0.9 - 0.0015 * cost)
+
+    decision = choose_pruning(net, 0, activity, evaluate, margin=1.0, budget=[12, 12])
+    assert decision.pruned == pruned and decision.over_budget == [0, 0]
+    # where the budget binds, the search spends the margin, the confidence held to CONFIDENCE_SLACK margins
+    decision = choose_pruning(net, 0, activity, evaluate, margin=1.0, budget=[7, 12])
+    assert [12 - p for p in decision.pruned] == [7, 12 - pruned[1]]
 
 
 def test_clnp_reports_the_plan_of_every_task_and_keeps_within_budget_or_says_why(digit_tasks):
