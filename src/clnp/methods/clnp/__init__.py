@@ -42,7 +42,7 @@ OPTIONS = {
                     help="how the plan divides free units among the tasks to come: equal, or declining "
                          "(more for the first tasks; for streams whose later tasks reuse old units)"),
     "finetune_schedule": Option("choice", FINETUNE_SCHEDULE, choices=LR_SCHEDULES,
-                                help="how the fine-tuning's rate moves: cosine (falls to 0) or constant (the paper's)"),
+                                help="how the fine-tuning's rate moves: cosine (falls to 0) or constant"),
     "plan": Option("bool", True, help="plan capacity over the stream (false: the greedy search that "
                                       "spends the whole margin on every task)"),
     "anneal": Option("bool", True, help="with the plan: train on every free unit, pruned towards the budget "

@@ -39,8 +39,8 @@ class CLNPConfig(TrainConfig):
     ``--finetune-epochs`` is given; a plain :class:`TrainConfig` handed to CLNP keeps its own value."""
     finetune_schedule: str = FINETUNE_SCHEDULE
     """How the fine-tuning's rate moves over its steps, one of ``LR_SCHEDULES``: ``cosine`` (the default, measured
-    above ``constant`` on the small-network protocol) or ``constant`` (the paper's retraining, and PackNet's). The
-    training phase follows ``lr_schedule``."""
+    above ``constant`` on the small-network protocol) or ``constant`` (clnp's fine-tuning before the eighth session, and
+    PackNet's retraining). The training phase follows ``lr_schedule``."""
     l1: float | tuple[float, ...] = 3e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
     over units (each unit feels the same pull at any width), so one default serves every benchmark
