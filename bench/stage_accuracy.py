@@ -26,30 +26,16 @@ from torch import Tensor
 
 import clnp.methods.clnp.cycle as cycle
 from clnp.cli.entry import main as clnp_main
-from clnp.core.modes import evaluation_mode
+from clnp.core.activity import predict_with_loss
 
 TRAIN_INPUTS = 1000
 """How many of the training inputs the report reads."""
 
 
-BATCH = 1000
-"""Inputs per forward pass."""
-
-
-@torch.no_grad()
 def scores(learner, task_id: int, x: Tensor, y: Tensor, keep: Sequence[Tensor] | None) -> tuple[float, float]:
     """Accuracy and mean true-class probability of the task's network (units ``keep``) on ``x``, in percent."""
-    net = learner.net
-    device = next(net.parameters()).device
-    keep = None if keep is None else [k.to(device) for k in keep]
-    correct, probability = 0.0, 0.0
-    with evaluation_mode(net):
-        for start in range(0, len(y), BATCH):
-            logits = net(x[start:start + BATCH].to(device), task_id, keep).float().cpu()
-            labels = y[start:start + BATCH]
-            correct += float((logits.argmax(1) == labels).sum())
-            probability += float(logits.softmax(1).gather(1, labels[:, None]).sum())
-    return 100 * correct / max(1, len(y)), 100 * probability / max(1, len(y))
+    predicted, _, probability = predict_with_loss(learner.net, task_id, x, y, keep)
+    return 100 * float((predicted == y).float().mean()), 100 * probability
 
 
 def stage_line(learner, task, task_id: int, keep: Sequence[Tensor] | None, stage: str) -> str:

@@ -72,7 +72,7 @@ def test_an_unknown_lr_schedule_is_refused_naming_the_known_ones():
         TrainConfig(lr_schedule="step")
 
 
-def test_clnp_fine_tunes_at_a_constant_rate_when_told_to_as_the_paper_retrains(digit_tasks, monkeypatch):
+def test_clnp_fine_tunes_at_a_constant_rate_when_told_to_as_packnet_retrains(digit_tasks, monkeypatch):
     phases = _rates_per_phase(monkeypatch)
     options = {"finetune_schedule": "constant"}  # what --option clnp.finetune_schedule=constant passes
     learner = build_method("clnp", "mlp:32,32", (1, 8, 8), quick_config(epochs=2, finetune_epochs=2, lr=1e-3), options)
