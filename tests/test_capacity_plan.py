@@ -380,3 +380,30 @@ def test_the_greedy_search_of_the_paper_keeps_the_flat_l1_pull(digit_tasks):
     learner.learn(digit_tasks[0])
     learner.learn(digit_tasks[1])
     assert pulls[1] and all(p == [3e-3, 3e-3] for p in pulls[1]) and any(f < 48 for f in learner.net.free_units())
+
+
+@pytest.mark.parametrize("warmup", [0.0, 2.0])
+def test_with_an_l1_warm_up_the_pull_rises_from_zero_to_full_over_its_epochs(digit_tasks, monkeypatch, warmup):
+    """``L1_WARMUP_EPOCHS`` (0 by default: the full pull from the first step) lets a task's units learn features before
+    the pull idles the weak ones; the pull each training step feels is the coefficient times the ramp."""
+    from clnp.methods.clnp import cycle
+
+    monkeypatch.setattr(cycle, "L1_WARMUP_EPOCHS", warmup)
+    torch.manual_seed(0)
+    config = quick_config(epochs=3, l1=3e-3, plan=False)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)), config)
+    felt: list[list[float]] = []
+    forward = learner.net.forward_with_activity
+
+    def record(x, head, keep=None, weights=None):
+        if weights is not None:
+            felt.append([float(w.max()) for w in weights if w is not None])
+        return forward(x, head, keep, weights)
+
+    learner.net.forward_with_activity = record
+    learner.learn(digit_tasks[0])
+    n = steps_per_epoch(len(digit_tasks[0].train), config.batch_size, 1)
+    assert len(felt) == 3 * n
+    expected = [3e-3 * (min(1.0, step / (warmup * n)) if warmup else 1.0) for step in range(1, 3 * n + 1)]
+    assert [pull[0] for pull in felt] == pytest.approx(expected) and all(p[0] == p[1] for p in felt)
+    assert (felt[0][0] < 3e-3) == bool(warmup) and felt[-1] == pytest.approx([3e-3, 3e-3])

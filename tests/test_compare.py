@@ -1,8 +1,10 @@
 """``clnp compare``: every method on the same stream and seeds, tabulated and plotted."""
 
+import dataclasses
 import json
 
 import pytest
+import torch
 
 from clnp.cli import main
 from clnp.experiments.compare import CompareConfig, compare, parse_options
@@ -133,3 +135,24 @@ def test_every_run_setting_a_comparison_declares_reaches_each_of_its_runs():
     run = CompareConfig(methods=["clnp"], options={"clnp": {"share": "declining"}}, **given).run_config("clnp", 2)
     assert {n: getattr(run, n) for n in shared} == given
     assert (run.method, run.seed, run.progress, run.extra) == ("clnp", 2, False, {"share": "declining"})
+
+
+def test_the_table_says_where_its_runs_ran_and_which_ran_on_another_machine(tmp_path):
+    """The same run gives other figures on another processor, and a comparison reuses finished runs, so a table
+    continued on another machine would mix the two unseen: ``comparison.md`` names the machine, or each machine's
+    runs."""
+    config = CompareConfig(benchmark="split-digits", methods=["finetune"], seeds=2, tasks=2, epochs=1, model="mlp:8")
+    summary = compare(config, tmp_path)
+    [(machine, runs)] = summary["machines"].items()
+    assert runs == ["finetune s0", "finetune s1"] and f"torch {torch.__version__}" in machine
+    assert f"Every run ran on {machine}." in (tmp_path / "comparison.md").read_text()
+
+    results = tmp_path / "finetune" / "s1" / "results.json"
+    moved = json.loads(results.read_text())
+    moved["environment"].update(processor="Another CPU", cpu_capability="AVX2")
+    results.write_text(json.dumps(moved))
+    summary = compare(dataclasses.replace(config, run_missing=False), tmp_path)
+    assert summary["machines"] == {machine: ["finetune s0"], f"Another CPU (AVX2 kernels), torch {torch.__version__}":
+                                   ["finetune s1"]}
+    table = (tmp_path / "comparison.md").read_text()
+    assert "The runs ran on 2 machines" in table and "- Another CPU (AVX2 kernels)" in table

@@ -6,6 +6,7 @@ import shutil
 import pytest
 import torch
 
+import clnp
 from clnp.cli import main
 from clnp.report import capacity_segments, load_results, summary
 
@@ -164,3 +165,25 @@ def test_baseline_task_table_leaves_out_the_pruning_columns(run_copy, capsys):
     assert main(["report", str(run_copy), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "val final" in out and "val dense" not in out and "val pruned" not in out
+
+
+def test_a_run_records_what_it_ran_on_and_the_report_says_so(finished_run, run_copy, capsys):
+    """Results differ between processors at the bit level, so a run records its versions, processor, torch's CPU
+    kernels, threads and device; ``clnp report`` prints them on its second line."""
+    environment = load_results(finished_run)[0]["environment"]
+    assert environment["torch"] == torch.__version__ and environment["clnp"] == clnp.__version__
+    assert environment["device"] == "cpu" and environment["threads"] == 1 and environment["world_size"] == 1
+    assert environment["processor"] and environment["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert main(["report", str(run_copy), "--no-plots"]) == 0
+    second = capsys.readouterr().out.splitlines()[1]
+    assert second.startswith(f"ran on {environment['processor']} ({environment['cpu_capability']} kernels)")
+    assert f", torch {torch.__version__}, device cpu, 1 thread, clnp " in second
+
+
+def test_results_written_before_runs_recorded_their_environment_report_without_the_line(run_copy, capsys):
+    results = json.loads((run_copy / "results.json").read_text())
+    del results["environment"]
+    (run_copy / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run_copy), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    assert "ran on" not in out and "average accuracy" in out

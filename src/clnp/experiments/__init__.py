@@ -9,6 +9,7 @@
 | :mod:`.progress` | each epoch's row to ``log.csv`` and ``on_epoch``; the progress lines on stderr |
 | :mod:`.run_files` | every file name of a run directory, and which files clnp owns there |
 | :mod:`.results` | ``RunResults``: ``results.json`` built, written, read (finished, or from the checkpoint), checked |
+| :mod:`.environment` | what a run ran on (versions, processor, CPU kernels, threads, device), in ``results.json`` |
 | :mod:`.identity` | when two runs are the same run (reuse, resume, refusal of other settings) |
 | :mod:`.rundir` | whether a run may go into a directory; ``--overwrite`` removes exactly clnp's files |
 | :mod:`.links`, :mod:`.run_lock` | no write through a symbolic link; the lock while a run writes its directory |

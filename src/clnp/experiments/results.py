@@ -32,11 +32,12 @@ class RunResults:
     @classmethod
     def build(cls, config: dict, rows: list[list[float]], n_tasks: int, capacity: list, tasks: list[dict],
               train_seconds: float | None, resumed_at: list[int], forecast: list | None = None,
-              unfinished: bool = False, source: str = RESULTS) -> RunResults:
+              unfinished: bool = False, source: str = RESULTS, environment: dict | None = None) -> RunResults:
         """The results of a run of ``config`` (its resolved configuration as a dict) that has finished ``rows``
         of its ``n_tasks`` tasks: ``rows[i]`` holds the test accuracies on tasks 0..i after learning task i.
         ``forecast`` None leaves out ``capacity_forecast`` (a checkpoint does not hold it); ``unfinished`` adds
-        ``unfinished: {finished_tasks, n_tasks}``."""
+        ``unfinished: {finished_tasks, n_tasks}``; ``environment`` (what the run ran on,
+        :func:`~clnp.experiments.environment.describe_environment`) is written after ``config`` where given."""
         matrix = lower_triangle(rows, n_tasks)
         data: dict[str, Any] = {
             "benchmark": config.get("benchmark", "?"), "method": config.get("method", "?"), "n_tasks": n_tasks,
@@ -47,6 +48,8 @@ class RunResults:
         if forecast is not None:
             data["capacity_forecast"] = forecast
         data.update(tasks=tasks, train_seconds=train_seconds, resumed_at_tasks=resumed_at, config=config)
+        if environment is not None:
+            data["environment"] = environment
         if unfinished:
             data["unfinished"] = {"finished_tasks": len(rows), "n_tasks": n_tasks}
         return cls(data, source)

@@ -44,6 +44,7 @@ from ..methods import build_method, get
 from .checkpoint import CheckpointError, Resumable, atomic_write_text, has_checkpoint, load_checkpoint
 from .config import RunConfig
 from .config_sources import dump_config, read_run_config
+from .environment import describe_environment
 from .epoch_log import LOG_COLUMNS, EpochLog
 from .links import refuse_links
 from .progress import EpochCallback, EpochReporter, say_task_learned
@@ -251,7 +252,8 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
 
     results = RunResults.build(
         asdict(cfg), rows, n, learner.capacity(), task_info, seconds_before + time.perf_counter() - started,
-        resumed_at, forecast=learner.capacity_forecast() if get(cfg.method).capacity else [])
+        resumed_at, forecast=learner.capacity_forecast() if get(cfg.method).capacity else [],
+        environment=describe_environment(learner.device, distributed.world_size()))
     if out is not None:
         results.write(out)
     return results.to_dict()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..experiments.environment import machine_label
 from ..experiments.results import RunResults
 
 
@@ -126,12 +127,31 @@ def forecast_text(results: dict) -> str:
     return "\n".join([f"capacity forecast after task {last['after_task']}{first}:", *parts])
 
 
+def environment_line(environment: dict | None) -> str:
+    """One line for a report: where a run ran (``""`` for runs written before runs recorded it). Results differ
+    between processors at the bit level (:mod:`clnp.experiments.environment`), so figures are compared per machine."""
+    machine = machine_label(environment)
+    if machine is None or not isinstance(environment, dict):
+        return ""
+    threads, ranks = environment.get("threads"), environment.get("world_size")
+    parts = [machine, f"device {environment.get('device', '?')}"]
+    if isinstance(threads, int):
+        parts.append(f"{threads} thread{'s' if threads != 1 else ''}")
+    if isinstance(ranks, int) and ranks > 1:
+        parts.append(f"{ranks} ranks")
+    parts.append(f"clnp {environment.get('clnp', '?')}")
+    return "ran on " + ", ".join(parts)
+
+
 def summary(results: dict) -> str:
     """Accuracy matrix, headline metrics and capacity table, ready to print."""
     seed = f", seed {results['seed']}" if "seed" in results else ""
     n = _n_tasks(results)
     model = f", {results['model']}" if results.get("model") else ""
     lines = [f"{results['method']} on {results['benchmark']} ({n} task{'s' if n != 1 else ''}{model}{seed})"]
+    where = environment_line(results.get("environment"))
+    if where:
+        lines.append(where)
     unfinished = results.get("unfinished")
     if unfinished:
         k = unfinished["finished_tasks"]

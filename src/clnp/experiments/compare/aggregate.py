@@ -8,6 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...methods import get
+from ..environment import machine_label
 from ..runner import RunConfig
 from .config import EXECUTION_FIELDS, CompareConfig
 
@@ -58,6 +59,18 @@ def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
     return methods
 
 
+def machines(runs: dict[str, list[dict]]) -> dict[str, list[str]]:
+    """Per machine (:func:`~clnp.experiments.environment.machine_label`; ``"not recorded"`` for runs written
+    before runs recorded it), the runs made there as ``method sSEED``: a table that mixes machines mixes the
+    processors' rounding with the methods' differences."""
+    where: dict[str, list[str]] = {}
+    for method, results in runs.items():
+        for r in results:
+            where.setdefault(machine_label(r.get("environment")) or "not recorded", []).append(
+                f"{method} s{r['seed']}")
+    return where
+
+
 def summarize(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],
              footprints: dict[str, dict], out: Path, failures: dict[str, list[dict]], tuning: dict[str, dict]) -> dict:
     what = {k: v for k, v in asdict(config).items() if k not in EXECUTION_FIELDS}  # not where the runs ran
@@ -67,5 +80,5 @@ def summarize(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: di
         "config": what, "methods": aggregate(runs, footprints), "tuning": tuning,
         "runs": {m: [str(out / m / f"s{r['seed']}") for r in rs] for m, rs in runs.items() if rs},
         "finished": sum(len(rs) for rs in runs.values()), "planned": len(config.methods) * config.seeds,
-        "failures": failures,
+        "failures": failures, "machines": machines(runs),
     }

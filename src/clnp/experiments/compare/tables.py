@@ -30,7 +30,20 @@ def markdown_table(summary: dict) -> str:
               for f in fs]
     if failed:
         per_task += ["", "Runs that could not finish (left out of the tables):", "", *failed]
-    return head + "\n".join(lines + per_task + settings_lines(summary)) + "\n"
+    return head + "\n".join(lines + per_task + settings_lines(summary) + machine_lines(summary)) + "\n"
+
+
+def machine_lines(summary: dict) -> list[str]:
+    """Where the runs ran: one line on one machine; on several, which runs ran where (their figures differ by the
+    processors' rounding as well as by the methods)."""
+    where = summary.get("machines") or {}
+    if len(where) == 1:
+        return ["", f"Every run ran on {next(iter(where))}."]
+    if not where:
+        return []
+    lines = ["", f"The runs ran on {len(where)} machines, whose processors round differently (the same run gives "
+             "other figures on another processor): compare rows from one machine.", ""]
+    return lines + [f"- {machine}: {', '.join(runs)}" for machine, runs in where.items()]
 
 
 def _values(values: dict) -> str:

@@ -49,6 +49,13 @@ session, 3 seeds): the small protocol 85.12 -> 85.61 %, the wide permuted stream
 split-fashion-mnist 99.34 -> 99.29 %, permuted-digits 97.63 -> 97.43 %. The greedy search (``plan=False``, the
 paper's) keeps the flat pull."""
 
+L1_WARMUP_EPOCHS = 0.0
+"""The training phase's L1 pull rises linearly from 0 to its full value over this many epochs (by optimiser step),
+so that a task's units learn features before the pull idles the weak ones; 0: the full pull from the first step.
+Measured as a variant (bench/RESULTS.md, "The capacity plan", eleventh and thirteenth sessions;
+``bench/with_constants.py clnp.methods.clnp.cycle.L1_WARMUP_EPOCHS=1 -- run ...``): one epoch moved every stream by
+less than its seed spread (split-fashion-mnist +0.02, the small protocol -0.03 points), so it is off."""
+
 LOSS_GAIN = 0.05
 """A dense network whose validation loss is within this fraction of the class prior's entropy learned nothing."""
 
@@ -242,6 +249,9 @@ class CycleMixin:
         xb, yb = batch
         phase.steps += 1
         weights = phase.l1_weights
+        ramp = phase.l1_ramp(n_steps)
+        if weights is not None and ramp < 1.0:
+            weights = [None if w is None else w * ramp for w in weights]
         if weights is not None and self.loss_scale is not None:  # fp16: the L1 gradient is scaled as the loss is
             weights = [None if w is None else w * self.loss_scale for w in weights]
         logits, self._activity = self.net.forward_with_activity(xb, head, phase.keep, weights)
@@ -257,10 +267,12 @@ class CycleMixin:
             return None
         if self.config.sparsity == "weights":  # differentiable: the loop back-propagates it
             layers = [block.layer for block in self.net.blocks]  # a stack only: CLNP refuses a graph network with it
-            return l1_weight_penalty([layer.weight for layer in layers], phase.l1_coefficients, phase.trainable,
+            coefficients = [c * phase.l1_ramp(None) for c in phase.l1_coefficients]
+            return l1_weight_penalty([layer.weight for layer in layers], coefficients, phase.trainable,
                                      [layer.bias for layer in layers])
         with torch.no_grad():
-            return l1_activity_penalty(acts, phase.l1_coefficients, phase.trainable, phase.nonnegative)
+            coefficients = [c * phase.l1_ramp(None) for c in phase.l1_coefficients]
+            return l1_activity_penalty(acts, coefficients, phase.trainable, phase.nonnegative)
 
     def after_step(self, head: int) -> None:
         self.net.restore_frozen_()  # weight decay moves frozen rows too: put them back
@@ -330,6 +342,17 @@ class _Phase:
     """The last epoch's validation accuracy (:meth:`CycleMixin.validate`)."""
     steps: int = 0
     """Optimiser steps taken so far in the phase."""
+    steps_per_epoch: int = 0
+    """The phase's optimiser steps an epoch (set by the first batch)."""
+
+    def l1_ramp(self, steps_per_epoch: int | None) -> float:
+        """The fraction of the L1 pull this step feels (:data:`L1_WARMUP_EPOCHS`); ``steps_per_epoch`` from the loop
+        at each batch, ``None`` to read the last one given."""
+        if steps_per_epoch is not None:
+            self.steps_per_epoch = steps_per_epoch
+        if L1_WARMUP_EPOCHS <= 0 or self.steps_per_epoch <= 0:
+            return 1.0
+        return min(1.0, self.steps / (L1_WARMUP_EPOCHS * self.steps_per_epoch))
 
 
 @dataclass
