@@ -10,6 +10,7 @@ settings.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 
 import torch
@@ -33,6 +34,14 @@ class ConfigTypeError(ValueError, TypeError):
 
 def is_number(value: object) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_choice(config: object, name: str, choices: Sequence[str]) -> None:
+    """Refuse a setting that is not one of its ``choices`` (``ValueError`` naming the field, the choices and the
+    value given)."""
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
 
 
 def check_field_types(config: object, expected: dict[str, str]) -> None:
@@ -98,9 +107,7 @@ class TrainConfig:
         check_precision(self.precision)
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"seed must be >= 0 and <= {MAX_SEED}, got {self.seed}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
-                             f"got {self.lr_schedule!r}")
+        check_choice(self, "lr_schedule", LR_SCHEDULES)
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
         for name in ("epochs", "batch_size", "eval_batch_size"):

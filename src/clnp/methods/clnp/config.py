@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 from ...core.activity import ACTIVITY_MEASURES
 from ...core.capacity import SHARES
-from ...engine.config import LR_SCHEDULES, ConfigTypeError, TrainConfig, check_field_types, is_number
+from ...engine.config import LR_SCHEDULES, ConfigTypeError, TrainConfig, check_choice, check_field_types, is_number
 
 FINETUNE_LR_SCALE = 0.3
 """CLNP's fine-tuning runs at this fraction of the training rate unless ``finetune_lr`` is given: it retrains a few
@@ -119,16 +119,9 @@ class CLNPConfig(TrainConfig):
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
         if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
-        if self.finetune_schedule not in LR_SCHEDULES:
-            raise ValueError(f"finetune_schedule must be one of {', '.join(map(repr, LR_SCHEDULES))}, "
-                             f"got {self.finetune_schedule!r}")
-        if self.share not in SHARES:
-            raise ValueError(f"share must be one of {', '.join(map(repr, SHARES))}, got {self.share!r}")
-        if self.sparsity not in SPARSITY_TARGETS:
-            raise ValueError(f"sparsity must be one of {', '.join(map(repr, SPARSITY_TARGETS))}, got {self.sparsity!r}")
-        if self.activity not in ACTIVITY_MEASURES:
-            raise ValueError(f"activity must be one of {', '.join(map(repr, ACTIVITY_MEASURES))}, "
-                             f"got {self.activity!r}")
+        for name, choices in (("finetune_schedule", LR_SCHEDULES), ("share", SHARES), ("sparsity", SPARSITY_TARGETS),
+                              ("activity", ACTIVITY_MEASURES)):
+            check_choice(self, name, choices)
 
 
 __all__ = ["FINETUNE_LR_SCALE", "FINETUNE_SCHEDULE", "SPARSITY_TARGETS", "CLNPConfig", "ConfigTypeError"]
