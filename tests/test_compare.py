@@ -140,7 +140,7 @@ def test_every_run_setting_a_comparison_declares_reaches_each_of_its_runs():
 def test_the_table_says_where_its_runs_ran_and_which_ran_on_another_machine(tmp_path):
     """The same run gives other figures on another processor, and a comparison reuses finished runs, so a table
     continued on another machine would mix the two unseen: ``comparison.md`` names the machine, or each machine's
-    runs."""
+    runs; a run resumed on another machine is listed under both."""
     config = CompareConfig(benchmark="split-digits", methods=["finetune"], seeds=2, tasks=2, epochs=1, model="mlp:8")
     summary = compare(config, tmp_path)
     [(machine, runs)] = summary["machines"].items()
@@ -149,10 +149,11 @@ def test_the_table_says_where_its_runs_ran_and_which_ran_on_another_machine(tmp_
 
     results = tmp_path / "finetune" / "s1" / "results.json"
     moved = json.loads(results.read_text())
-    moved["environment"].update(processor="Another CPU", cpu_capability="AVX2")
+    assert [task["machine"] for task in moved["tasks"]] == [machine, machine]
+    other = f"Another CPU (AVX2 kernels), torch {torch.__version__}"
+    moved["tasks"][1]["machine"] = other  # task 1 learned after a resume on another machine
     results.write_text(json.dumps(moved))
     summary = compare(dataclasses.replace(config, run_missing=False), tmp_path)
-    assert summary["machines"] == {machine: ["finetune s0"], f"Another CPU (AVX2 kernels), torch {torch.__version__}":
-                                   ["finetune s1"]}
+    assert summary["machines"] == {machine: ["finetune s0", "finetune s1"], other: ["finetune s1"]}
     table = (tmp_path / "comparison.md").read_text()
-    assert "The runs ran on 2 machines" in table and "- Another CPU (AVX2 kernels)" in table
+    assert "The runs ran on 2 machines" in table and f"- {other}: finetune s1" in table

@@ -187,3 +187,14 @@ def test_results_written_before_runs_recorded_their_environment_report_without_t
     assert main(["report", str(run_copy), "--no-plots"]) == 0
     out = capsys.readouterr().out
     assert "ran on" not in out and "average accuracy" in out
+
+
+def test_a_run_resumed_on_another_machine_says_which_tasks_were_learned_where(run_copy, capsys):
+    results = json.loads((run_copy / "results.json").read_text())
+    here = results["tasks"][0]["machine"]
+    assert [task["machine"] for task in results["tasks"]] == [here] * 3
+    results["tasks"][2]["machine"] = "Another CPU (AVX2 kernels), torch 2.2.0"
+    (run_copy / "results.json").write_text(json.dumps(results))
+    assert main(["report", str(run_copy), "--no-plots"]) == 0
+    assert (f"tasks learned on 2 machines (results differ between processors): T0-T1 on {here}; "
+            "T2 on Another CPU (AVX2 kernels), torch 2.2.0") in capsys.readouterr().out

@@ -44,7 +44,7 @@ from ..methods import build_method, get
 from .checkpoint import CheckpointError, Resumable, atomic_write_text, has_checkpoint, load_checkpoint
 from .config import RunConfig
 from .config_sources import dump_config, read_run_config
-from .environment import describe_environment
+from .environment import describe_environment, machine_label
 from .epoch_log import LOG_COLUMNS, EpochLog
 from .links import refuse_links
 from .progress import EpochCallback, EpochReporter, say_task_learned
@@ -220,6 +220,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     if resuming:
         resumed_at.append(start)
 
+    here = describe_environment(learner.device, distributed.world_size())
     log = EpochLog(out, keep_before_task=start) if out is not None else None
     n = len(stream)
     if log is not None or cfg.progress or on_epoch is not None:
@@ -240,6 +241,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             info = dict(report) if isinstance(report, dict) else report.to_dict()
             info.pop("epoch_log", None)
             info["wall_seconds"] = time.perf_counter() - t0
+            info["machine"] = machine_label(here)  # a run resumed elsewhere learns its later tasks there
             task_info.append(info)
             if out is not None and resumable:
                 save_run(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
@@ -253,7 +255,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     results = RunResults.build(
         asdict(cfg), rows, n, learner.capacity(), task_info, seconds_before + time.perf_counter() - started,
         resumed_at, forecast=learner.capacity_forecast() if get(cfg.method).capacity else [],
-        environment=describe_environment(learner.device, distributed.world_size()))
+        environment=here)
     if out is not None:
         results.write(out)
     return results.to_dict()

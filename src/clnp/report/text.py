@@ -143,15 +143,29 @@ def environment_line(environment: dict | None) -> str:
     return "ran on " + ", ".join(parts)
 
 
+def machines_line(results: dict) -> str:
+    """Where the tasks were learned, if not all on one machine (a run resumed elsewhere), else ``""``."""
+    per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
+    if len(set(per_task)) <= 1:
+        return ""
+    spans: list[tuple[str, int, int]] = []
+    for i, machine in enumerate(per_task):
+        if spans and spans[-1][0] == machine:
+            spans[-1] = (machine, spans[-1][1], i)
+        else:
+            spans.append((machine, i, i))
+    where = "; ".join(f"T{a}" + (f"-T{b}" if b > a else "") + f" on {m or 'an unrecorded machine'}"
+                      for m, a, b in spans)
+    return f"tasks learned on {len(set(per_task))} machines (results differ between processors): {where}"
+
+
 def summary(results: dict) -> str:
     """Accuracy matrix, headline metrics and capacity table, ready to print."""
     seed = f", seed {results['seed']}" if "seed" in results else ""
     n = _n_tasks(results)
     model = f", {results['model']}" if results.get("model") else ""
     lines = [f"{results['method']} on {results['benchmark']} ({n} task{'s' if n != 1 else ''}{model}{seed})"]
-    where = environment_line(results.get("environment"))
-    if where:
-        lines.append(where)
+    lines += [line for line in (environment_line(results.get("environment")), machines_line(results)) if line]
     unfinished = results.get("unfinished")
     if unfinished:
         k = unfinished["finished_tasks"]

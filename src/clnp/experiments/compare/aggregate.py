@@ -61,14 +61,24 @@ def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
 
 def machines(runs: dict[str, list[dict]]) -> dict[str, list[str]]:
     """Per machine (:func:`~clnp.experiments.environment.machine_label`; ``"not recorded"`` for runs written
-    before runs recorded it), the runs made there as ``method sSEED``: a table that mixes machines mixes the
-    processors' rounding with the methods' differences."""
+    before runs recorded it), the runs made there as ``method sSEED`` (a run resumed on another machine is listed
+    under each machine its tasks were learned on): a table that mixes machines mixes the processors' rounding with
+    the methods' differences."""
     where: dict[str, list[str]] = {}
     for method, results in runs.items():
         for r in results:
-            where.setdefault(machine_label(r.get("environment")) or "not recorded", []).append(
-                f"{method} s{r['seed']}")
+            for machine in run_machines(r):
+                where.setdefault(machine, []).append(f"{method} s{r['seed']}")
     return where
+
+
+def run_machines(results: dict) -> list[str]:
+    """The machines a run's tasks were learned on, in order (each task records its own; runs written before tasks
+    did: the run's environment, or ``"not recorded"``)."""
+    per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
+    if per_task and all(isinstance(m, str) for m in per_task):
+        return list(dict.fromkeys(per_task))
+    return [machine_label(results.get("environment")) or "not recorded"]
 
 
 def summarize(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],
