@@ -145,7 +145,8 @@ def environment_line(environment: dict | None) -> str:
 
 def machines_line(results: dict) -> str:
     """Where the tasks were learned, if not all on one machine (a run resumed elsewhere), else ``""``."""
-    per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
+    per_task = [str(t.get("machine") or "an unrecorded machine") for t in results.get("tasks") or []
+                if isinstance(t, dict)]
     if len(set(per_task)) <= 1:
         return ""
     spans: list[tuple[str, int, int]] = []
@@ -154,8 +155,7 @@ def machines_line(results: dict) -> str:
             spans[-1] = (machine, spans[-1][1], i)
         else:
             spans.append((machine, i, i))
-    where = "; ".join(f"T{a}" + (f"-T{b}" if b > a else "") + f" on {m or 'an unrecorded machine'}"
-                      for m, a, b in spans)
+    where = "; ".join(f"T{a}" + (f"-T{b}" if b > a else "") + f" on {m}" for m, a, b in spans)
     return f"tasks learned on {len(set(per_task))} machines (results differ between processors): {where}"
 
 

@@ -77,7 +77,7 @@ def run_machines(results: dict) -> list[str]:
     did: the run's environment, or ``"not recorded"``)."""
     per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
     if per_task and all(isinstance(m, str) for m in per_task):
-        return list(dict.fromkeys(per_task))
+        return list(dict.fromkeys(str(m) for m in per_task))
     return [machine_label(results.get("environment")) or "not recorded"]
 
 
