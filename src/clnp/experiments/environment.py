@@ -4,8 +4,9 @@ The same code, settings and seed give bit-identical results on one machine, but 
 torch picks for a processor's vector instructions round differently. Measured (bench/RESULTS.md, "The capacity
 plan", thirteenth session): ``clnp run --benchmark split-digits --seed 0``, one thread, scored 99.82 % on the
 machine of the twelfth session and 100.00 % on the thirteenth's, with the same commit. So a run records where it
-ran, and a comparison of figures from two machines can be told from one of two settings. A resumed run records
-the process that finished it (``resumed_at_tasks`` says where the earlier ones stopped).
+ran, and a comparison of figures from two machines can be told from one of two settings: ``results.json`` holds the
+environment of the process that finished the run, and each task's report the :func:`machine_label` of the process
+that learned it (a run resumed on another machine learns its later tasks there).
 """
 
 from __future__ import annotations
@@ -61,6 +62,10 @@ def describe_environment(device: torch.device | str, world_size: int = 1) -> dic
     }
 
 
+UNRECORDED = "an unrecorded machine"
+"""Where results written before runs recorded their environment were made."""
+
+
 def machine_label(environment: object) -> str | None:
     """What decides a run's numbers beyond its settings: the accelerator, or the processor with torch's CPU kernels;
     and torch's version. None for results written before runs recorded their environment."""
@@ -74,4 +79,4 @@ def machine_label(environment: object) -> str | None:
     return f"{where}, torch {environment.get('torch', '?')}"
 
 
-__all__ = ["cpu_capability", "describe_environment", "machine_label", "processor_name"]
+__all__ = ["UNRECORDED", "cpu_capability", "describe_environment", "machine_label", "processor_name"]

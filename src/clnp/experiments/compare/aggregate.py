@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...methods import get
-from ..environment import machine_label
+from ..environment import UNRECORDED, machine_label
 from ..runner import RunConfig
 from .config import EXECUTION_FIELDS, CompareConfig
 
@@ -60,8 +60,8 @@ def aggregate(runs: dict[str, list[dict]], footprints: dict[str, dict]) -> dict:
 
 
 def machines(runs: dict[str, list[dict]]) -> dict[str, list[str]]:
-    """Per machine (:func:`~clnp.experiments.environment.machine_label`; ``"not recorded"`` for runs written
-    before runs recorded it), the runs made there as ``method sSEED`` (a run resumed on another machine is listed
+    """Per machine (:func:`~clnp.experiments.environment.machine_label`; ``UNRECORDED`` for runs written before
+    runs recorded it), the runs made there as ``method sSEED`` (a run resumed on another machine is listed
     under each machine its tasks were learned on): a table that mixes machines mixes the processors' rounding with
     the methods' differences."""
     where: dict[str, list[str]] = {}
@@ -74,11 +74,11 @@ def machines(runs: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 def run_machines(results: dict) -> list[str]:
     """The machines a run's tasks were learned on, in order (each task records its own; runs written before tasks
-    did: the run's environment, or ``"not recorded"``)."""
+    did: the run's environment, or ``UNRECORDED``)."""
     per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
     if per_task and all(isinstance(m, str) for m in per_task):
         return list(dict.fromkeys(str(m) for m in per_task))
-    return [machine_label(results.get("environment")) or "not recorded"]
+    return [machine_label(results.get("environment")) or UNRECORDED]
 
 
 def summarize(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],

@@ -249,7 +249,8 @@ class CycleMixin:
         xb, yb = batch
         phase.steps += 1
         weights = phase.l1_weights
-        ramp = phase.l1_ramp(n_steps)
+        phase.steps_per_epoch = n_steps
+        ramp = phase.l1_ramp()
         if weights is not None and ramp < 1.0:
             weights = [None if w is None else w * ramp for w in weights]
         if weights is not None and self.loss_scale is not None:  # fp16: the L1 gradient is scaled as the loss is
@@ -267,11 +268,11 @@ class CycleMixin:
             return None
         if self.config.sparsity == "weights":  # differentiable: the loop back-propagates it
             layers = [block.layer for block in self.net.blocks]  # a stack only: CLNP refuses a graph network with it
-            coefficients = [c * phase.l1_ramp(None) for c in phase.l1_coefficients]
+            coefficients = [c * phase.l1_ramp() for c in phase.l1_coefficients]
             return l1_weight_penalty([layer.weight for layer in layers], coefficients, phase.trainable,
                                      [layer.bias for layer in layers])
         with torch.no_grad():
-            coefficients = [c * phase.l1_ramp(None) for c in phase.l1_coefficients]
+            coefficients = [c * phase.l1_ramp() for c in phase.l1_coefficients]
             return l1_activity_penalty(acts, coefficients, phase.trainable, phase.nonnegative)
 
     def after_step(self, head: int) -> None:
@@ -343,13 +344,10 @@ class _Phase:
     steps: int = 0
     """Optimiser steps taken so far in the phase."""
     steps_per_epoch: int = 0
-    """The phase's optimiser steps an epoch (set by the first batch)."""
+    """The phase's optimiser steps an epoch (from the loop, at each batch)."""
 
-    def l1_ramp(self, steps_per_epoch: int | None) -> float:
-        """The fraction of the L1 pull this step feels (:data:`L1_WARMUP_EPOCHS`); ``steps_per_epoch`` from the loop
-        at each batch, ``None`` to read the last one given."""
-        if steps_per_epoch is not None:
-            self.steps_per_epoch = steps_per_epoch
+    def l1_ramp(self) -> float:
+        """The fraction of the L1 pull the current step feels (:data:`L1_WARMUP_EPOCHS`)."""
         if L1_WARMUP_EPOCHS <= 0 or self.steps_per_epoch <= 0:
             return 1.0
         return min(1.0, self.steps / (L1_WARMUP_EPOCHS * self.steps_per_epoch))
