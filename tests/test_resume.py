@@ -14,6 +14,7 @@ from clnp.engine.method import Method
 from clnp.experiments import runner
 from clnp.experiments.checkpoint import CheckpointError, read_meta
 from clnp.experiments.config import RunConfig
+from clnp.experiments.environment import machine_label
 from clnp.methods import build_method, register, unregister
 
 from .conftest import DETERMINISTIC_TASK_KEYS, interrupt_runs, read_results, reference_run
@@ -155,3 +156,24 @@ def test_methods_without_saved_state_run_but_refuse_resume(tmp_path, nostate_met
     assert not (out / "checkpoint" / "meta.json").exists()
     assert main(["run", "--resume", str(out)]) == 2
     assert "cannot be resumed" in capsys.readouterr().err
+
+
+def test_a_run_resumed_on_another_machine_records_which_tasks_it_learned_there(tmp_path, monkeypatch):
+    """Results differ between processors, so each task records the machine that learned it: a run stopped on one
+    and resumed on another says which (and ``results.json``'s ``environment`` is the one that finished it)."""
+    out = tmp_path / "moved"
+    args = ["--benchmark", "split-digits", "--tasks", "2", "--epochs", "5", "--finetune-epochs", "1", "--no-progress"]
+    interrupt_runs(monkeypatch, after=lambda row: row["task"] == 1)
+    assert main(["run", *args, "--out", str(out)]) == 130
+    monkeypatch.undo()
+    real = runner.describe_environment
+
+    def elsewhere(device, world_size=1):
+        return {**real(device, world_size), "processor": "Another CPU"}
+
+    monkeypatch.setattr(runner, "describe_environment", elsewhere)
+    assert main(["run", "--resume", str(out), "--no-progress"]) == 0
+    results = read_results(out)
+    assert [task["machine"] for task in results["tasks"]] == [machine_label(real("cpu")),
+                                                               machine_label(elsewhere("cpu"))]
+    assert results["environment"]["processor"] == "Another CPU" and results["resumed_at_tasks"] == [1]
