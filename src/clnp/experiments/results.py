@@ -115,7 +115,8 @@ class RunResults:
         n_tasks = int(meta.get("n_tasks") or config.get("tasks") or len(rows))
         results = cls.build(config, rows, n_tasks, meta.get("capacity") or [], meta.get("task_info") or [],
                             meta.get("train_seconds"), meta.get("resumed_at_tasks", []), unfinished=True,
-                            source=str(directory / CHECKPOINT_DIR / CHECKPOINT_META))
+                            source=str(directory / CHECKPOINT_DIR / CHECKPOINT_META),
+                            environment=meta["environment"] if isinstance(meta.get("environment"), dict) else None)
         return results.check()
 
     @classmethod

@@ -114,7 +114,9 @@ def restore_run(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequenc
 
 
 def save_run(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, rows: list, task_info: list,
-          resumed_at: list[int], train_seconds: float, input_shape: tuple) -> None:
+             resumed_at: list[int], train_seconds: float, input_shape: tuple, environment: dict | None = None) -> None:
+    """Checkpoint the run after its ``len(rows)``-th task: the learner's state, the finished tasks' rows and reports,
+    and ``environment`` (what the writing process runs on), so an unfinished run's results say where it ran."""
     tensors, learner_meta = learner.learner_state()
     tensors = {k: v.cpu() for k, v in tensors.items()}  # loads onto any device (load_state_dict copies)
     n = len(rows)
@@ -131,4 +133,6 @@ def save_run(learner: Any, directory: Path, cfg: RunConfig, stream: Sequence, ro
         "train_seconds": train_seconds,
         "world_size": distributed.world_size(),
     }
+    if environment is not None:
+        meta["environment"] = environment
     save_checkpoint(directory, tensors, meta, step=n)

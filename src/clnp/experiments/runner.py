@@ -182,7 +182,7 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
         raise RunDirError(f"rank 0 could not take the run directory {out}: {said}")
     try:
         return _execute_locked(cfg, out, checkpoint, resuming, overwrite, stream, input_shape, learner, resumable,
-                               on_epoch)
+                               on_epoch, device)
     finally:
         if lock is not None:
             lock.release()
@@ -190,7 +190,7 @@ def _execute(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resumin
 
 def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, resuming: bool, overwrite: bool,
                     stream: Sequence, input_shape: tuple, learner: Any, resumable: bool,
-                    on_epoch: EpochCallback | None) -> dict:
+                    on_epoch: EpochCallback | None, device: torch.device) -> dict:
     rows: list[list[float]] = []
     task_info: list[dict] = []
     resumed_at: list[int] = []
@@ -220,7 +220,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
     if resuming:
         resumed_at.append(start)
 
-    here = describe_environment(learner.device, distributed.world_size())
+    here = describe_environment(device, distributed.world_size())  # a plug-in learner need not say its device
     log = EpochLog(out, keep_before_task=start) if out is not None else None
     n = len(stream)
     if log is not None or cfg.progress or on_epoch is not None:
@@ -245,7 +245,7 @@ def _execute_locked(cfg: RunConfig, out: Path | None, checkpoint: tuple | None, 
             task_info.append(info)
             if out is not None and resumable:
                 save_run(learner, out / CHECKPOINT_DIR, cfg, stream, rows, task_info, resumed_at,
-                      seconds_before + time.perf_counter() - started, input_shape)
+                         seconds_before + time.perf_counter() - started, input_shape, here)
             if cfg.progress and distributed.is_main():
                 say_task_learned(i, n, task.name, info, rows[-1])
     finally:
