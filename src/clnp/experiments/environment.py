@@ -79,4 +79,10 @@ def machine_label(environment: object) -> str | None:
     return f"{where}, torch {environment.get('torch', '?')}"
 
 
-__all__ = ["UNRECORDED", "cpu_capability", "describe_environment", "machine_label", "processor_name"]
+def task_machines(results: dict) -> list[str]:
+    """Per task of a run's results, the machine that learned it (``UNRECORDED`` where the task does not say)."""
+    return [str(t.get("machine") or UNRECORDED) if isinstance(t, dict) else UNRECORDED
+            for t in results.get("tasks") or []]
+
+
+__all__ = ["UNRECORDED", "cpu_capability", "describe_environment", "machine_label", "processor_name", "task_machines"]

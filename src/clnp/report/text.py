@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..experiments.environment import UNRECORDED, machine_label
+from ..experiments.environment import machine_label, task_machines
 from ..experiments.results import RunResults
 
 
@@ -145,8 +145,7 @@ def environment_line(environment: dict | None) -> str:
 
 def machines_line(results: dict) -> str:
     """Where the tasks were learned, if not all on one machine (a run resumed elsewhere), else ``""``."""
-    per_task = [str(t.get("machine") or UNRECORDED) for t in results.get("tasks") or []
-                if isinstance(t, dict)]
+    per_task = task_machines(results)
     if len(set(per_task)) <= 1:
         return ""
     spans: list[tuple[str, int, int]] = []

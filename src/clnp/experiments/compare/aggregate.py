@@ -8,7 +8,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from ...methods import get
-from ..environment import UNRECORDED, machine_label
+from ..environment import UNRECORDED, machine_label, task_machines
 from ..runner import RunConfig
 from .config import EXECUTION_FIELDS, CompareConfig
 
@@ -73,12 +73,9 @@ def machines(runs: dict[str, list[dict]]) -> dict[str, list[str]]:
 
 
 def run_machines(results: dict) -> list[str]:
-    """The machines a run's tasks were learned on, in order (each task records its own; runs written before tasks
-    did: the run's environment, or ``UNRECORDED``)."""
-    per_task = [t.get("machine") for t in results.get("tasks") or [] if isinstance(t, dict)]
-    if per_task and all(isinstance(m, str) for m in per_task):
-        return list(dict.fromkeys(str(m) for m in per_task))
-    return [machine_label(results.get("environment")) or UNRECORDED]
+    """The machines a run's tasks were learned on, in order (:func:`~clnp.experiments.environment.task_machines`);
+    a run that lists no task: the run's environment, or ``UNRECORDED``."""
+    return list(dict.fromkeys(task_machines(results))) or [machine_label(results.get("environment")) or UNRECORDED]
 
 
 def summarize(config: CompareConfig, resolved: RunConfig, n_tasks: int, runs: dict[str, list[dict]],
