@@ -7,7 +7,9 @@ import clnp
 from clnp.core.capacity import (
     MIN_TRAINED,
     OPEN_HORIZON,
+    SLACK_PULL,
     allotments,
+    pull_scale,
     reserve_units,
     tasks_to_plan_for,
     unit_budget,
@@ -371,6 +373,36 @@ def test_the_l1_pull_on_a_layer_falls_with_the_share_of_it_still_free(digit_task
     assert pulls[0] and all(p == [3e-3, 3e-3] for p in pulls[0])  # a layer all free: the coefficient itself
     assert all(f < 48 for f in free) and pulls[1] and all(p == pytest.approx([3e-3 * f / 48 for f in free])
                                                           for p in pulls[1])
+
+
+def test_the_l1_pull_relaxes_only_in_a_layer_where_every_earlier_task_left_most_of_its_budget_unused():
+    assert pull_scale([], [], 2) == [1.0, 1.0]  # the first task: the full pull
+    assert pull_scale([[10, 50]], [[100, 100]], 2) == [SLACK_PULL, 1.0]  # a tenth: a third; half: exactly full
+    # the most any earlier task needed: a quarter of its budget gives half the pull, a fifth 0.4
+    assert pull_scale([[10, 20], [30, 5]], [[100, 100], [120, 100]], 2) == pytest.approx([0.5, 0.4])
+    assert pull_scale([[3, 3]], [None], 2) == [1.0, 1.0]  # tasks learned without a plan say nothing
+    assert pull_scale([[0, 8]], [[0, 5]], 2) == [1.0, 1.0]  # a full layer's task counts for nothing; over: full
+
+
+def test_a_task_trains_under_the_pull_its_report_records_relaxed_where_the_budget_did_not_bind(digit_tasks,
+                                                                                                   monkeypatch):
+    """``L1_FOLLOWS_BUDGET``: the pull idles units to free them for later tasks; where the tasks so far kept under
+    half their budgets the next one trains under less of it. Each report says what share of the coefficient its
+    units felt, and that is the pull the loop applied."""
+    from clnp.methods.clnp import cycle
+
+    monkeypatch.setattr(cycle, "L1_FOLLOWS_BUDGET", True)
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),  # planned for one task: a loose budget
+                        quick_config(epochs=2, l1=3e-3, expected_tasks=1, margin=1.0))
+    pulls = _record_l1_pulls(learner)
+    first = learner.learn(digit_tasks[0])
+    free = learner.net.free_units()
+    second = learner.learn(digit_tasks[1])
+    slack = pull_scale([first.owned], [first.budget], 2)
+    assert first.l1_pull == [1.0, 1.0] and min(slack) < 1.0  # the first task kept under half its budget somewhere
+    assert second.l1_pull == pytest.approx([f / 48 * s for f, s in zip(free, slack, strict=True)])
+    assert pulls[1] and all(p == pytest.approx([3e-3 * s for s in second.l1_pull]) for p in pulls[1])
 
 
 def test_the_greedy_search_of_the_paper_keeps_the_flat_l1_pull(digit_tasks):

@@ -105,8 +105,9 @@ def cmd_benchmarks(args: argparse.Namespace) -> int:
           "of every layer,\nprunes its least active units towards that share between training epochs, and spends "
           "the margin only on\nwhat costs accuracy (docs/design.md, 'Capacity is a budget'); it fine-tunes for its "
           "own epochs (above) at\n0.3 x lr (unless --finetune-lr is given), falling to 0 along a cosine. Why these "
-          "defaults (L1 on activations\nat 3e-3 times each layer's free share, equal shares, annealing, the "
-          "fine-tuning's rate, decay and length):\nbench/RESULTS.md, 'The capacity plan'.")
+          "defaults (L1 on activations\nat 3e-3 times each layer's free share, relaxed where earlier tasks left their "
+          "budgets unused, equal shares,\nannealing, the fine-tuning's rate, decay and length): bench/RESULTS.md, "
+          "'The capacity plan'.")
     return 0
 
 

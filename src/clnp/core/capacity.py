@@ -159,12 +159,42 @@ def units_to_train(owners: Sequence[Tensor], budget: Sequence[int], tasks_left: 
     return chosen
 
 
+PULL_BINDS = 0.5
+"""A layer's L1 pull is relaxed only where no earlier task kept this share of its budget there (:func:`pull_scale`):
+the budget did not bind, so the pull was idling units nobody will use. Every stream whose tasks fill their budgets
+(the small-network protocol, the wide permuted stream, permuted-digits with 10 and 50 tasks: the tasks keep 74-100 %
+of their budgets) keeps the full pull and its exact results."""
+SLACK_PULL = 1 / 3
+"""The least share of the L1 pull a layer is relaxed to (:func:`pull_scale`), where earlier tasks kept a sixth of
+their budgets or less. A third of the pull on split-fashion-mnist's ``mlp:1000,1000`` (whose tasks keep 0-43 of
+196-908 units of layer 0) gave 99.35 % against 99.29 % over 5 seeds, but cost the binding permuted-digits stream 0.74
+points applied everywhere (bench/RESULTS.md, "The capacity plan", thirteenth and fourteenth sessions)."""
+
+
+def pull_scale(kept: Sequence[Sequence[int]], budgets: Sequence[Sequence[int] | None], n_layers: int) -> list[float]:
+    """Per layer, the share of the L1 pull the coming task trains under, from what the earlier tasks needed there.
+
+    ``kept`` and ``budgets``: per earlier task, per layer, the units it kept and its budget (None: learned without a
+    plan, not counted). A layer's need is the largest ``kept / budget`` of any earlier task (budgets of 0 not
+    counted); the pull is ``need /`` :data:`PULL_BINDS`, between :data:`SLACK_PULL` and 1. The first task, and any
+    layer where some task kept half its budget, get the full pull (exactly 1.0); a layer whose tasks kept a sixth
+    of their budgets or less, a third of it. The pull makes a task's units idle so that they can be freed for the
+    tasks to come; where the plan's budget leaves most units unused anyway, a weaker pull keeps the task's accuracy.
+    """
+    scales = []
+    for i in range(n_layers):
+        ratios = [k[i] / b[i] for k, b in zip(kept, budgets, strict=True) if b is not None and b[i] > 0]
+        need = max(ratios) if ratios else PULL_BINDS
+        scales.append(min(1.0, max(SLACK_PULL, need / PULL_BINDS)))
+    return scales
+
+
 def width_for(width: int, free: int, units_per_task: float, remaining: int) -> int:
     """The width a layer of ``width`` units (``free`` of them free) needs for ``remaining`` more tasks that
     keep ``units_per_task`` units each."""
     return width + max(0, int(-(-(remaining * units_per_task - free) // 1)))
 
 
-__all__ = ["LEAVE_SHARE", "MIN_TRAINED", "OPEN_HORIZON", "RESERVE_SHARE", "SHARES", "TRAIN_HEADROOM", "allotments",
-           "forecast", "reserve_units", "tasks_to_plan_for",
+__all__ = ["LEAVE_SHARE", "MIN_TRAINED", "OPEN_HORIZON", "PULL_BINDS", "RESERVE_SHARE", "SHARES", "SLACK_PULL",
+           "TRAIN_HEADROOM", "allotments", "forecast", "pull_scale", "reserve_units", "tasks_to_plan_for",
            "unit_budget", "units_to_train", "width_for"]

@@ -85,7 +85,8 @@ METHOD = Method(
     check_state=check_clnp_state,
     # 1: the fine-tuning rate falls along a cosine (before: constant), the L1 pull falls with a layer's free share.
     # 2: 10 fine-tuning epochs (before: the training settings' 5).
-    revision=2,
+    # 3: the L1 pull relaxes in a layer where every earlier task kept under half its budget (cycle.L1_FOLLOWS_BUDGET).
+    revision=3,
     after_training="choosing the pruning within the {margin:g}-point margin (threshold search)",
 )
 

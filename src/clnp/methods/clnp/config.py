@@ -46,7 +46,9 @@ class CLNPConfig(TrainConfig):
     over units (each unit feels the same pull at any width), so one default serves every benchmark
     (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient"). With the plan, the pull falls with the share of
     the layer still free (:data:`~clnp.methods.clnp.cycle.L1_BY_FREE_SHARE`): the full coefficient on an empty layer,
-    a fifth of it where a fifth is free."""
+    a fifth of it where a fifth is free; and it is relaxed, to as little as a third, in a layer where every earlier
+    task kept under half its budget (:data:`~clnp.methods.clnp.cycle.L1_FOLLOWS_BUDGET`). Each task's report says
+    the share it trained under (``l1_pull``)."""
     margin: float = 1.0
     """Graceful-forgetting margin: the validation accuracy (in points) the pruning may cost."""
     plan: bool = True

@@ -39,6 +39,10 @@ class TaskReport:
     """Per layer, the free units the task began training on (with a plan: annealed, every free unit, pruned to the
     budget between epochs, so the search starts within it; otherwise a few times its budget). Empty without a plan."""
 
+    l1_pull: list[float] = field(default_factory=list)
+    """Per layer, the share of the L1 coefficient the task's units trained under (with a plan: the layer's free
+    share, relaxed where earlier tasks left their budgets unused). Empty in reports from before it was recorded."""
+
     def to_dict(self) -> dict:
         return asdict(self)
 
