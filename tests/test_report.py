@@ -51,6 +51,17 @@ def test_report_prints_the_tables_and_writes_three_plots(run_copy, capsys):
         assert f"wrote {run_copy / name}" in out
 
 
+def test_the_plan_table_says_what_share_of_the_l1_pull_each_task_trained_under(finished_run, run_copy, capsys):
+    tasks = json.loads((finished_run / "results.json").read_text())["tasks"]
+    assert main(["report", str(run_copy), "--no-plots"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith(("T0 ", "T1 ", "T2 ")) and "pts" in line]
+    assert "L1 pull" in out and len(rows) == 3
+    assert all(row.endswith(" ".join(f"{p:.2f}" for p in task["l1_pull"])) for row, task in zip(rows, tasks,
+                                                                                                 strict=True))
+    assert tasks[0]["l1_pull"] == [1.0, 1.0]  # the first task: an empty network, the full pull
+
+
 def test_report_accepts_the_results_file_and_a_separate_plots_dir(run_copy, tmp_path_factory, capsys):
     plots = tmp_path_factory.mktemp("plots") / "sub"
     assert main(["report", str(run_copy / "results.json"), "--plots-dir", str(plots)]) == 0

@@ -84,13 +84,18 @@ def has_plan(results: dict) -> bool:
 def plan_table(results: dict) -> str:
     """Per task (rows) and layer (columns): the units the task began training on, the units it kept / the plan's
     budget, and the validation accuracy (points) the search gave up to meet it; ``!`` marks a task over its budget
-    (the margin allowed no fewer units)."""
+    (the margin allowed no fewer units). Last, where the tasks record it, the share of the L1 coefficient the task's
+    units trained under, per layer (``l1_pull``)."""
     capacity = results.get("capacity") or []
     if not has_plan(results):
         return ""
     n = max(len(row["owned_by_task"]) for row in capacity)
     width = max(30, *(len(str(row["layer"])) + 2 for row in capacity))
-    lines = [f"{'task':<6}" + "".join(f"{row['layer']:>{width}}" for row in capacity)]
+    tasks = results.get("tasks") or []
+    pulls = [(tasks[t].get("l1_pull") or []) if t < len(tasks) and isinstance(tasks[t], dict) else []
+             for t in range(n)]
+    pull_header = "   L1 pull" if any(pulls) else ""
+    lines = [f"{'task':<6}" + "".join(f"{row['layer']:>{width}}" for row in capacity) + pull_header]
     for t in range(n):
         cells = []
         for row in capacity:
@@ -103,9 +108,13 @@ def plan_table(results: dict) -> str:
             trained = (row.get("trained_by_task") or [None] * n)[t]
             start = "" if trained is None else f"{trained:>5} ->"
             cells.append(f"{start}{row['owned_by_task'][t]:>5} /{budget:>5}{'!' if over else ' '} {given:>5.2f} pts")
-        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells))
+        pull = "   " + " ".join(f"{p:.2f}" for p in pulls[t]) if pull_header and pulls[t] else ""
+        lines.append(f"{'T' + str(t):<6}" + "".join(f"{c:>{width}}" for c in cells) + pull)
     if any(any(row.get("over_budget_by_task") or []) for row in capacity):
         lines.append("(!: kept more units than the budget; pruning more would have cost more than the margin)")
+    if pull_header:
+        lines.append("(L1 pull: the share of --l1 on the task's units, per layer: the layer's free share, relaxed\n"
+                     " to as little as a third where every earlier task kept under half its budget)")
     return "\n".join(lines)
 
 
