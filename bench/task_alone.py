@@ -22,8 +22,26 @@ from with_constants import set_constant
 
 from clnp.cli import build_parser
 from clnp.data.benchmarks import get_benchmark
-from clnp.experiments.config import from_namespace
+from clnp.data.tasks import Task
+from clnp.engine.learner import Learner
+from clnp.experiments.config import RunConfig, from_namespace
 from clnp.methods import build_method
+
+
+def run_setup(run_args: list[str]) -> tuple[RunConfig, list[Task]]:
+    """``clnp run``'s settings from its flags, resolved as ``clnp run`` resolves them, and the run's stream; torch
+    seeded as the runner seeds it."""
+    cfg, _ = from_namespace(build_parser().parse_args(["run", *run_args, "--no-progress"]))
+    cfg = cfg.resolved()
+    torch.manual_seed(cfg.seed)
+    return cfg, get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
+
+
+def learner_for(cfg: RunConfig, input_shape: tuple[int, ...], expected_tasks: int | None) -> Learner:
+    """The run's learner, as the runner builds it, on the CPU without progress bars, planned for ``expected_tasks``
+    (None: open-ended)."""
+    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", expected_tasks=expected_tasks)
+    return build_method(cfg.method, cfg.model, input_shape, train, cfg.method_options())
 
 
 def main(argv: list[str]) -> int:
@@ -36,16 +54,12 @@ def main(argv: list[str]) -> int:
     task = int(own[at + 1])
     for assignment in own[:at] + own[at + 2:]:
         set_constant(assignment)
-    cfg, _ = from_namespace(build_parser().parse_args(["run", *run_args, "--no-progress"]))
-    cfg = cfg.resolved()
-    torch.manual_seed(cfg.seed)
-    stream = get_benchmark(cfg.benchmark, n_tasks=cfg.tasks, seed=cfg.seed, data_dir=cfg.data_dir)
+    cfg, stream = run_setup(run_args)
     if not 0 <= task < len(stream):
         print(f"--task must name one of the stream's {len(stream)} tasks (0..{len(stream) - 1}), got {task}",
               file=sys.stderr)
         return 2
-    train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu", expected_tasks=len(stream) - task)
-    learner = build_method(cfg.method, cfg.model, stream[task].input_shape, train, cfg.method_options())
+    learner = learner_for(cfg, stream[task].input_shape, len(stream) - task)
     report = learner.learn(stream[task])
     test = stream[task].test
     print(f"{stream[task].name} alone, seed {cfg.seed}: test {100 * learner.accuracy(0, test.x, test.y):.2f} %, "

@@ -292,6 +292,29 @@ def test_with_the_plan_a_task_learns_within_its_budget_and_the_search_starts_the
     assert all(int(f) >= 48 - budget for f in learner.net.free_units())  # what annealing dropped is free again
 
 
+def test_an_open_ended_stream_s_task_is_annealed_to_the_doubling_rule_s_budget_too(digit_tasks):
+    """Cut only after training, an open-ended stream's first task kept far more than its budget and the last tasks
+    got a unit or none (permuted-digits); annealed, each task learns within its share and later tasks find room."""
+    torch.manual_seed(0)
+    learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
+                        quick_config(epochs=4, batch_size=8, l1=3e-3, margin=1.0))  # no expected_tasks
+    annealed = []
+    original = learner.after_epoch
+
+    def spy(head, epoch, epochs):
+        original(head, epoch, epochs)
+        annealed.append(learner._phase is not None and learner._phase.anneal is not None)
+
+    learner.after_epoch = spy
+    first = learner.learn(digit_tasks[0])
+    assert first.budget == [48 // OPEN_HORIZON] * 2 and first.trained == [48, 48]
+    assert annealed[:4] == [True] * 4  # every training epoch (the fine-tuning's come after)
+    assert first.over_budget == [0, 0] and all(o <= b for o, b in zip(first.owned, first.budget, strict=True))
+    second = learner.learn(digit_tasks[1])
+    assert second.trained == [48 - o for o in first.owned]  # every unit the first task left free
+    assert all(o <= b for o, b in zip(second.owned, second.budget, strict=True))
+
+
 def test_without_annealing_the_task_trains_on_its_units_to_the_end_and_the_search_cuts_it_to_the_budget(digit_tasks):
     torch.manual_seed(0)
     learner = clnp.CLNP(clnp.mlp(64, (48, 48), input_shape=(1, 8, 8)),
