@@ -29,7 +29,8 @@ def main(argv: list[str]) -> int:
     learner = learner_for(cfg, stream[0].input_shape, None)
     reports = [learner.learn(task) for task in stream]
     accuracies = [learner.accuracy(t, task.test.x, task.test.y) for t, task in enumerate(stream)]
-    free = learner.net.free_units() if hasattr(learner, "net") else None
+    net = getattr(learner, "net", None)
+    free = net.free_units() if hasattr(net, "free_units") else None  # CLNP's; a baseline has no free units
     print(json.dumps({"benchmark": cfg.benchmark, "model": cfg.model, "seed": cfg.seed, "tasks": len(stream),
                       "acc": round(100 * sum(accuracies) / len(accuracies), 2),
                       "test": [round(100 * a, 2) for a in accuracies], "free": free,
