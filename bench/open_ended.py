@@ -15,12 +15,12 @@ import json
 import sys
 
 from task_alone import learner_for, run_setup
-from with_constants import set_constant
+from with_constants import set_constant, usage
 
 
 def main(argv: list[str]) -> int:
     if "--" not in argv:
-        print(next(line.strip() for line in __doc__.splitlines() if "python bench/" in line), file=sys.stderr)
+        print(usage(__doc__), file=sys.stderr)
         return 2
     split = argv.index("--")
     for assignment in argv[:split]:

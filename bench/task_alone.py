@@ -18,7 +18,7 @@ import dataclasses
 import sys
 
 import torch
-from with_constants import set_constant
+from with_constants import set_constant, usage
 
 from clnp.cli import build_parser
 from clnp.data.benchmarks import get_benchmark
@@ -46,7 +46,7 @@ def learner_for(cfg: RunConfig, input_shape: tuple[int, ...], expected_tasks: in
 
 def main(argv: list[str]) -> int:
     if "--" not in argv or "--task" not in argv[:argv.index("--")]:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print(usage(__doc__), file=sys.stderr)
         return 2
     split = argv.index("--")
     own, run_args = argv[:split], argv[split + 1:]

@@ -31,9 +31,14 @@ def set_constant(assignment: str) -> None:
     setattr(module, name, value)
 
 
+def usage(doc: str | None) -> str:
+    """The usage line of a bench script's docstring: its first line that calls ``python bench/``."""
+    return next(line.strip() for line in (doc or "").splitlines() if "python bench/" in line)
+
+
 def main(argv: list[str]) -> int:
     if "--" not in argv:
-        print(__doc__.strip().splitlines()[2].strip(), file=sys.stderr)
+        print(usage(__doc__), file=sys.stderr)
         return 2
     split = argv.index("--")
     for assignment in argv[:split]:

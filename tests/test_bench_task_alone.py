@@ -22,3 +22,8 @@ def test_a_task_the_stream_does_not_have_is_refused():
     done = subprocess.run([sys.executable, str(SCRIPT), "--task", "3", "--", *RUN], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 2 and "one of the stream's 3 tasks (0..2), got 3" in done.stderr
+
+
+def test_without_the_separator_it_says_how_to_call_it():
+    done = subprocess.run([sys.executable, str(SCRIPT), "--task", "1"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.startswith("python bench/task_alone.py --task 1")
