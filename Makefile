@@ -18,7 +18,7 @@ demo: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/ruff check src tests $(wildcard bench)
-	$(BIN)/python -m mypy src/clnp/core src/clnp/engine
+	$(BIN)/python -m mypy src/clnp
 	$(BIN)/python -m pytest -q
 
 clean:

@@ -227,6 +227,12 @@ class MaskedLinear(MaskedMixin, nn.Linear):
 class MaskedConv2d(MaskedMixin, nn.Conv2d):
     """``nn.Conv2d`` whose units (output channels) carry an owner; see the module docstring."""
 
+    # torch types these as ``tuple[int, ...]`` (on the n-d base class); ``nn.Conv2d.__init__`` makes each a pair.
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: str | tuple[int, int]
+    dilation: tuple[int, int]
+
     def __init__(self, *args, **kwargs) -> None:
         nn.Conv2d.__init__(self, *args, **kwargs)
         if self.groups != 1:

@@ -19,6 +19,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -353,7 +354,9 @@ def _write_cache(path: Path, files: TinyImageNetFiles, arrays: tuple[np.ndarray,
     part = path.with_name(f"{path.name}.{os.getpid()}.part")
     try:
         with open(part, "wb") as fh:
-            np.savez(fh, key=np.array(files.key), **dict(zip(_CACHED, arrays, strict=True)))
+            # Any: numpy's stubs type **kwds as ArrayLike but would also match an ndarray to `allow_pickle: bool`
+            by_name: dict[str, Any] = dict(zip(_CACHED, arrays, strict=True))
+            np.savez(fh, key=np.array(files.key), **by_name)
         os.replace(part, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.data import Dataset
 
 MAX_CLASSES = 100_000
 """The most classes a task may have. A head is a layer, capped as a layer's width is (``clnp run``'s
@@ -170,7 +171,7 @@ class DatasetSplit:
             yield x, *rest
 
 
-class _Transformed:
+class _Transformed(Dataset[tuple[Tensor, ...]]):
     """``dataset`` with ``transform`` applied to its inputs (picklable, for the loader's workers); each item's shape
     and dtype are checked (:func:`check_item`) before and after the transform, in the worker that reads it. Integer
     fields after the label (a task index, see :func:`union_split`) pass through."""

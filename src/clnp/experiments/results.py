@@ -108,7 +108,8 @@ class RunResults:
                 if attempt == 2:
                     raise
                 time.sleep(0.2)
-        config = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        found = meta.get("config")
+        config: dict = found if isinstance(found, dict) else {}
         rows = meta.get("accuracy_rows") or []
         if not rows:
             raise ValueError(f"{directory}: the checkpoint holds no finished task")

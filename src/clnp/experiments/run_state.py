@@ -98,6 +98,7 @@ def restore_run(learner: Any, checkpoint: tuple, cfg: RunConfig, stream: Sequenc
         raise CheckpointError(f"{ckpt_file}: 'accuracy_rows' must hold {n} rows of 1..{n} accuracies in [0, 1]")
     if not isinstance(task_info, list) or len(task_info) != n or not all(isinstance(t, dict) for t in task_info):
         raise CheckpointError(f"{ckpt_file}: 'task_info' must hold one report per finished task ({n})")
+    assert cfg.model is not None, "restore_run takes a checked RunConfig (check() fills in the model)"
     load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, input_shape,
                  [t.n_classes for t in stream[:n]], str(ckpt_file), tasks=stream[:n])
     try:

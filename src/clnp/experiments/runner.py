@@ -102,6 +102,7 @@ def load_learner(out: str | Path, streams: dict | None = None) -> tuple[Any, Seq
         raise CheckpointError(f"{out / CHECKPOINT_DIR}: holds {meta.get('step')} of {len(stream)} tasks; "
                               "the run has not finished")
     train = dataclasses.replace(cfg.train_config(), progress=False, device="cpu")
+    assert cfg.model is not None, "check() fills in the model"
     learner = build_method(cfg.method, cfg.model, stream[0].input_shape, train, cfg.method_options())
     load_checked(learner, tensors, meta.get("learner"), cfg.method, cfg.model, stream[0].input_shape,
                  [t.n_classes for t in stream], str(out / CHECKPOINT_DIR), tasks=stream)

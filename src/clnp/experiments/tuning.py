@@ -37,6 +37,7 @@ import random
 import statistics
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from .config import RunConfig
 
@@ -117,7 +118,7 @@ def trial_settings(method: str, space: dict[str, tuple[float, ...]], trials: int
 
 def with_settings(config: RunConfig, values: dict[str, float]) -> RunConfig:
     """``config`` with the tuned ``values`` in place (``lr`` or a method's run settings, else method options)."""
-    fields = {k: v for k, v in values.items() if k in RUN_FIELDS}
+    fields: dict[str, Any] = {k: v for k, v in values.items() if k in RUN_FIELDS}  # RunConfig's lr, l1, margin
     extra = {**config.extra, **{k: v for k, v in values.items() if k not in RUN_FIELDS}}
     return dataclasses.replace(config, **fields, extra=extra)
 

@@ -44,26 +44,29 @@ def _input_index(kept: Tensor, n_inputs: int) -> Tensor:
     return (units[:, None] * factor + torch.arange(factor)[None, :]).flatten()
 
 
-def _slice_layer(layer: MaskedLinear | MaskedConv2d, rows: Tensor, cols: Tensor | None) -> nn.Module:
+def _slice_layer(layer: MaskedLinear | MaskedConv2d, rows: Tensor, cols: Tensor | None) -> nn.Linear | nn.Conv2d:
     w = layer.weight.detach()[rows]
     if cols is not None:
         w = w[:, cols]
     b = None if layer.bias is None else layer.bias.detach()[rows]
+    out: nn.Linear | nn.Conv2d
     if isinstance(layer, MaskedConv2d):
-        out: nn.Module = nn.Conv2d(w.shape[1], w.shape[0], layer.kernel_size, stride=layer.stride,
-                                   padding=layer.padding, dilation=layer.dilation, bias=b is not None)
+        out = nn.Conv2d(w.shape[1], w.shape[0], layer.kernel_size, stride=layer.stride,
+                        padding=layer.padding, dilation=layer.dilation, bias=b is not None)
     else:
         out = nn.Linear(w.shape[1], w.shape[0], bias=b is not None)
     with torch.no_grad():
         out.weight.copy_(w)
         if b is not None:
+            assert out.bias is not None  # built with bias=True just above
             out.bias.copy_(b)
     return out
 
 
-def _plain_batch_norm(bn: MaskedBatchNorm, rows: Tensor, conv: bool) -> nn.Module:
+def _plain_batch_norm(bn: MaskedBatchNorm, rows: Tensor, conv: bool) -> nn.BatchNorm1d | nn.BatchNorm2d:
     cls = nn.BatchNorm2d if conv else nn.BatchNorm1d
     out = cls(int(rows.sum()), eps=bn.eps, affine=bn.affine)
+    assert out.running_mean is not None and out.running_var is not None  # track_running_stats: torch's default
     with torch.no_grad():
         out.running_mean.copy_(bn.running_mean[rows])
         out.running_var.copy_(bn.running_var[rows])
@@ -74,8 +77,9 @@ def _plain_batch_norm(bn: MaskedBatchNorm, rows: Tensor, conv: bool) -> nn.Modul
 
 
 @torch.no_grad()
-def _fold(layer: nn.Module, bn: nn.Module) -> None:
+def _fold(layer: nn.Linear | nn.Conv2d, bn: nn.BatchNorm1d | nn.BatchNorm2d) -> None:
     """Fold an evaluation-mode batch norm into the linear or conv layer right before it."""
+    assert bn.running_mean is not None and bn.running_var is not None  # a batch norm of _plain_batch_norm
     scale = torch.rsqrt(bn.running_var + bn.eps)
     if bn.affine:
         scale = scale * bn.weight

@@ -12,6 +12,7 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -62,7 +63,8 @@ def build(layers: Sequence[dict]) -> nn.Sequential:
     modules: list[nn.Module] = []
     for spec in layers:
         kind = spec.get("type")
-        args = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "type"}
+        # the layer's keyword arguments as the JSON description gives them (its lists as tuples)
+        args: dict[str, Any] = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k != "type"}
         if kind == "Linear":
             modules.append(nn.Linear(**args))
         elif kind == "Conv2d":

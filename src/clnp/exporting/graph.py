@@ -13,11 +13,12 @@ are dropped): the same kernels on the same shapes, so the logits are ``torch.equ
 from __future__ import annotations
 
 import copy
+from typing import cast
 
 import torch
 from torch import Tensor, fx, nn
 
-from ..core.graph_net import GraphNet, Tap
+from ..core.graph_net import GraphBatchNorm, GraphConv2d, GraphLinear, GraphNet, Tap
 from ..core.layers import MaskedConv2d
 from ..core.partition import live_units
 
@@ -53,16 +54,18 @@ def _set(root: nn.Module, name: str, module: nn.Module) -> None:
 
 
 def _plain_layer(layer: nn.Module, weight: Tensor, bias: Tensor | None) -> nn.Module:
+    out: nn.Linear | nn.Conv2d
     if isinstance(layer, MaskedConv2d):
-        out: nn.Module = nn.Conv2d(weight.shape[1], weight.shape[0], layer.kernel_size, stride=layer.stride,
-                                   padding=layer.padding, dilation=layer.dilation, bias=bias is not None)
+        out = nn.Conv2d(weight.shape[1], weight.shape[0], layer.kernel_size, stride=layer.stride,
+                        padding=layer.padding, dilation=layer.dilation, bias=bias is not None)
     else:
         out = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     out = out.to(device=weight.device, dtype=weight.dtype)
     with torch.no_grad():
         out.weight.copy_(weight)
         if bias is not None:
-            out.bias.copy_(bias)  # type: ignore[union-attr]
+            assert out.bias is not None  # built with bias=True just above
+            out.bias.copy_(bias)
     return out
 
 
@@ -96,7 +99,7 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
         kept = kept & torch.cat(keep).to(live.device)
     trunk = copy.deepcopy(net.trunk)
     for j, name in enumerate(net.layer_modules):
-        layer = net.get_submodule(f"trunk.{name}")
+        layer = cast("GraphLinear | GraphConv2d", net.get_submodule(f"trunk.{name}"))  # a traced net's layers
         units, columns = net.get_buffer(f"_units_{j}"), net.get_buffer(f"_columns_{j}")
         rows = kept[units]
         cols = torch.where(columns >= 0, kept[columns.clamp(min=0)], torch.ones_like(columns, dtype=torch.bool))
@@ -106,7 +109,7 @@ def export_graph(net: GraphNet, task: int, keep: list[Tensor] | None = None) -> 
         owned = live[units][rows]
         _set(trunk, f"clnp_tap_{j}", nn.Identity() if bool(owned.all()) else ChannelMask(owned))
     for k, name in enumerate(net.norm_modules):
-        bn = net.get_submodule(f"trunk.{name}")
+        bn = cast(GraphBatchNorm, net.get_submodule(f"trunk.{name}"))  # a traced net's batch norms
         channels = kept[net.get_buffer(f"_norm_{k}")]
         scale, shift = bn.fixed_affine(task=task)
         _set(trunk, name, ChannelAffine(scale.detach()[channels], shift.detach()[channels]))

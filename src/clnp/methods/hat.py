@@ -46,7 +46,7 @@ COSH_CLAMP = 50.0
 GRAD_CLIP = 10_000.0
 
 
-def _units(layer: nn.Module) -> int:
+def _units(layer: nn.Linear | nn.Conv2d) -> int:
     return int(layer.weight.shape[0])
 
 
@@ -128,7 +128,9 @@ class HAT(SequentialLearner):
         denominator = sum(float(f.sum()) for f in free)
         if denominator == 0 or self.c == 0:
             return None
-        return self.c * sum((g * f).sum() for g, f in zip(self._gates, free, strict=True)) / denominator
+        penalty = sum((g * f).sum() for g, f in zip(self._gates, free, strict=True))
+        assert isinstance(penalty, Tensor)  # one gate per layer, at least one layer: never sum's start value 0
+        return self.c * penalty / denominator
 
     @torch.no_grad()
     def after_backward(self, task_id: int, step: int, n_steps: int) -> None:

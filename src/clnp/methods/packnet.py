@@ -69,7 +69,7 @@ class PackNet(SequentialLearner):
         self.owner = [torch.full(layer.weight.shape, FREE, dtype=torch.int16, device=self.device)
                       for layer in net.layers]
         self._visible: list[Tensor] = []
-        self._trainable: list[Tensor] = []
+        self._trainable_masks: list[Tensor] = []  # per layer; `_trainable` is SequentialLearner's method
         self._frozen: list[Tensor] = []
 
     # ------------------------------------------------------------------------------ masks
@@ -85,18 +85,18 @@ class PackNet(SequentialLearner):
         return self._forward_with(self._visible, x, task_id)
 
     def _set_phase(self, trainable: Sequence[Tensor], task_id: int) -> None:
-        self._trainable = list(trainable)
+        self._trainable_masks = list(trainable)
         self._visible = [live_units(o, task_id - 1) | t for o, t in zip(self.owner, trainable, strict=True)]
         self._frozen = [layer.weight.detach().clone() for layer in self.net.layers]
 
     def after_backward(self, task_id: int, step: int, n_steps: int) -> None:
-        for layer, t in zip(self.net.layers, self._trainable, strict=True):
+        for layer, t in zip(self.net.layers, self._trainable_masks, strict=True):
             if layer.weight.grad is not None:
                 layer.weight.grad.mul_(t)
 
     @torch.no_grad()
     def after_step(self, task_id: int) -> None:
-        for layer, t, frozen in zip(self.net.layers, self._trainable, self._frozen, strict=True):
+        for layer, t, frozen in zip(self.net.layers, self._trainable_masks, self._frozen, strict=True):
             layer.weight.copy_(torch.where(t, layer.weight, frozen))
 
     # -------------------------------------------------------------------------- the task

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .. import tuning as tuning_
 from ..launchers import InProcess, Launcher
@@ -94,7 +95,7 @@ def run_cells(cells: Sequence[Cell], launcher: Launcher, config: CompareConfig, 
     for i, outcome in launcher.map(execute_run if serial else ExecuteRun(), jobs, started):
         cell = todo[i]
         progress.done += 1
-        value = outcome.value if outcome.error is None else {"error": outcome.error, "notes": []}
+        value: dict[str, Any] = outcome.value if outcome.error is None else {"error": outcome.error, "notes": []}
         for note in value["notes"]:
             log(f"{what}{cell.name}: {note}")
         if "seconds" in value:

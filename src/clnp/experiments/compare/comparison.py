@@ -68,6 +68,7 @@ def compare(config: CompareConfig, out: str | Path, log: Callable[[str], None] |
         if error is not None:
             failed[cell.key] = error
         else:
+            assert results is not None  # run_cells yields a run's results or its error
             found[cell.key] = results
             footprints[cell.key] = footprint(results, input_shape, n_classes)
         write()

@@ -15,11 +15,11 @@ def markdown_table(summary: dict) -> str:
     for method, m in summary["methods"].items():
         acc, bwt, sec = m["average_accuracy"], m["backward_transfer"], m["train_seconds"]
 
-        def spread(stat: dict) -> str:  # no "± 0.00" for a single seed: there is no spread to show
+        def plus_minus(stat: dict) -> str:  # no "± 0.00" for a single seed: there is no spread to show
             return f" ± {100 * stat['std']:.2f}" if stat["n"] > 1 else ""
 
         lines.append(
-            f"| {method} | {100 * acc['mean']:.2f}{spread(acc)} | {100 * bwt['mean']:+.2f}{spread(bwt)} | "
+            f"| {method} | {100 * acc['mean']:.2f}{plus_minus(acc)} | {100 * bwt['mean']:+.2f}{plus_minus(bwt)} | "
             f"{sec['mean']:.0f} | {m['parameters']:,} | {m['storage_bytes'] / 1e6:.2f} | {acc['n']} |")
     per_task = ["", "Final test accuracy per task (%, mean over seeds):", "",
                 "| method | " + " | ".join(f"T{j}" for j in range(summary["n_tasks"])) + " |",

@@ -51,6 +51,7 @@ def tune(config: CompareConfig, plans: dict[str, dict], launcher: Launcher, log:
         if error is not None:
             errors[cell.key] = error
         else:
+            assert results is not None  # run_cells yields a run's results or its error
             finished[cell.key] = results
     record: dict[str, dict] = {}
     chosen: dict[str, dict] = {}

@@ -41,7 +41,7 @@ class CLNPConfig(TrainConfig):
     """How the fine-tuning's rate moves over its steps, one of ``LR_SCHEDULES``: ``cosine`` (the default, measured
     above ``constant`` on the small-network protocol) or ``constant`` (clnp's fine-tuning before the eighth session, and
     PackNet's retraining). The training phase follows ``lr_schedule``."""
-    l1: float | tuple[float, ...] = 3e-3
+    l1: float | tuple[float, ...] | list[float] = 3e-3
     """L1 coefficient on mean absolute activation: one value for all layers, or one per layer. The penalty is a sum
     over units (each unit feels the same pull at any width), so one default serves every benchmark
     (``bench/l1_sweep.py``, bench/RESULTS.md "One L1 coefficient"). With the plan, the pull falls with the share of
@@ -120,7 +120,8 @@ class CLNPConfig(TrainConfig):
             raise ConfigTypeError(f"CLNPConfig.l1 must be a number or a list of numbers (one per layer), got {l1!r}")
         if not 0 <= self.margin < math.inf:
             raise ValueError(f"margin must be >= 0 accuracy points and finite, got {self.margin}")
-        if any(not 0 <= v < math.inf for v in ((self.l1,) if is_number(self.l1) else self.l1)):
+        coefficients = (l1,) if isinstance(l1, (int, float)) else l1  # a number (a bool was refused above) or a list
+        if any(not 0 <= v < math.inf for v in coefficients):
             raise ValueError(f"l1 coefficients must be >= 0 and finite, got {self.l1}")
         for name, choices in (("finetune_schedule", LR_SCHEDULES), ("share", SHARES), ("sparsity", SPARSITY_TARGETS),
                               ("activity", ACTIVITY_MEASURES)):

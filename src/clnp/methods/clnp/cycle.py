@@ -9,7 +9,7 @@ import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +31,20 @@ from ...data.tasks import Task
 from ...engine import distributed
 from ...engine.loop import steps_per_epoch
 from .report import TaskReport
+
+if TYPE_CHECKING:
+    import contextlib
+
+    from ...engine.learner import Learner
+    from .search import SearchMixin
+
+    class _CycleHost(SearchMixin, Learner):
+        """For mypy only: what the cycle reads of the learner it is mixed into (:class:`~clnp.methods.clnp.CLNP`):
+        the search's scoring, the one loop (:meth:`Learner.train_phase`) and the run's precision."""
+
+        def _precision(self) -> contextlib.AbstractContextManager: ...
+else:
+    _CycleHost = object
 
 
 class TrainingFailedError(FloatingPointError):
@@ -89,7 +103,7 @@ def _class_prior(task: Task) -> Tensor:
     return torch.bincount(task.val.y, minlength=task.n_classes).double() / max(1, len(task.val))
 
 
-class CycleMixin:
+class CycleMixin(_CycleHost):
     """The cycle of :class:`~clnp.methods.clnp.CLNP` and its hooks of the one loop."""
 
     net: Any

@@ -88,7 +88,7 @@ class SearchMixin:
         """A :class:`SearchCache` of this rank's share of the search's inputs, batched as :meth:`_predict_shared`
         batches them."""
         rows, labelled = self._shares(inputs.shape[0], labels.shape[0])
-        parts = [(inputs[labelled], labels[labelled])]
+        parts: list[tuple[Tensor, Tensor | None]] = [(inputs[labelled], labels[labelled])]
         if labelled.stop < rows.stop:
             parts.append((inputs[labelled.stop:rows.stop], None))
         return SearchCache(self.net, task_id, parts, self.config.eval_batch_size)

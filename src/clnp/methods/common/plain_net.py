@@ -17,6 +17,7 @@ Two kinds of trunk, one interface (:attr:`PlainNet.layers`, :meth:`PlainNet.trun
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, cast, overload
 
 import torch
 from torch import Tensor, nn
@@ -26,12 +27,19 @@ from ...core.network import build_model
 from ...models import MODELS
 from ...models import build as build_graph_model
 
+if TYPE_CHECKING:
+    from ...core.network import _ModuleListOf
+
 
 def is_graph_spec(spec: str) -> bool:
     """Whether ``spec`` names a built-in graph model of :mod:`clnp.models` (``resnet18:20``, ``alexnet``)."""
     return spec.strip().partition(":")[0] in MODELS
 
 
+@overload
+def _plain(module: MaskedLinear | MaskedConv2d, conv: bool) -> nn.Linear | nn.Conv2d: ...
+@overload
+def _plain(module: nn.Module, conv: bool) -> nn.Module: ...
 def _plain(module: nn.Module, conv: bool) -> nn.Module:
     """The ordinary twin of a masked module (same shape and values); other modules as they are."""
     if isinstance(module, MaskedLinear):
@@ -51,7 +59,11 @@ def _plain(module: nn.Module, conv: bool) -> nn.Module:
 class PlainBlock(nn.Module):
     """A layer, its element-wise ``post`` modules (batch norm, activation) and its ``tail``."""
 
-    def __init__(self, layer: nn.Module, post: Sequence[nn.Module], tail: Sequence[nn.Module]) -> None:
+    layer: nn.Linear | nn.Conv2d
+    post: nn.Sequential
+    tail: nn.Sequential
+
+    def __init__(self, layer: nn.Linear | nn.Conv2d, post: Sequence[nn.Module], tail: Sequence[nn.Module]) -> None:
         super().__init__()
         self.layer = layer
         self.post = nn.Sequential(*post)
@@ -72,6 +84,9 @@ class PlainNet(nn.Module):
     read it through :attr:`layers`, :meth:`trunk_parameters`, :meth:`features` and :attr:`has_batch_norm`
     only, never through ``blocks``, so each runs on both.
     """
+
+    blocks: _ModuleListOf[PlainBlock]
+    heads: _ModuleListOf[nn.Linear]
 
     def __init__(self, spec: str, input_shape: Sequence[int]) -> None:
         super().__init__()
@@ -101,12 +116,12 @@ class PlainNet(nn.Module):
                 conv = isinstance(block.layer, MaskedConv2d)
                 blocks.append(PlainBlock(_plain(block.layer, conv), [_plain(m, conv) for m in block.post],
                                          [_plain(m, conv) for m in block.tail]))
-            self.blocks = nn.ModuleList(blocks)
+            self.blocks = cast("_ModuleListOf[PlainBlock]", nn.ModuleList(blocks))
             self.feature_dim = int(source.feature_dim)
-        self.heads = nn.ModuleList()
+        self.heads = cast("_ModuleListOf[nn.Linear]", nn.ModuleList())
 
     @property
-    def layers(self) -> list[nn.Module]:
+    def layers(self) -> list[nn.Linear | nn.Conv2d]:
         """Every ``Linear``/``Conv2d`` layer of the trunk: a chain's in forward order (one per block), a
         graph's in the order the model defines them."""
         if self.graph:

@@ -118,8 +118,8 @@ class SequentialLearner(Learner):
         :meth:`batch_loss`, where given). The training split goes to the loop as it is: a dataset-backed one
         is read through its DataLoader (workers, transform), never whole into memory."""
         self._task = task
-        data = task.train if data is None else data
-        self.train_phase(params, data, generator, epochs=epochs, head=task_id, task=len(self.reports), phase=phase,
+        source = task.train if data is None else data
+        self.train_phase(params, source, generator, epochs=epochs, head=task_id, task=len(self.reports), phase=phase,
                          label=f"{self.method}: task {task_id} ({task.name})")
 
     # ------------------------------------------------------------------- hooks of the one loop
