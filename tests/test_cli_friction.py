@@ -145,6 +145,31 @@ def test_sigterm_and_ctrl_c_say_how_to_resume(tmp_path):
         assert not (out / ".clnp.lock").exists()  # released on the way out
 
 
+def test_a_progress_line_on_a_pipe_reaches_stderr_with_its_newline_in_one_write(monkeypatch):
+    """A signal is handled between two writes, never within one: were a line and its newline written apart, the
+    SIGTERM or Ctrl-C message could land on the end of the progress line (seen under load)."""
+    from clnp.experiments import progress
+
+    class Pipe:
+        def __init__(self) -> None:
+            self.writes: list[str] = []
+
+        def write(self, text: str) -> int:
+            self.writes.append(text)
+            return len(text)
+
+        def flush(self) -> None:
+            pass
+
+        def isatty(self) -> bool:
+            return False
+
+    pipe = Pipe()
+    monkeypatch.setattr(sys, "stderr", pipe)
+    progress.say("task 1/3 (split-digits:0/1) learned in 7.2 s")
+    assert pipe.writes == ["task 1/3 (split-digits:0/1) learned in 7.2 s\n"]
+
+
 def test_progress_on_a_pipe_is_plain_lines_per_epoch_search_and_finished_task(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.run([sys.executable, "-m", "clnp.cli", "run", *QUICK[:-1], "--out", str(out)], env=ENV,

@@ -35,8 +35,8 @@ class EpochReporter:
         task, phase, epoch = int(row["task"]), row["phase"], int(row["epoch"])
         total = self.cfg.epochs if phase == "train" else self.cfg.finetune_epochs
         if self.plain:
-            print(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
-                  f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)", file=sys.stderr, flush=True)
+            _plain_line(f"task {task + 1}/{self.n_tasks} {phase} epoch {epoch}/{total}: loss {row['loss']:.4f}, "
+                        f"validation {100 * row['val_accuracy']:.1f} % ({row['seconds']:.1f} s)")
         note = get(self.cfg.method).after_training
         if note and phase == "train" and epoch == total:
             say(f"task {task + 1}/{self.n_tasks}: {note.format(**asdict(self.cfg))}")
@@ -49,7 +49,14 @@ def say(line: str) -> None:
 
         tqdm.write(line, file=sys.stderr)
     else:
-        print(line, file=sys.stderr, flush=True)
+        _plain_line(line)
+
+
+def _plain_line(line: str) -> None:
+    """``line`` and its newline in one write: ``print`` writes them apart, and a signal handled between the two
+    (``clnp run``'s SIGTERM or Ctrl-C message) would land on the progress line instead of its own."""
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
 
 
 def over_budget_text(info: dict) -> str:
