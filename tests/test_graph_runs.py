@@ -65,7 +65,7 @@ def test_a_grown_resnet_run_forgets_nothing_and_resumes_grown(tmp_path, monkeypa
 
 def test_a_resnet_task_exports_as_torchscript_or_an_exported_program_with_the_run_logits(tmp_path, reference, capsys):
     path = tmp_path / "task-0.pt"
-    assert main(["export", str(reference), "--task", "0", "--out", str(path)]) == 0
+    assert main(["export", str(reference), "--task", "0", "--format", "torchscript", "--out", str(path)]) == 0
     learner, tasks = load_learner(reference)
     x = tasks[0].test.x[:20]
     with torch.no_grad():

@@ -75,13 +75,13 @@ PID = os.getpid()
 NAMES = [".clnp.lock", ".clnp-run", "config.yaml", "log.csv", "results.json", "accuracy_matrix.png",
          "task_accuracy.png", "capacity.png", "training.png", "capacity_forecast.png", "checkpoint",
          "checkpoint/meta.json", "checkpoint/tensors-0001.safetensors", "checkpoint/tensors-0002.safetensors",
-         "export", "export/task-0.pt", "export/task-0.safetensors", "export/task-0.json",
+         "export", "export/task-0.pt2", "export/task-0.safetensors", "export/task-0.json",
          f".results.json.tmp-{PID}", f".log.csv.tmp-{PID}", f"checkpoint/.meta.json.tmp-{PID}",
-         f".capacity.png.tmp-{PID}", f"export/.task-0.pt.tmp-{PID}", f"export/.task-0.safetensors.tmp-{PID}"]
+         f".capacity.png.tmp-{PID}", f"export/.task-0.pt2.tmp-{PID}", f"export/.task-0.safetensors.tmp-{PID}"]
 WRITES = {
     "report": {"accuracy_matrix.png", "task_accuracy.png", "capacity.png", "training.png", "capacity_forecast.png",
                f".capacity.png.tmp-{PID}"},
-    "export": {"export", "export/task-0.pt", f"export/.task-0.pt.tmp-{PID}"},
+    "export": {"export", "export/task-0.pt2", f"export/.task-0.pt2.tmp-{PID}"},
     "export_state_dict": {"export", "export/task-0.safetensors", "export/task-0.json",
                           f"export/.task-0.safetensors.tmp-{PID}"},
 }

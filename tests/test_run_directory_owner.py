@@ -25,6 +25,7 @@ def reported_run(tmp_path_factory) -> Path:
     assert main([*RUN, "--out", str(out)]) == 0
     assert main(["report", str(out)]) == 0
     assert main(["export", str(out), "--task", "0", "--format", "state_dict"]) == 0
+    assert main(["export", str(out), "--task", "0"]) == 0  # the default format
     return out
 
 
@@ -57,6 +58,16 @@ def test_the_names_clnp_owns_are_the_top_files_and_the_patterns_of_its_folders()
     for name in ["notes.txt", "checkpoint/notes.txt", "export/task-x.pt", "other/meta.json", "checkpoint/a/meta.json",
                  "results.json.bak"]:
         assert not owned(name), name
+
+
+def test_every_export_format_writes_names_clnp_owns():
+    """``run --overwrite`` removes an earlier run's exports in any format (a ``.pt2`` program was once left behind
+    as if it were the user's file)."""
+    from clnp.exporting.files import SUFFIXES
+
+    for suffix in SUFFIXES.values():
+        assert owned(f"export/task-2{suffix}"), suffix
+    assert owned("export/task-2.onnx.data") and owned("export/task-2.json")
 
 
 def test_results_read_back_write_the_same_bytes_and_the_checkpoint_gives_the_same_numbers(reported_run, tmp_path):

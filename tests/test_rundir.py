@@ -63,8 +63,9 @@ def test_a_fresh_run_refuses_a_finished_run_and_overwrite_removes_exactly_its_ow
     assert main(["run", *QUICK, "--out", str(out)]) == 0
     assert main(["report", str(out)]) == 0
     assert main(["export", str(out), "--task", "1"]) == 0
+    assert (out / "export" / "task-1.pt2").is_file()  # the default format's file
     (out / "notes.txt").write_text("my notes on this run")
-    (out / "export" / "README.txt").write_text("how I use task-1.pt")
+    (out / "export" / "README.txt").write_text("how I use task-1.pt2")
     capsys.readouterr()
     before = _snapshot(out)
     assert main(["run", *QUICK, "--seed", "1", "--out", str(out)]) == 2
@@ -76,9 +77,9 @@ def test_a_fresh_run_refuses_a_finished_run_and_overwrite_removes_exactly_its_ow
     assert main(["run", "--tasks", "1", *QUICK[2:], "--seed", "1", "--out", str(out), "--overwrite"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["seed"] == 1 and results["n_tasks"] == 1
-    assert not (out / "accuracy_matrix.png").exists() and not (out / "export" / "task-1.pt").exists()
+    assert not (out / "accuracy_matrix.png").exists() and not (out / "export" / "task-1.pt2").exists()
     assert (out / "notes.txt").read_text() == "my notes on this run"
-    assert (out / "export" / "README.txt").read_text() == "how I use task-1.pt"
+    assert (out / "export" / "README.txt").read_text() == "how I use task-1.pt2"
     assert sorted(p.name for p in (out / "checkpoint").iterdir()) == ["meta.json", "tensors-0001.safetensors"]
 
 

@@ -18,6 +18,9 @@ BENCHMARK_NAMES = ("permuted-digits", "permuted-fashion-mnist", "permuted-mnist"
                    "split-digits", "split-digits-loader", "split-fashion-mnist", "split-mnist", "split-tinyimagenet")
 PRESET_NAMES = ("paper-pmnist", "split-cifar")
 EXPORT_FORMATS = ("torchscript", "exported_program", "onnx", "state_dict")
+DEFAULT_EXPORT_FORMAT = "exported_program"
+"""``clnp export``'s format when ``--format`` is not given: a ``torch.export`` program, TorchScript's successor
+(``torch.jit.load`` is deprecated in recent torch and warns; TorchScript stays a choice)."""
 METHOD_NAMES = builtin_names()
 """The names the parser offers, from the method registry's file names: building the parser imports no torch."""
 
@@ -172,7 +175,9 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("export", help="write one task's units as a plain, compact model (no masks)")
     p.add_argument("run_dir", help="run directory written by 'clnp run --out' (reads its checkpoint/)")
     p.add_argument("--task", type=int, required=True, help="task id (0-based) to export")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="torchscript", help="file format (default: torchscript)")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default=DEFAULT_EXPORT_FORMAT,
+                   help=f"file format (default: {DEFAULT_EXPORT_FORMAT}, a torch.export program: "
+                        "torch.export.load(path).module() is the model)")
     p.add_argument("--output", help="file to write (default: RUN_DIR/export/task-K.pt|.pt2|.onnx|.safetensors)")
     p.add_argument("--keep-batch-norm", action="store_true",
                    help="keep batch norm as plain BatchNorm layers instead of folding it into the layer before")

@@ -10,7 +10,7 @@
       results.json       RESULTS         the results, at the end (:class:`~.results.RunResults`)
       *.png              PLOTS           ``clnp report``'s plots
       checkpoint/        CHECKPOINT_DIR  meta.json and tensors-NNNN.safetensors (:mod:`.checkpoint`)
-      export/            EXPORT_DIR      task-N.pt / .onnx / .onnx.data / .safetensors / .json (``clnp export``)
+      export/            EXPORT_DIR      task-N.pt2 / .pt / .onnx / .onnx.data / .safetensors / .json (``clnp export``)
       .NAME.tmp-PID                      an atomic write in progress (at the top or in either folder)
 
 :func:`owned` is the one test of whether clnp wrote a file: ``--overwrite`` removes exactly these files,
@@ -38,7 +38,7 @@ CHECKPOINT_META = "meta.json"
 TOP_FILES = frozenset({MARKER, LOCK, CONFIG, LOG, RESULTS, *PLOTS.values()})
 """File names clnp writes at the top of a run directory."""
 CHECKPOINT_FILES = re.compile(r"^(meta\.json|tensors-\d+\.safetensors)$")
-EXPORT_FILES = re.compile(r"^task-\d+\.(pt|onnx|onnx\.data|safetensors|json)$")
+EXPORT_FILES = re.compile(r"^task-\d+\.(pt|pt2|onnx|onnx\.data|safetensors|json)$")
 FOLDERS = {CHECKPOINT_DIR: CHECKPOINT_FILES, EXPORT_DIR: EXPORT_FILES}
 """The folders clnp writes in a run directory, and the names of the files it writes in each."""
 TEMPORARY = re.compile(r"^\..+\.tmp-\d+$")
