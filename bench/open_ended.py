@@ -15,17 +15,14 @@ import json
 import sys
 
 from task_alone import learner_for, run_setup
-from with_constants import set_constant, usage
+from with_constants import apply_constants
 
 
 def main(argv: list[str]) -> int:
-    if "--" not in argv:
-        print(usage(__doc__), file=sys.stderr)
+    run_args = apply_constants(argv, __doc__)
+    if run_args is None:
         return 2
-    split = argv.index("--")
-    for assignment in argv[:split]:
-        set_constant(assignment)
-    cfg, stream = run_setup(argv[split + 1:])
+    cfg, stream = run_setup(run_args)
     learner = learner_for(cfg, stream[0].input_shape, None)
     reports = [learner.learn(task) for task in stream]
     accuracies = [learner.accuracy(t, task.test.x, task.test.y) for t, task in enumerate(stream)]

@@ -36,14 +36,21 @@ def usage(doc: str | None) -> str:
     return next(line.strip() for line in (doc or "").splitlines() if "python bench/" in line)
 
 
-def main(argv: list[str]) -> int:
+def apply_constants(argv: list[str], doc: str | None) -> list[str] | None:
+    """Apply each ``module.NAME=value`` before ``--`` and return the arguments after it; without ``--``, print the
+    script's usage (from ``doc``) and return None."""
     if "--" not in argv:
-        print(usage(__doc__), file=sys.stderr)
-        return 2
+        print(usage(doc), file=sys.stderr)
+        return None
     split = argv.index("--")
     for assignment in argv[:split]:
         set_constant(assignment)
-    return clnp_main(argv[split + 1:])
+    return argv[split + 1:]
+
+
+def main(argv: list[str]) -> int:
+    rest = apply_constants(argv, __doc__)
+    return 2 if rest is None else clnp_main(rest)
 
 
 if __name__ == "__main__":
